@@ -1,0 +1,210 @@
+"""The ``ray-mlops`` command line: run, serve, predict and submit a pipeline.
+
+Every command takes the same pipeline config file; ``ray-mlops COMMAND --help`` explains
+its options. Errors a user can fix print one message naming what and where, and exit
+non-zero (2 for a bad config) without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ray_mlops.errors import ConfigError, RayMlopsError
+
+app = typer.Typer(
+    name="ray-mlops",
+    help=(
+        "Take a model through its whole life on Ray, from one config file: read and split the "
+        "data, fit features, train with TorchTrainer, evaluate, register in MLflow, move the "
+        "champion alias, and serve it over HTTP.\n\n"
+        "Start with: ray-mlops run configs/quickstart.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+CONFIG_ARG = typer.Argument(..., help="Pipeline config (YAML); see configs/quickstart.yaml.")
+ADDRESS_OPT = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster to use (ray://host:10001 or host:6379). Default: $RAY_ADDRESS, else a "
+    "local Ray bound to 127.0.0.1.",
+)
+VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="Show Ray's worker logs.")
+
+
+@app.command()
+def run(
+    config: Path = CONFIG_ARG,
+    address: str | None = ADDRESS_OPT,
+    verbose: bool = VERBOSE_OPT,
+) -> None:
+    """Run the whole pipeline: data, features, train, evaluate, register, champion alias.
+
+    Tracks everything in MLflow (embedded SQLite under .ray-mlops/ unless
+    $MLFLOW_TRACKING_URI or tracking.tracking_uri says otherwise) and prints a summary.
+    """
+    from ray_mlops.config import load_config
+    from ray_mlops.pipeline import run_pipeline
+    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.summary import print_run_summary
+
+    loaded = load_config(config)
+    with ray_runtime(address, verbose):
+        result = run_pipeline(loaded, console)
+    print_run_summary(result, str(config), console)
+
+
+@app.command()
+def serve(
+    config: Path = CONFIG_ARG,
+    model: str | None = typer.Option(
+        None, "--model", help="NAME@ALIAS to serve. Default: the config's model @champion."
+    ),
+    port: int | None = typer.Option(None, "--port", help="HTTP port (default: serve.port)."),
+    address: str | None = ADDRESS_OPT,
+    try_request: bool = typer.Option(
+        False,
+        "--try",
+        help="Send one real prediction request (the model's input example), print request and "
+        "response, then shut down. Without it, serve until Ctrl-C.",
+    ),
+    verbose: bool = VERBOSE_OPT,
+) -> None:
+    """Serve the champion model over HTTP with Ray Serve.
+
+    POST /v1/models/NAME:predict with {"records": [{column: value, ...}]} returns predictions,
+    class probabilities and the version that answered. GET /v1/models/NAME describes the
+    inputs and gives an example request.
+    """
+    from ray_mlops.config import load_config
+    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.serve.launch import deploy_model, stop_serving
+    from ray_mlops.tracking import resolve_tracking_uri
+
+    cfg = load_config(config).pipeline
+    if port is not None:
+        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
+    name, alias = _parse_model_ref(model)
+    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    with ray_runtime(address, verbose):
+        with console.status("starting Ray Serve and loading the model..."):
+            served = deploy_model(cfg, tracking_uri, name, alias)
+        console.print(
+            f"[green]serving[/] {served.model_name}@{served.alias} (v{served.version}) at "
+            f"{served.predict_url}"
+        )
+        try:
+            if try_request:
+                _try_one_request(served.base_url, served.model_name)
+                return
+            console.print("Ctrl-C to stop.")
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_serving()
+
+
+@app.command()
+def predict(
+    input_file: Path = typer.Argument(
+        ..., help='JSON file with {"records": [{...}, ...]} (or - for standard input).'
+    ),
+    model_name: str = typer.Option(..., "--model", help="Served model name."),
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="Model server base URL."),
+) -> None:
+    """Send records to a running model server and print its JSON answer."""
+    import requests
+
+    text = sys.stdin.read() if str(input_file) == "-" else _read_text(input_file)
+    response = requests.post(
+        f"{url}/v1/models/{model_name}:predict",
+        data=text.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    print(json.dumps(response.json(), indent=2))
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    config: Path = CONFIG_ARG,
+    address: str = typer.Option(
+        ..., "--address", help="The cluster's dashboard / Jobs API, e.g. http://127.0.0.1:8265."
+    ),
+    working_dir: Path = typer.Option(
+        Path("."), "--working-dir", help="Folder uploaded as the job's working directory."
+    ),
+) -> None:
+    """Run the same pipeline as a Ray Job on a cluster, stream its logs, exit with its status.
+
+    The job logs to $MLFLOW_TRACKING_URI (or the config's tracking URI); with the embedded
+    SQLite default that only works for a cluster on this machine.
+    """
+    from ray_mlops.config import load_config
+    from ray_mlops.jobs.submit import submit_pipeline
+    from ray_mlops.tracking import resolve_tracking_uri
+
+    loaded = load_config(config)
+    tracking_uri = resolve_tracking_uri(loaded.pipeline.tracking.tracking_uri)
+    job_id, status = submit_pipeline(config, address, tracking_uri, working_dir, echo=print)
+    colour = "green" if status == "SUCCEEDED" else "red"
+    console.print(f"job {job_id}: [{colour}]{status}[/]")
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+def _parse_model_ref(ref: str | None) -> tuple[str | None, str | None]:
+    if ref is None:
+        return None, None
+    name, _, alias = ref.partition("@")
+    if not name or not alias:
+        raise ConfigError(f"--model: expected NAME@ALIAS, got {ref!r}")
+    return name, alias
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _try_one_request(base_url: str, model_name: str) -> None:
+    """GET the example request, POST it, print both sides."""
+    import requests
+
+    described = requests.get(f"{base_url}/v1/models/{model_name}", timeout=30).json()
+    body: dict[str, Any] = {"records": described["example_request"]["records"][:1]}
+    url = f"{base_url}/v1/models/{model_name}:predict"
+    console.print(f"[bold]POST {url}[/]")
+    print(json.dumps(body, indent=2))
+    response = requests.post(url, json=body, timeout=30)
+    console.print(f"[bold]{response.status_code}[/]")
+    print(json.dumps(response.json(), indent=2))
+    if response.status_code != 200:
+        raise RayMlopsError(f"prediction request failed with HTTP {response.status_code}")
+
+
+def main() -> None:
+    """Entry point of the ``ray-mlops`` command."""
+    # Rich shows progress; MLflow's own download bars would interleave with it.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        app()
+    except RayMlopsError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,277 @@
+"""The pipeline config: pydantic models of the YAML file, and the one home of defaults.
+
+Every option carries its default and its explanation here; a bad config fails in
+:func:`load_config` with the key path, the value given and what is allowed, never deep
+inside a stage.
+
+Example:
+    >>> cfg = PipelineConfig.model_validate(
+    ...     {"name": "demo", "data": {"path": "x.csv", "target": "y", "numeric": ["a"]}}
+    ... )
+    >>> cfg.train.num_workers
+    2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ray_mlops.errors import ConfigError
+
+Task = Literal["classification", "regression"]
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Section):
+    validation: float = Field(
+        0.15, gt=0, lt=0.5, description="Share of rows in the validation split."
+    )
+    test: float = Field(
+        0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of rows in the test split: the frozen holdout the champion is judged on.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="Salt of the split hash. Rows keep their split across runs while it is unchanged.",
+    )
+
+
+class DataConfig(_Section):
+    path: str = Field(
+        description=(
+            "CSV (optionally .gz), Parquet or JSON-lines file, folder or glob; a local path "
+            "(relative to the config file) or a URI such as s3://bucket/key."
+        )
+    )
+    target: str = Field(description="Column to predict.")
+    id_column: str | None = Field(
+        None,
+        description="Column that identifies a row. The split hashes it; without one, the whole row.",
+    )
+    numeric: list[str] = Field(default_factory=list, description="Numeric feature columns.")
+    categorical: list[str] = Field(default_factory=list, description="Categorical feature columns.")
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Columns describing people (sex, race, age...): recorded for fairness reports.",
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _features_are_named_once(self) -> DataConfig:
+        features = self.numeric + self.categorical
+        if not features:
+            raise ValueError("name at least one feature column under numeric or categorical")
+        duplicated = sorted({c for c in features if features.count(c) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed twice among the features: {duplicated}")
+        if self.target in features:
+            raise ValueError(f"the target {self.target!r} is also listed as a feature")
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Feature columns in model input order: numeric first, then categorical."""
+        return [*self.numeric, *self.categorical]
+
+
+class FeaturesConfig(_Section):
+    numeric_impute: Literal["mean", "median", "zero"] = Field(
+        "median", description="Fill value for missing numeric values, fitted on the train split."
+    )
+    numeric_scale: Literal["standard", "minmax", "none"] = Field(
+        "standard", description="Scaling of numeric columns, fitted on the train split."
+    )
+    max_categories: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Most frequent values kept per categorical column; rarer and unseen ones share "
+            "an 'other' slot, missing values their own."
+        ),
+    )
+
+
+class ModelConfig(_Section):
+    hidden_sizes: list[int] = Field(
+        default_factory=lambda: [64, 32], description="Widths of the MLP's hidden layers."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+
+    @model_validator(mode="after")
+    def _positive_widths(self) -> ModelConfig:
+        if any(width <= 0 for width in self.hidden_sizes):
+            raise ValueError(f"hidden layer widths must be positive, got {self.hidden_sizes}")
+        return self
+
+
+class TrainConfig(_Section):
+    num_workers: int = Field(2, ge=1, description="Data-parallel training workers (Ray actors).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved by each worker.")
+    use_gpu: bool = Field(False, description="Give each worker one GPU (bf16 autocast).")
+    epochs: int = Field(5, ge=1, le=10_000, description="Passes over the train split.")
+    batch_size: int = Field(256, ge=1, description="Rows per step on each worker.")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    seed: int = Field(0, ge=0, description="Seed of weight initialisation and shuffling.")
+
+
+class EvaluateConfig(_Section):
+    primary_metric: str | None = Field(
+        None,
+        description=(
+            "Metric that decides the champion. Default: roc_auc for binary, f1_macro for "
+            "multiclass, rmse for regression."
+        ),
+    )
+
+
+class TrackingConfig(_Section):
+    tracking_uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else "
+            "sqlite:///.ray-mlops/mlflow.db in the working directory."
+        ),
+    )
+    experiment: str | None = Field(None, description="MLflow experiment. Default: the name.")
+
+
+class RegistryConfig(_Section):
+    model_name: str | None = Field(None, description="Registered model name. Default: the name.")
+    champion_alias: str = Field(
+        "champion", pattern=r"^[A-Za-z][\w-]*$", description="Alias of the model that serves."
+    )
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    num_replicas: int = Field(1, ge=1, description="Model replicas.")
+    cpus_per_replica: float = Field(
+        1.0, gt=0, description="CPUs reserved by each replica (fractions share a core)."
+    )
+    max_batch_size: int = Field(32, ge=1, description="Requests batched into one model call.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="Longest wait for a batch to fill."
+    )
+    max_records: int = Field(1000, ge=1, description="Most records in one request (413 above).")
+
+
+class PipelineConfig(_Section):
+    """A whole pipeline: what data, which features, what model, where it is tracked and served."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][\w.-]*$",
+        description="Pipeline name: the MLflow experiment and registered model name by default.",
+    )
+    task: Task = Field("classification", description="classification or regression.")
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @property
+    def model_name(self) -> str:
+        """Registered model name."""
+        return self.registry.model_name or self.name
+
+    @property
+    def experiment_name(self) -> str:
+        """MLflow experiment name."""
+        return self.tracking.experiment or self.name
+
+    def config_hash(self) -> str:
+        """A stable hash of the effective config (defaults included)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class LoadedConfig(BaseModel):
+    """A validated config together with the file it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pipeline: PipelineConfig
+    source: Path
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder against which relative data paths are resolved."""
+        return self.source.parent
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and validate a pipeline config file.
+
+    Args:
+        path: YAML file.
+
+    Returns:
+        The validated config and its source path.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or breaks the schema; the message names
+            each bad key path, the value given and what is allowed.
+    """
+    source = Path(path).resolve()
+    if not source.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return LoadedConfig(pipeline=parse_config(raw, origin=str(path)), source=source)
+
+
+def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
+    """Validate an already-parsed config mapping; see :func:`load_config`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        raise ConfigError(f"{origin}: invalid config\n" + "\n".join(problems)) from None
+
+
+def _describe(error: Any) -> str:
+    """One line per problem: key path, what was given, what is allowed."""
+    loc = [str(part) for part in error["loc"]]
+    key_path = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc[:-1]))
+        return f"  - {key_path}: unknown key; allowed here: {allowed}"
+    if error["type"] == "missing":
+        return f"  - {key_path}: required key is missing"
+    given = error.get("input")
+    return f"  - {key_path}: {error['msg']} (given: {given!r})"
+
+
+def _allowed_keys(parent_loc: list[str]) -> list[str]:
+    """Field names of the section at ``parent_loc``."""
+    model: type[BaseModel] = PipelineConfig
+    for part in parent_loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

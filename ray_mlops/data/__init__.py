@@ -1,0 +1,1 @@
+"""Data stages: read, check, split and fingerprint with Ray Data."""

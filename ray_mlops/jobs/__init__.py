@@ -1,0 +1,1 @@
+"""Running the pipeline as a Ray Job on a cluster."""

@@ -1,0 +1,85 @@
+"""Raw rows in, predictions out: the inference path shared by evaluation and serving.
+
+Imports torch, numpy and pandas only, so a packaged model loads where Ray is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ray_mlops.features.state import FeatureState
+from ray_mlops.features.transform import transform_features
+from ray_mlops.models.mlp import ModelSpec, build_mlp
+
+WEIGHTS_FILE = "model.pt"
+SPEC_FILE = "model_spec.json"
+FEATURES_FILE = "feature_state.json"
+PREDICTION_COLUMN = "prediction"
+PROBABILITY_PREFIX = "probability_"
+
+
+class TabularPredictor:
+    """A trained network with its feature state.
+
+    Args:
+        network: The trained module, in eval mode.
+        state: The fitted feature pipeline.
+    """
+
+    def __init__(self, network: torch.nn.Module, state: FeatureState) -> None:
+        self.network = network.eval()
+        self.state = state
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> TabularPredictor:
+        """Load the three files written by :meth:`save`."""
+        directory = Path(directory)
+        spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
+        state = FeatureState.from_json((directory / FEATURES_FILE).read_text())
+        network = build_mlp(spec)
+        network.load_state_dict(
+            torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        )
+        return cls(network, state)
+
+    @staticmethod
+    def save(
+        directory: str | Path, network: torch.nn.Module, spec: ModelSpec, state: FeatureState
+    ) -> None:
+        """Write weights (a tensor file, not a pickled class), spec and feature state."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(network.state_dict(), directory / WEIGHTS_FILE)
+        (directory / SPEC_FILE).write_text(spec.to_json())
+        (directory / FEATURES_FILE).write_text(state.to_json())
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Columns of :meth:`predict`'s frame."""
+        labels = self.state.labels or []
+        return [PREDICTION_COLUMN, *(f"{PROBABILITY_PREFIX}{label}" for label in labels)]
+
+    def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` or regression values ``(n,)``."""
+        inputs = torch.from_numpy(transform_features(frame, self.state))
+        with torch.inference_mode():
+            outputs = self.network(inputs)
+        if self.state.labels is None:
+            scaled = outputs[:, 0].double().numpy()
+            return scaled * self.state.target_scale + self.state.target_center
+        return torch.softmax(outputs.double(), dim=1).numpy()
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predicted label (or value) and, for classifiers, one probability column per class."""
+        scores = self.predict_scores(frame)
+        if self.state.labels is None:
+            return pd.DataFrame({PREDICTION_COLUMN: scores})
+        labels = np.asarray(self.state.labels, dtype=object)
+        result = {PREDICTION_COLUMN: labels[scores.argmax(axis=1)]}
+        for i, label in enumerate(self.state.labels):
+            result[f"{PROBABILITY_PREFIX}{label}"] = scores[:, i].astype(np.float64)
+        return pd.DataFrame(result)

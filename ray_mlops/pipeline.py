@@ -1,0 +1,344 @@
+"""Run the lifecycle's stages in order: data -> features -> train -> evaluate -> register.
+
+Each stage is a nested MLflow run under the invocation's parent run. Registration comes
+last, so a run that fails anywhere leaves no model version and no moved alias behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from mlflow.entities.model_registry import ModelVersion
+from rich.console import Console
+
+from ray_mlops.config import LoadedConfig, PipelineConfig
+from ray_mlops.data.load import PreparedData, load_data
+from ray_mlops.data.source import resolve_source
+from ray_mlops.errors import ConfigError
+from ray_mlops.evaluate.holdout import score_model
+from ray_mlops.evaluate.metrics import default_primary_metric
+from ray_mlops.features.fit import fit_feature_state
+from ray_mlops.features.state import FeatureState
+from ray_mlops.registry.champion import (
+    AliasDecision,
+    apply_alias_decision,
+    champion_version,
+    decide_alias,
+    load_version,
+    register_version,
+)
+from ray_mlops.registry.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
+from ray_mlops.tracking import (
+    DEFAULT_HOME,
+    TAG_CONFIG_HASH,
+    TAG_FINGERPRINT,
+    TAG_GIT_COMMIT,
+    PipelineTracker,
+    flatten,
+    git_commit,
+    resolve_tracking_uri,
+)
+from ray_mlops.train.trainer import TrainingOutcome, train_model
+
+
+@dataclass
+class PipelineResult:
+    """What one ``ray-mlops run`` produced; printed as the end-of-run summary."""
+
+    pipeline: str
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    dataset_fingerprint: str
+    rows: dict[str, int]
+    primary_metric: str
+    test_metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    model_name: str
+    model_version: str
+    alias: str
+    promoted: bool
+    decision: str
+    champion_version: str | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def model_input(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """Rows as a client sends them: floats for numerics, str or None for categoricals."""
+    return input_example(frame, state, rows=len(frame))
+
+
+class _StageReporter:
+    """A spinner while a stage runs, then one line with what it did and how long it took."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, doing: str) -> Iterator[list[str]]:
+        note: list[str] = []
+        start = time.perf_counter()
+        try:
+            with self.console.status(f"[bold]{name}[/]: {doing}..."):
+                yield note
+        except BaseException:
+            elapsed = time.perf_counter() - start
+            self.console.print(f"[red]✗ {name:<9}[/] failed after {elapsed:.1f} s")
+            raise
+        self.seconds[name] = time.perf_counter() - start
+        detail = " ".join(note)
+        self.console.print(f"[green]✓ {name:<9}[/] {detail} [dim]({self.seconds[name]:.1f} s)[/]")
+
+
+@dataclass
+class _Stage:
+    run_id: str
+    note: list[str]
+
+
+@dataclass
+class _Run:
+    """One invocation: its config, parent run and where it reports."""
+
+    loaded: LoadedConfig
+    tracker: PipelineTracker
+    run_id: str
+    tracking_uri: str
+    reporter: _StageReporter
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.loaded.pipeline
+
+    @contextlib.contextmanager
+    def stage(self, name: str, doing: str) -> Iterator[_Stage]:
+        """A stage is a progress line on the console and a nested MLflow run."""
+        with self.reporter.stage(name, doing) as note, self.tracker.stage(name) as run_id:
+            yield _Stage(run_id, note)
+
+
+def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> PipelineResult:
+    """Run every stage of ``loaded`` on the current Ray instance and track it in MLflow.
+
+    Args:
+        loaded: A config from :func:`ray_mlops.config.load_config`.
+        console: Where progress goes (a quiet console in tests).
+
+    Returns:
+        The run's ids, metrics, registered version and alias decision.
+
+    Raises:
+        ray_mlops.errors.RayMlopsError: bad data or config; nothing is registered.
+    """
+    cfg = loaded.pipeline
+    console = console or Console(stderr=True)
+    resolve_source(cfg.data.path, loaded.base_dir)  # a missing file fails before any run opens
+    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
+    commit = git_commit(loaded.base_dir)
+    tags = {TAG_CONFIG_HASH: cfg.config_hash(), **({TAG_GIT_COMMIT: commit} if commit else {})}
+    run_id = tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
+    run = _Run(loaded, tracker, run_id, tracking_uri, _StageReporter(console))
+    succeeded = False
+    try:
+        result = _run_stages(run)
+        succeeded = True
+    finally:
+        tracker.finish(succeeded)
+    result.stage_seconds = run.reporter.seconds
+    return result
+
+
+def _run_stages(run: _Run) -> PipelineResult:
+    cfg = run.cfg
+    config_doc = cfg.model_dump(mode="json")
+    run.tracker.log_params(run.run_id, flatten(config_doc))
+    run.tracker.log_text(run.run_id, yaml.safe_dump(config_doc, sort_keys=False), "config.yaml")
+    data = _data_stage(run)
+    state = _features_stage(run, data)
+    outcome = _train_stage(run, data, state)
+    with tempfile.TemporaryDirectory() as workdir:
+        evaluation = _evaluate_stage(run, data, state, outcome, Path(workdir))
+        version, decision = _register_stage(run, data, evaluation)
+    if decision.promote:
+        champion: str | None = version
+    else:
+        champion = evaluation.champion.version if evaluation.champion else None
+    return PipelineResult(
+        pipeline=cfg.name,
+        tracking_uri=run.tracking_uri,
+        experiment_id=run.tracker.experiment_id,
+        run_id=run.run_id,
+        dataset_fingerprint=data.fingerprint,
+        rows=data.split_counts,
+        primary_metric=evaluation.metric,
+        test_metrics=evaluation.test_metrics,
+        train_metrics=outcome.best_metrics,
+        model_name=cfg.model_name,
+        model_version=version,
+        alias=cfg.registry.champion_alias,
+        promoted=decision.promote,
+        decision=decision.reason,
+        champion_version=champion,
+    )
+
+
+def _data_stage(run: _Run) -> PreparedData:
+    with run.stage("data", "reading, checking and splitting") as stage:
+        data = load_data(run.cfg.data, run.cfg.task, run.loaded.base_dir)
+        lineage = {TAG_FINGERPRINT: data.fingerprint, "ray_mlops.data_source": data.source}
+        run.tracker.set_tags(run.run_id, lineage)
+        run.tracker.set_tags(stage.run_id, lineage)
+        counts = {f"rows_{name}": n for name, n in data.split_counts.items()}
+        run.tracker.log_metrics(stage.run_id, {"rows_read": data.rows_read, **counts})
+        splits = ", ".join(f"{name} {n:,}" for name, n in data.split_counts.items() if n)
+        stage.note.append(f"{data.rows_read:,} rows ({splits}); fingerprint {data.fingerprint}")
+    return data
+
+
+def _features_stage(run: _Run, data: PreparedData) -> FeatureState:
+    cfg = run.cfg
+    with run.stage("features", "fitting on the train split") as stage:
+        state = fit_feature_state(data.splits["train"], cfg.data, cfg.features, cfg.task)
+        run.tracker.log_text(stage.run_id, state.to_json(), "feature_state.json")
+        run.tracker.log_params(stage.run_id, {"n_features": state.n_features})
+        stage.note.append(f"{len(state.input_columns)} columns -> {state.n_features} features")
+    return state
+
+
+def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> TrainingOutcome:
+    cfg = run.cfg
+    doing = f"{cfg.train.epochs} epochs on {cfg.train.num_workers} workers"
+    with run.stage("train", doing) as stage:
+        outcome = train_model(
+            cfg,
+            data.splits["train"],
+            data.splits["validation"],
+            state,
+            run.tracking_uri,
+            stage.run_id,
+            Path(DEFAULT_HOME) / "ray_results",
+        )
+        run.tracker.set_tags(stage.run_id, {"ray_mlops.checkpoint": outcome.checkpoint_path})
+        best = ", ".join(f"{k} {v:.4f}" for k, v in outcome.best_metrics.items() if k != "epoch")
+        stage.note.append(f"best epoch {int(outcome.best_metrics['epoch']) + 1}: {best}")
+    return outcome
+
+
+@dataclass
+class _Evaluation:
+    metric: str
+    test_metrics: dict[str, float]
+    champion: ModelVersion | None
+    champion_score: float | None
+    model_dir: Path
+
+
+def _evaluate_stage(
+    run: _Run, data: PreparedData, state: FeatureState, outcome: TrainingOutcome, workdir: Path
+) -> _Evaluation:
+    """Package the candidate, then score it and the champion on the same test rows."""
+    import mlflow.pyfunc
+
+    cfg = run.cfg
+    metric = cfg.evaluate.primary_metric or default_primary_metric(
+        cfg.task, len(state.labels) if state.labels else None
+    )
+    with run.stage("evaluate", "scoring candidate and champion on the test split") as stage:
+        holdout = data.splits["test"].to_pandas()
+        target = holdout[cfg.data.target]
+        holdout_input = model_input(holdout, state).assign(**{cfg.data.target: target})
+        model_dir = workdir / MODEL_ARTIFACT_PATH
+        example = input_example(holdout, state)
+        save_pyfunc_model(model_dir, outcome.network, outcome.spec, state, example)
+        # Score what will be registered: the packaged model, not the in-memory network.
+        candidate = mlflow.pyfunc.load_model(str(model_dir))
+        features = state.input_columns
+        test_metrics = score_model(
+            candidate.predict, holdout_input, cfg.task, cfg.data.target, features
+        )
+        if metric not in test_metrics:
+            raise ConfigError(
+                f"evaluate.primary_metric: {metric!r} is not computed for this task; "
+                f"choose one of {sorted(test_metrics)}"
+            )
+        run.tracker.log_metrics(stage.run_id, test_metrics)
+        run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
+        champion, champion_score = _score_champion(run, holdout_input, features, metric, workdir)
+        if champion_score is not None:
+            run.tracker.log_metrics(stage.run_id, {f"champion_{metric}": champion_score})
+        stage.note.append(", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
+    return _Evaluation(metric, test_metrics, champion, champion_score, model_dir)
+
+
+def _score_champion(
+    run: _Run, holdout: pd.DataFrame, features: list[str], metric: str, workdir: Path
+) -> tuple[ModelVersion | None, float | None]:
+    """Score the current champion on the same holdout rows; ``None`` if it cannot be scored."""
+    from mlflow.exceptions import MlflowException
+
+    cfg = run.cfg
+    champion = champion_version(run.tracker.client, cfg.model_name, cfg.registry.champion_alias)
+    if champion is None:
+        return None, None
+    try:
+        model = load_version(
+            run.tracking_uri, cfg.model_name, champion.version, str(workdir / "champion")
+        )
+        scores = score_model(
+            model.predict,
+            holdout,
+            cfg.task,
+            cfg.data.target,
+            features,
+        )
+    except (MlflowException, KeyError, ValueError, OSError) as exc:
+        run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": str(exc)[:500]})
+        return champion, None
+    return champion, scores.get(metric)
+
+
+def _register_stage(
+    run: _Run, data: PreparedData, evaluation: _Evaluation
+) -> tuple[str, AliasDecision]:
+    cfg = run.cfg
+    metric, score = evaluation.metric, evaluation.test_metrics[evaluation.metric]
+    with run.stage("register", "logging, registering, deciding the alias") as stage:
+        client = run.tracker.client
+        client.log_artifacts(run.run_id, str(evaluation.model_dir), MODEL_ARTIFACT_PATH)
+        source = f"{client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+        version = register_version(
+            client,
+            cfg.model_name,
+            source=source,
+            run_id=run.run_id,
+            tags={
+                TAG_FINGERPRINT: data.fingerprint,
+                TAG_CONFIG_HASH: cfg.config_hash(),
+                f"test_{metric}": f"{score:.6f}",
+            },
+            description=f"{cfg.name}: test {metric} {score:.4f}",
+        )
+        decision = decide_alias(metric, score, evaluation.champion_score, evaluation.champion)
+        apply_alias_decision(client, cfg.model_name, cfg.registry.champion_alias, version, decision)
+        run.tracker.set_tags(
+            stage.run_id,
+            {
+                "ray_mlops.model_version": version.version,
+                "ray_mlops.promoted": str(decision.promote).lower(),
+            },
+        )
+        moved = "moved to it" if decision.promote else "stays"
+        stage.note.append(
+            f"{cfg.model_name} v{version.version}; {cfg.registry.champion_alias} {moved}: "
+            f"{decision.reason}"
+        )
+    return version.version, decision

@@ -1,0 +1,1 @@
+"""Packaging as MLflow pyfunc models, registration and the champion alias."""

@@ -1,0 +1,36 @@
+"""Connecting to Ray: a local instance on 127.0.0.1 by default, or a cluster when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[None]:
+    """Use the running Ray (tests, jobs), connect to ``address``, or start a local one.
+
+    A Ray started here is shut down on exit; one that was already running is left alone.
+    Worker logs reach the terminal only with ``verbose`` (errors still raise in the driver).
+    """
+    import ray
+    import ray.data
+
+    if ray.is_initialized():
+        yield
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, log_to_driver=verbose)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", log_to_driver=verbose, include_dashboard=verbose)
+    ray.data.DataContext.get_current().enable_progress_bars = verbose
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,144 @@
+"""Request parsing and validation against the model's input signature. Ray-free.
+
+A client's mistake becomes a :class:`RequestError` with a 4xx status and one message per
+field, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+class RequestError(Exception):
+    """A request the server refuses, with its HTTP status and per-field problems."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+    def to_body(self) -> dict[str, Any]:
+        """JSON body of the error response."""
+        return {"error": self.message, "details": self.errors}
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The columns a model takes: numeric ones accept numbers, categorical ones strings.
+
+    Both accept ``null`` (the feature pipeline imputes it).
+    """
+
+    numeric: list[str]
+    categorical: list[str]
+    order: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_signature(cls, inputs: Any) -> InputSchema:
+        """Build from an MLflow input :class:`~mlflow.types.Schema`."""
+        numeric: list[str] = []
+        categorical: list[str] = []
+        order: list[str] = []
+        for spec in inputs.inputs:
+            order.append(spec.name)
+            kind = str(spec.type).lower()
+            (categorical if "string" in kind else numeric).append(spec.name)
+        return cls(numeric=numeric, categorical=categorical, order=order)
+
+
+def parse_body(body: bytes) -> Any:
+    """JSON from the request body, or a 400."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
+    """Validate ``{"records": [{column: value, ...}, ...]}`` and return it as a frame."""
+    if not isinstance(payload, dict) or "records" not in payload:
+        raise RequestError(
+            422,
+            'expected a JSON object {"records": [{...}, ...]}',
+            [{"loc": ["body"], "msg": "missing key 'records'"}],
+        )
+    unknown_keys = sorted(set(payload) - {"records"})
+    if unknown_keys:
+        raise RequestError(
+            422,
+            "unknown top-level keys",
+            [{"loc": ["body", k], "msg": "unknown key"} for k in unknown_keys],
+        )
+    records = payload["records"]
+    if not isinstance(records, list) or not records:
+        raise RequestError(
+            422,
+            "'records' must be a non-empty list of objects",
+            [{"loc": ["body", "records"], "msg": "expected a non-empty list"}],
+        )
+    if len(records) > max_records:
+        raise RequestError(
+            413, f"{len(records)} records in one request; the limit is {max_records}"
+        )
+    errors: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        errors.extend(_record_errors(i, record, schema))
+        if len(errors) >= 50:
+            break
+    if errors:
+        raise RequestError(422, f"{len(errors)} invalid field(s)", errors)
+    frame = pd.DataFrame.from_records(records, columns=schema.order)
+    for column in schema.numeric:
+        frame[column] = frame[column].astype("float64")
+    for column in schema.categorical:
+        frame[column] = frame[column].astype(object)
+    return frame
+
+
+def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[str, Any]]:
+    where = ["body", "records", index]
+    if not isinstance(record, dict):
+        return [{"loc": where, "msg": f"expected an object, got {type(record).__name__}"}]
+    errors = [
+        {"loc": [*where, column], "msg": "field required"}
+        for column in schema.order
+        if column not in record
+    ]
+    errors += [
+        {"loc": [*where, key], "msg": "unknown field"}
+        for key in record
+        if key not in schema.numeric and key not in schema.categorical
+    ]
+    for column in schema.numeric:
+        value = record.get(column)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors.append({"loc": [*where, column], "msg": f"expected a number, got {value!r}"})
+        elif isinstance(value, float) and math.isinf(value):
+            errors.append({"loc": [*where, column], "msg": "expected a finite number"})
+    for column in schema.categorical:
+        value = record.get(column)
+        if value is not None and not isinstance(value, str):
+            errors.append({"loc": [*where, column], "msg": f"expected a string, got {value!r}"})
+    return errors
+
+
+def predictions_body(frame: pd.DataFrame) -> dict[str, Any]:
+    """``predictions`` and, for classifiers, ``probabilities`` as a list of {label: p}."""
+    from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+
+    body: dict[str, Any] = {"predictions": frame[PREDICTION_COLUMN].tolist()}
+    proba_columns = [c for c in frame.columns if c.startswith(PROBABILITY_PREFIX)]
+    if proba_columns:
+        labels = [c.removeprefix(PROBABILITY_PREFIX) for c in proba_columns]
+        body["probabilities"] = [
+            dict(zip(labels, row, strict=True)) for row in frame[proba_columns].to_numpy().tolist()
+        ]
+    return body

@@ -1,0 +1,152 @@
+"""The one place that knows MLflow's run layout, tags and logging calls.
+
+Layout: experiment = pipeline name; one parent run per invocation; one nested run per stage
+(tag ``ray_mlops.stage``). Everything goes through an explicit :class:`MlflowClient` and run
+ids, because Ray workers and Serve replicas live in other processes where an "active run"
+means nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+DEFAULT_HOME = ".ray-mlops"
+TAG_STAGE = "ray_mlops.stage"
+TAG_CONFIG_HASH = "ray_mlops.config_hash"
+TAG_FINGERPRINT = "ray_mlops.dataset_fingerprint"
+TAG_GIT_COMMIT = "ray_mlops.git_commit"
+_MAX_BATCH = 900  # below MLflow's 1000-entity limit per log_batch call
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else embedded SQLite.
+
+    The embedded default lives under ``.ray-mlops/`` in the working directory and is made
+    absolute, so Ray workers started elsewhere write to the same database.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    home = Path(DEFAULT_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """Where new experiments keep artifacts: beside a SQLite database, else the server's choice."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (db.parent / "artifacts").as_uri()
+    return None
+
+
+def git_commit(directory: Path) -> str | None:
+    """The commit checked out in ``directory``, if it is inside a git work tree."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+        if done.returncode == 0:
+            return done.stdout.strip()
+    return None
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as ``a.b.c`` params."""
+    flat: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else str(value)
+    return flat
+
+
+class PipelineTracker:
+    """Creates the runs of one pipeline invocation and logs into them.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        experiment: Experiment name; created (with artifacts beside SQLite) if missing.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=artifact_root_for(tracking_uri)
+            )
+        else:
+            self.experiment_id = found.experiment_id
+        self.parent_run_id: str | None = None
+
+    def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
+        """Open the invocation's parent run."""
+        all_tags = {MLFLOW_RUN_NAME: run_name, TAG_STAGE: "pipeline", **tags}
+        if TAG_GIT_COMMIT in tags:
+            all_tags[MLFLOW_GIT_COMMIT] = tags[TAG_GIT_COMMIT]
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        self.parent_run_id = run.info.run_id
+        return self.parent_run_id
+
+    @contextlib.contextmanager
+    def stage(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+        """A nested run for one stage, FINISHED on success and FAILED on any exception."""
+        if self.parent_run_id is None:
+            raise RuntimeError("start_parent must be called before stage")
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_STAGE: name, **(tags or {})},
+        )
+        try:
+            yield run.info.run_id
+        except BaseException:
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def finish(self, succeeded: bool) -> None:
+        """Close the parent run."""
+        if self.parent_run_id is not None:
+            status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
+            self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params in batches."""
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + _MAX_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log one step of metrics in a single call."""
+        log_metrics(self.client, run_id, metrics, step)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set several tags in a single call."""
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Store ``text`` as an artifact file."""
+        self.client.log_text(run_id, text, artifact_file)
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    """One ``log_batch`` call for a step's metrics (used by training workers too)."""
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    client.log_batch(run_id, metrics=batch, synchronous=True)

@@ -54,11 +54,12 @@ def run(
     $MLFLOW_TRACKING_URI or tracking.tracking_uri says otherwise) and prints a summary.
     """
     from ray_mlops.config import load_config
-    from ray_mlops.pipeline import run_pipeline
+    from ray_mlops.pipeline import preflight, run_pipeline
     from ray_mlops.runtime import ray_runtime
     from ray_mlops.summary import print_run_summary
 
     loaded = load_config(config)
+    preflight(loaded)
     with ray_runtime(address, verbose):
         result = run_pipeline(loaded, console)
     print_run_summary(result, str(config), console)

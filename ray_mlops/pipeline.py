@@ -125,6 +125,15 @@ class _Run:
             yield _Stage(run_id, note)
 
 
+def preflight(loaded: LoadedConfig) -> None:
+    """Checks that need neither Ray nor MLflow, so a bad input fails in a second.
+
+    Raises:
+        ray_mlops.errors.DataError: the data path matches no file.
+    """
+    resolve_source(loaded.pipeline.data.path, loaded.base_dir)
+
+
 def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> PipelineResult:
     """Run every stage of ``loaded`` on the current Ray instance and track it in MLflow.
 
@@ -140,7 +149,7 @@ def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> Pipeli
     """
     cfg = loaded.pipeline
     console = console or Console(stderr=True)
-    resolve_source(cfg.data.path, loaded.base_dir)  # a missing file fails before any run opens
+    preflight(loaded)
     tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
     commit = git_commit(loaded.base_dir)
@@ -171,7 +180,7 @@ def _run_stages(run: _Run) -> PipelineResult:
     if decision.promote:
         champion: str | None = version
     else:
-        champion = evaluation.champion.version if evaluation.champion else None
+        champion = str(evaluation.champion.version) if evaluation.champion else None
     return PipelineResult(
         pipeline=cfg.name,
         tracking_uri=run.tracking_uri,
@@ -341,4 +350,4 @@ def _register_stage(
             f"{cfg.model_name} v{version.version}; {cfg.registry.champion_alias} {moved}: "
             f"{decision.reason}"
         )
-    return version.version, decision
+    return str(version.version), decision

@@ -30,6 +30,7 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.train").setLevel(logging.WARNING)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
     try:
         yield
     finally:

@@ -58,7 +58,7 @@ def register_version(
     while version.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
         time.sleep(0.2)
         version = client.get_model_version(name, version.version)
-    if version.status != "READY":
+    if version.status != "READY":  # a stuck registration must not be served or promoted
         raise MlflowException(f"model version {name}/{version.version} is {version.status}")
     return version
 

@@ -5,7 +5,6 @@ class probabilities, and the model name and version that answered. Requests are 
 with ``@serve.batch`` across clients.
 """
 
-from __future__ import annotations
 
 import asyncio
 import itertools
@@ -50,7 +49,7 @@ class ModelServer:
         self.max_records: int = settings["max_records"]
         client = MlflowClient(settings["tracking_uri"])
         version = client.get_model_version_by_alias(self.model_name, settings["alias"])
-        self.version: str = version.version
+        self.version = str(version.version)
         self._workdir = tempfile.TemporaryDirectory()
         self.model: Any = load_version(
             settings["tracking_uri"], self.model_name, self.version, self._workdir.name

@@ -63,7 +63,7 @@ def deploy_model(
     ).bind(settings)
     serve.run(app, name=name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
-    return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, version.version)
+    return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, str(version.version))
 
 
 def stop_serving() -> None:

@@ -97,7 +97,8 @@ def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.Dat
     for column in schema.numeric:
         frame[column] = frame[column].astype("float64")
     for column in schema.categorical:
-        frame[column] = frame[column].astype(object)
+        values = frame[column].astype(object)
+        frame[column] = values.where(values.notna(), None)
     return frame
 
 

@@ -1,0 +1,111 @@
+"""Shared fixtures: one local Ray per test session, small real data, MLflow on SQLite."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from ray_mlops.datasets import adult_path
+
+TEST_ROWS = 3000
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def adult_sample() -> pd.DataFrame:
+    """The first rows of the bundled Adult table, as read from its file."""
+    with gzip.open(adult_path(), "rt") as handle:
+        return pd.read_csv(handle, nrows=TEST_ROWS, keep_default_na=True)
+
+
+def write_config(directory: Path, overrides: dict[str, Any] | None = None, **data: Any) -> Path:
+    """A small but complete pipeline config over ``sample.csv`` in ``directory``."""
+    config: dict[str, Any] = {
+        "name": "adult-test",
+        "task": "classification",
+        "data": {
+            "path": "sample.csv",
+            "target": "income",
+            "id_column": "person_id",
+            "numeric": ["age", "education_num", "capital_gain", "hours_per_week"],
+            "categorical": ["workclass", "education", "marital_status", "occupation", "sex"],
+            "sensitive": ["sex"],
+            **data,
+        },
+        "model": {"hidden_sizes": [16], "dropout": 0.0},
+        "train": {"num_workers": 2, "epochs": 3, "batch_size": 128, "learning_rate": 0.01},
+        "serve": {"cpus_per_replica": 0.25, "port": free_port()},
+    }
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path = directory / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole session, bound to 127.0.0.1.
+
+    Four logical CPUs on this 2-core machine let a Serve replica, two training workers and
+    Ray Data tasks coexist without one test waiting for another's resources.
+    """
+    import ray
+
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, adult_sample: pd.DataFrame) -> Path:
+    """A folder with ``sample.csv`` and its own MLflow database, used as working directory."""
+    directory = tmp_path_factory.mktemp("workspace")
+    adult_sample.to_csv(directory / "sample.csv", index=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(workspace: Path) -> str:
+    return f"sqlite:///{workspace / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def trained(ray_session: None, workspace: Path, tracking_uri: str) -> Any:
+    """The pipeline run once on the sample: the champion every serving test uses."""
+    from rich.console import Console
+
+    from ray_mlops.config import load_config
+    from ray_mlops.pipeline import run_pipeline
+
+    config = write_config(workspace, {"tracking": {"tracking_uri": tracking_uri}})
+    previous = Path.cwd()
+    os.chdir(workspace)
+    try:
+        result = run_pipeline(load_config(config), Console(quiet=True))
+    finally:
+        os.chdir(previous)
+    return result

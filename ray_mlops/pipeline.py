@@ -70,11 +70,6 @@ class PipelineResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def model_input(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
-    """Rows as a client sends them: floats for numerics, str or None for categoricals."""
-    return input_example(frame, state, rows=len(frame))
-
-
 class _StageReporter:
     """A spinner while a stage runs, then one line with what it did and how long it took."""
 
@@ -263,17 +258,12 @@ def _evaluate_stage(
     )
     with run.stage("evaluate", "scoring candidate and champion on the test split") as stage:
         holdout = data.splits["test"].to_pandas()
-        target = holdout[cfg.data.target]
-        holdout_input = model_input(holdout, state).assign(**{cfg.data.target: target})
         model_dir = workdir / MODEL_ARTIFACT_PATH
         example = input_example(holdout, state)
         save_pyfunc_model(model_dir, outcome.network, outcome.spec, state, example)
         # Score what will be registered: the packaged model, not the in-memory network.
         candidate = mlflow.pyfunc.load_model(str(model_dir))
-        features = state.input_columns
-        test_metrics = score_model(
-            candidate.predict, holdout_input, cfg.task, cfg.data.target, features
-        )
+        test_metrics = score_model(candidate, holdout, cfg.task, cfg.data.target)
         if metric not in test_metrics:
             raise ConfigError(
                 f"evaluate.primary_metric: {metric!r} is not computed for this task; "
@@ -281,7 +271,7 @@ def _evaluate_stage(
             )
         run.tracker.log_metrics(stage.run_id, test_metrics)
         run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
-        champion, champion_score = _score_champion(run, holdout_input, features, metric, workdir)
+        champion, champion_score = _score_champion(run, holdout, metric, workdir)
         if champion_score is not None:
             run.tracker.log_metrics(stage.run_id, {f"champion_{metric}": champion_score})
         stage.note.append(", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
@@ -289,7 +279,7 @@ def _evaluate_stage(
 
 
 def _score_champion(
-    run: _Run, holdout: pd.DataFrame, features: list[str], metric: str, workdir: Path
+    run: _Run, holdout: pd.DataFrame, metric: str, workdir: Path
 ) -> tuple[ModelVersion | None, float | None]:
     """Score the current champion on the same holdout rows; ``None`` if it cannot be scored."""
     from mlflow.exceptions import MlflowException
@@ -302,15 +292,10 @@ def _score_champion(
         model = load_version(
             run.tracking_uri, cfg.model_name, champion.version, str(workdir / "champion")
         )
-        scores = score_model(
-            model.predict,
-            holdout,
-            cfg.task,
-            cfg.data.target,
-            features,
-        )
+        scores = score_model(model, holdout, cfg.task, cfg.data.target)
     except (MlflowException, KeyError, ValueError, OSError) as exc:
-        run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": str(exc)[:500]})
+        problem = f"{type(exc).__name__}: {exc}"[:500]
+        run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": problem})
         return champion, None
     return champion, scores.get(metric)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, adult_sample: pd.DataFra
     """A folder with ``sample.csv`` and its own MLflow database, used as working directory."""
     directory = tmp_path_factory.mktemp("workspace")
     adult_sample.to_csv(directory / "sample.csv", index=False)
+    # A git work tree, so runs are tagged with the commit of the code and data they used.
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=directory, check=True)
+    subprocess.run([*git, "add", "sample.csv"], cwd=directory, check=True)
+    subprocess.run([*git, "commit", "-qm", "sample"], cwd=directory, check=True)
     return directory
 
 

@@ -92,23 +92,17 @@ def _is_numeric(dtype: pa.DataType) -> bool:
 
 
 def _tag_rows(batch: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
-    """Keep the columns the pipeline uses, make NaN a missing value and add the split name."""
-    columns = list(
-        dict.fromkeys(
-            [
-                *([data.id_column] if data.id_column else []),
-                *data.feature_columns,
-                *data.sensitive,
-                data.target,
-            ]
-        )
-    )
-    frame = batch[columns].copy()
+    """Make NaN a missing value and add the split name.
+
+    Every source column is kept: the champion may use columns this config does not.
+    """
+    frame = batch.copy()
     # Ray Data aggregations skip nulls but not float NaN: make them one thing here.
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):
             frame[column] = frame[column].astype("Float64")
     splits = assign_splits(frame, data.split, data.id_column)
+    # Splitting on the source columns keeps a row's split independent of the feature choice.
     frame[SPLIT_COLUMN] = pd.Series(splits, index=frame.index).where(
         frame[data.target].notna(), UNLABELED
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,10 @@ import pandas as pd
 from ray_mlops.config import Task
 from ray_mlops.evaluate.metrics import classification_metrics, regression_metrics
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+    from mlflow.types import Schema
 
 
 def score_predictions(
@@ -25,19 +29,36 @@ def score_predictions(
     return classification_metrics(target.astype("string").to_numpy(), probabilities, labels)
 
 
-def score_model(
-    predict: Callable[[pd.DataFrame], pd.DataFrame],
-    holdout: pd.DataFrame,
-    task: Task,
-    target: str,
-    feature_columns: list[str],
-) -> dict[str, float]:
-    """Run ``predict`` on the holdout's feature columns and score it.
+def conform_to_signature(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The signature's columns, typed as a JSON client sends them (floats; str or None).
 
-    The class list comes from the model's own probability columns, so a champion trained on
-    different data is judged on its own terms.
+    Raises:
+        KeyError: ``frame`` lacks a column the signature names.
     """
-    predictions = predict(holdout[feature_columns])
+    typed = pd.DataFrame(index=frame.index)
+    for spec in schema.inputs:
+        values = frame[spec.name]
+        if "string" in str(spec.type).lower():
+            text = values.astype("string").astype(object)
+            typed[spec.name] = text.where(values.notna(), None)
+        else:
+            typed[spec.name] = values.astype("float64")
+    return typed
+
+
+def score_model(
+    model: PyFuncModel, holdout: pd.DataFrame, task: Task, target: str
+) -> dict[str, float]:
+    """Score a packaged model on the holdout, feeding it the columns its signature names.
+
+    Candidate and champion get the same rows; each takes its own input columns and its own
+    class list, so a champion trained on other features is still judged on these rows.
+
+    Raises:
+        KeyError: the holdout lacks a column the model needs.
+    """
+    schema = model.metadata.get_input_schema()
+    predictions = pd.DataFrame(model.predict(conform_to_signature(holdout, schema)))
     labels = None
     if task == "classification":
         labels = [

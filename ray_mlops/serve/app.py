@@ -5,7 +5,6 @@ class probabilities, and the model name and version that answered. Requests are 
 with ``@serve.batch`` across clients.
 """
 
-
 import asyncio
 import itertools
 import tempfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -12,6 +13,19 @@ from ray_mlops.errors import ConfigError, RayMlopsError
 
 # Never uploaded with the working directory: environments, local state, VCS data.
 WORKING_DIR_EXCLUDES = [".venv", ".ray-mlops", ".git", "**/__pycache__", ".mypy_cache", ".gpu"]
+
+
+def use_local_auth_token() -> None:
+    """Send this machine's Ray token when there is one and no auth mode was chosen.
+
+    Ray 2.60 clusters started with ``ray start`` where a token exists require it on the Jobs
+    API, but the Jobs client only sends it when ``RAY_AUTH_MODE=token``.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def submit_pipeline(
@@ -37,6 +51,8 @@ def submit_pipeline(
     Returns:
         The job id and its final status (``SUCCEEDED``, ``FAILED`` or ``STOPPED``).
     """
+    use_local_auth_token()  # before importing Ray, which reads the mode once
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     working_dir = working_dir.resolve()
@@ -49,6 +65,8 @@ def submit_pipeline(
         ) from None
     try:
         client = JobSubmissionClient(address)
+    except AuthenticationError as exc:
+        raise RayMlopsError(f"the Ray cluster at {address} refused us: {exc}") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayMlopsError(f"cannot reach a Ray cluster at {address}: {exc}") from None
     command = ["python", "-m", "ray_mlops", "run", relative.as_posix(), *(extra_args or [])]

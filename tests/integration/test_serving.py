@@ -37,8 +37,17 @@ def served(trained: PipelineResult, workspace: Path, tracking_uri: str) -> Itera
 
 
 def _records(sample: pd.DataFrame, rows: int) -> list[dict[str, object]]:
-    columns = ["age", "education_num", "capital_gain", "hours_per_week", "workclass",
-               "education", "marital_status", "occupation", "sex"]
+    columns = [
+        "age",
+        "education_num",
+        "capital_gain",
+        "hours_per_week",
+        "workclass",
+        "education",
+        "marital_status",
+        "occupation",
+        "sex",
+    ]
     frame = sample[columns].iloc[:rows].astype(object)
     return json.loads(frame.where(frame.notna(), None).to_json(orient="records"))
 

@@ -28,7 +28,11 @@ def test_categories_unseen_and_missing_have_their_own_slots() -> None:
         [0, 0, 0, 1],
     ]
     assert STATE.output_columns == [
-        "age", "color=red", "color=blue", "color=<other>", "color=<missing>"
+        "age",
+        "color=red",
+        "color=blue",
+        "color=<other>",
+        "color=<missing>",
     ]
 
 

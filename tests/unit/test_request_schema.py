@@ -14,7 +14,9 @@ def _status(payload: object, limit: int = 10) -> RequestError:
 
 
 def test_valid_records_become_a_typed_frame() -> None:
-    frame = records_frame({"records": [{"age": 30, "sex": "F"}, {"age": None, "sex": None}]}, SCHEMA, 10)
+    frame = records_frame(
+        {"records": [{"age": 30, "sex": "F"}, {"age": None, "sex": None}]}, SCHEMA, 10
+    )
     assert frame["age"].dtype == "float64"
     assert math.isnan(frame["age"].iloc[1]) and frame["sex"].iloc[1] is None
 

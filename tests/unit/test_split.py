@@ -23,9 +23,7 @@ def test_split_does_not_depend_on_order_batching_or_new_rows() -> None:
     whole = pd.Series(assign_splits(frame, SPLIT, "id"), index=frame["id"])
     shuffled = frame.sample(frac=1.0, random_state=1)
     parts = [shuffled.iloc[:700], shuffled.iloc[700:]]
-    pieces = pd.concat(
-        pd.Series(assign_splits(p, SPLIT, "id"), index=p["id"]) for p in parts
-    )
+    pieces = pd.concat(pd.Series(assign_splits(p, SPLIT, "id"), index=p["id"]) for p in parts)
     assert (pieces.sort_index() == whole.sort_index()).all()
     grown = pd.concat([frame, _frame(3000).iloc[2000:]])
     grown_split = pd.Series(assign_splits(grown, SPLIT, "id"), index=grown["id"])

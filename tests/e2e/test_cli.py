@@ -1,0 +1,131 @@
+"""The `ray-mlops` command as a user runs it: exit codes, messages, and a real Ray Job."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import free_port, write_config
+
+CLI = [sys.executable, "-m", "ray_mlops"]
+
+
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 120):
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    done = _cli("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for command in ("run", "serve", "predict", "submit"):
+        assert command in done.stdout
+
+
+def test_bad_config_exits_2_naming_the_key_without_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "name: demo\ndata: {path: x.csv, target: y, numeric: [a]}\ntrain: {epochs: lots, gpus: 2}\n"
+    )
+    done = _cli("run", str(config), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "train.epochs" in done.stderr and "given: 'lots'" in done.stderr
+    assert "train.gpus: unknown key" in done.stderr and "num_workers" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_data_file_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # sample.csv is not there
+    done = _cli("run", str(config), cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert done.returncode == 1
+    assert "data file not found: sample.csv" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".ray-mlops").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A real `ray start --head` cluster on 127.0.0.1, stopped with its process group."""
+    dashboard = free_port()
+    # Short: Ray's unix socket paths under it must stay within 107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={free_port()}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            # Ray 2.60 starts with token auth on: a 401 means the dashboard is up.
+            if requests.get(f"{address}/api/version", timeout=2).status_code < 500:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    else:
+        os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("ray start --head did not come up within 120 s")
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_submit_runs_the_pipeline_as_a_ray_job(
+    ray_cluster: str, workspace: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "sample.csv").write_bytes((workspace / "sample.csv").read_bytes())
+    config = write_config(project, {"name": "adult-job", "train": {"epochs": 1}})
+    tracking_uri = f"sqlite:///{tmp_path / 'job-mlflow.db'}"
+    done = _cli(
+        "submit",
+        config.name,
+        "--address",
+        ray_cluster,
+        cwd=project,
+        env={"MLFLOW_TRACKING_URI": tracking_uri},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "SUCCEEDED" in done.stderr
+    assert "register" in done.stdout, "the job's own progress lines are streamed"
+    champion = MlflowClient(tracking_uri).get_model_version_by_alias("adult-job", "champion")
+    assert str(champion.version) == "1"

@@ -22,7 +22,7 @@ def _load(directory: Path, **data: object):
 
 
 def test_splits_cover_every_row_and_are_stable(workspace: Path, adult_sample: pd.DataFrame) -> None:
-    cfg, first = _load(workspace)
+    _, first = _load(workspace)
     _, second = _load(workspace)
     assert first.rows_read == len(adult_sample)
     assert sum(first.split_counts.values()) == len(adult_sample)

@@ -126,6 +126,6 @@ def test_missing_file_fails_before_any_run_opens(
     config = write_config(
         workspace, {"tracking": {"tracking_uri": tracking_uri}}, path="nowhere/data.csv"
     )
-    with pytest.raises(DataError, match="data file not found: nowhere/data.csv"):
+    with pytest.raises(DataError, match=r"data file not found: nowhere/data\.csv"):
         _run(workspace, config)
     assert len(client.search_runs([trained.experiment_id])) == runs_before

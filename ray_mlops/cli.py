@@ -66,6 +66,30 @@ def run(
 
 
 @app.command()
+def data(
+    config: Path = CONFIG_ARG,
+    address: str | None = ADDRESS_OPT,
+    verbose: bool = VERBOSE_OPT,
+) -> None:
+    """Run only the data stages: read, validate (quarantine), split, profile.
+
+    Prints rows read, rows quarantined by reason (written to Parquet with a reason column),
+    the dataset fingerprint, and where the profile (HTML and JSON) and the data contract are.
+    Fails when the share of bad rows passes data.quarantine.max_bad_fraction.
+    """
+    from ray_mlops.config import load_config
+    from ray_mlops.pipeline import preflight, run_data_stage
+    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.summary import print_data_summary
+
+    loaded = load_config(config)
+    preflight(loaded)
+    with ray_runtime(address, verbose):
+        result = run_data_stage(loaded, console)
+    print_data_summary(result, console)
+
+
+@app.command()
 def serve(
     config: Path = CONFIG_ARG,
     model: str | None = typer.Option(

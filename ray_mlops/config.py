@@ -34,6 +34,15 @@ class _Section(BaseModel):
 
 
 class SplitConfig(_Section):
+    strategy: Literal["hash", "stratified", "time"] = Field(
+        "hash",
+        description=(
+            "hash: by a hash of the id (or row); a row keeps its split when rows are added. "
+            "stratified: the same hash, with per-class cut points so each class has the exact "
+            "shares. time: the latest rows by data.timestamp_column are the test split, the "
+            "ones before them validation."
+        ),
+    )
     validation: float = Field(
         0.15, gt=0, lt=0.5, description="Share of rows in the validation split."
     )
@@ -47,6 +56,52 @@ class SplitConfig(_Section):
         0,
         ge=0,
         description="Salt of the split hash. Rows keep their split across runs while it is unchanged.",
+    )
+
+
+ColumnRole = Literal["feature", "target", "id", "sensitive", "timestamp"]
+ColumnDtype = Literal["int", "float", "string", "bool", "timestamp"]
+
+
+class ColumnContract(_Section):
+    """What one column must hold. Rows that break it go to quarantine with the reason."""
+
+    role: ColumnRole = Field("feature", description="What the column is for.")
+    dtype: ColumnDtype = Field(
+        description="Logical type; values that do not parse are quarantined."
+    )
+    nullable: bool = Field(True, description="Whether a missing value is allowed.")
+    min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
+    max: float | None = Field(None, description="Largest allowed value (numeric columns).")
+    categories: list[str] | None = Field(
+        None, description="Allowed values (string columns); anything else is quarantined."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_type(self) -> ColumnContract:
+        numeric = self.dtype in ("int", "float")
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError(f"min/max apply to int or float columns, not {self.dtype}")
+        if self.categories is not None and self.dtype != "string":
+            raise ValueError(f"categories apply to string columns, not {self.dtype}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class QuarantineConfig(_Section):
+    max_bad_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="The run fails when more than this share of rows is quarantined.",
+    )
+    duplicate_ids: bool = Field(
+        True, description="Quarantine every row whose id appears more than once."
+    )
+    conflicting_labels: bool = Field(
+        True,
+        description="Quarantine rows whose features are identical but whose labels differ.",
     )
 
 
@@ -64,15 +119,31 @@ class DataConfig(_Section):
     )
     numeric: list[str] = Field(default_factory=list, description="Numeric feature columns.")
     categorical: list[str] = Field(default_factory=list, description="Categorical feature columns.")
+    datetime: list[str] = Field(
+        default_factory=list,
+        description="Date/time feature columns, encoded by their parts (features.datetime_parts).",
+    )
     sensitive: list[str] = Field(
         default_factory=list,
         description="Columns describing people (sex, race, age...): recorded for fairness reports.",
     )
+    timestamp_column: str | None = Field(
+        None, description="When each row happened; needed by split.strategy 'time'."
+    )
+    contract: dict[str, ColumnContract] | None = Field(
+        None,
+        description=(
+            "Declared data contract, enforced row by row. Without it, one is inferred from the "
+            "data, saved as data_contract.yaml in MLflow (copy it here to enforce it), and used "
+            "to report schema changes between runs."
+        ),
+    )
+    quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 
     @model_validator(mode="after")
     def _features_are_named_once(self) -> DataConfig:
-        features = self.numeric + self.categorical
+        features = self.numeric + self.categorical + self.datetime
         if not features:
             raise ValueError("name at least one feature column under numeric or categorical")
         duplicated = sorted({c for c in features if features.count(c) > 1})
@@ -80,12 +151,14 @@ class DataConfig(_Section):
             raise ValueError(f"columns listed twice among the features: {duplicated}")
         if self.target in features:
             raise ValueError(f"the target {self.target!r} is also listed as a feature")
+        if self.split.strategy == "time" and not self.timestamp_column:
+            raise ValueError("split.strategy 'time' needs data.timestamp_column")
         return self
 
     @property
     def feature_columns(self) -> list[str]:
-        """Feature columns in model input order: numeric first, then categorical."""
-        return [*self.numeric, *self.categorical]
+        """Feature columns in model input order: numeric, categorical, then datetime."""
+        return [*self.numeric, *self.categorical, *self.datetime]
 
 
 class FeaturesConfig(_Section):

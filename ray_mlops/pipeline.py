@@ -7,10 +7,11 @@ last, so a run that fails anywhere leaves no model version and no moved alias be
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +20,10 @@ from mlflow.entities.model_registry import ModelVersion
 from rich.console import Console
 
 from ray_mlops.config import LoadedConfig, PipelineConfig
-from ray_mlops.data.load import PreparedData, load_data
+from ray_mlops.data.contract import SchemaChange, compare_schemas
 from ray_mlops.data.source import resolve_source
+from ray_mlops.data.split import SplitPlan
+from ray_mlops.data.stage import PreparedData, prepare_data
 from ray_mlops.errors import ConfigError
 from ray_mlops.evaluate.holdout import score_model
 from ray_mlops.evaluate.metrics import default_primary_metric
@@ -37,12 +40,17 @@ from ray_mlops.registry.champion import (
 from ray_mlops.registry.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
 from ray_mlops.tracking import (
     DEFAULT_HOME,
+    SCHEMA_CHANGES_FILE,
+    SOURCE_SCHEMA_FILE,
+    SPLIT_PLAN_FILE,
     TAG_CONFIG_HASH,
     TAG_FINGERPRINT,
     TAG_GIT_COMMIT,
     PipelineTracker,
     flatten,
     git_commit,
+    latest_stage_artifact,
+    log_data_stage,
     resolve_tracking_uri,
 )
 from ray_mlops.train.trainer import TrainingOutcome, train_model
@@ -142,23 +150,64 @@ def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> Pipeli
     Raises:
         ray_mlops.errors.RayMlopsError: bad data or config; nothing is registered.
     """
-    cfg = loaded.pipeline
-    console = console or Console(stderr=True)
-    preflight(loaded)
-    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
-    tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
-    commit = git_commit(loaded.base_dir)
-    tags = {TAG_CONFIG_HASH: cfg.config_hash(), **({TAG_GIT_COMMIT: commit} if commit else {})}
-    run_id = tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
-    run = _Run(loaded, tracker, run_id, tracking_uri, _StageReporter(console))
+    run = _open_run(loaded, console or Console(stderr=True), command="run")
     succeeded = False
     try:
         result = _run_stages(run)
         succeeded = True
     finally:
-        tracker.finish(succeeded)
+        run.tracker.finish(succeeded)
     result.stage_seconds = run.reporter.seconds
     return result
+
+
+@dataclass
+class DataResult:
+    """What ``ray-mlops data`` produced."""
+
+    run_id: str
+    stage_run_id: str
+    tracking_uri: str
+    data: PreparedData
+    artifact_uri: str
+
+
+def run_data_stage(loaded: LoadedConfig, console: Console | None = None) -> DataResult:
+    """Run only the data stage (read, validate, quarantine, split, profile), tracked in MLflow.
+
+    Raises:
+        ray_mlops.errors.RayMlopsError: bad data, or too many bad rows.
+    """
+    run = _open_run(loaded, console or Console(stderr=True), command="data")
+    succeeded = False
+    try:
+        data = _data_stage(run)
+        succeeded = True
+    finally:
+        run.tracker.finish(succeeded)
+    stage_run = run.tracker.client.search_runs(
+        [run.tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'",
+        max_results=1,
+    )[0]
+    return DataResult(
+        run.run_id, stage_run.info.run_id, run.tracking_uri, data, stage_run.info.artifact_uri
+    )
+
+
+def _open_run(loaded: LoadedConfig, console: Console, command: str) -> _Run:
+    cfg = loaded.pipeline
+    preflight(loaded)
+    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
+    commit = git_commit(loaded.base_dir)
+    tags = {
+        TAG_CONFIG_HASH: cfg.config_hash(),
+        "ray_mlops.command": command,
+        **({TAG_GIT_COMMIT: commit} if commit else {}),
+    }
+    run_id = tracker.start_parent(f"{cfg.name}-{command}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
+    return _Run(loaded, tracker, run_id, tracking_uri, _StageReporter(console))
 
 
 def _run_stages(run: _Run) -> PipelineResult:
@@ -196,16 +245,49 @@ def _run_stages(run: _Run) -> PipelineResult:
 
 
 def _data_stage(run: _Run) -> PreparedData:
-    with run.stage("data", "reading, checking and splitting") as stage:
-        data = load_data(run.cfg.data, run.cfg.task, run.loaded.base_dir)
-        lineage = {TAG_FINGERPRINT: data.fingerprint, "ray_mlops.data_source": data.source}
-        run.tracker.set_tags(run.run_id, lineage)
-        run.tracker.set_tags(stage.run_id, lineage)
-        counts = {f"rows_{name}": n for name, n in data.split_counts.items()}
-        run.tracker.log_metrics(stage.run_id, {"rows_read": data.rows_read, **counts})
-        splits = ", ".join(f"{name} {n:,}" for name, n in data.split_counts.items() if n)
-        stage.note.append(f"{data.rows_read:,} rows ({splits}); fingerprint {data.fingerprint}")
+    cfg, tracker = run.cfg, run.tracker
+    with run.stage("data", "reading, validating, splitting and profiling") as stage:
+        data = prepare_data(
+            cfg.data,
+            cfg.task,
+            run.loaded.base_dir,
+            quarantine_dir=Path(DEFAULT_HOME).resolve() / "quarantine" / run.run_id,
+            frozen_plan=lambda fingerprint: _frozen_split_plan(run, fingerprint),
+        )
+        log_data_stage(tracker, [run.run_id, stage.run_id], stage.run_id, data, cfg.name)
+        change = _schema_change(run, data)
+        if change.any:
+            tracker.log_text(stage.run_id, json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE)
+        stage.note.append(describe_data(data, change.describe()))
     return data
+
+
+def _frozen_split_plan(run: _Run, fingerprint: str) -> SplitPlan | None:
+    """The plan an earlier run used for this exact data, so its test split stays the same."""
+    text = latest_stage_artifact(
+        run.tracker.client,
+        run.tracker.experiment_id,
+        "data",
+        SPLIT_PLAN_FILE,
+        f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}'",
+    )
+    return SplitPlan.from_json(text) if text else None
+
+
+def _schema_change(run: _Run, data: PreparedData) -> SchemaChange:
+    previous = latest_stage_artifact(
+        run.tracker.client, run.tracker.experiment_id, "data", SOURCE_SCHEMA_FILE
+    )
+    return compare_schemas(json.loads(previous) if previous else data.schema, data.schema)
+
+
+def describe_data(data: PreparedData, schema_note: str) -> str:
+    """One line: rows, splits, quarantine, fingerprint, schema change."""
+    splits = ", ".join(f"{name} {n:,}" for name, n in data.split_counts.items())
+    quarantined = f"quarantined {data.quarantine.rows:,}"
+    if data.quarantine.rows:
+        quarantined += f" ({data.quarantine.top_reasons()})"
+    return f"{data.rows_read:,} rows ({splits}); {quarantined}; fingerprint {data.fingerprint}; {schema_note}"
 
 
 def _features_stage(run: _Run, data: PreparedData) -> FeatureState:

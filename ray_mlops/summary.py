@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ray_mlops.pipeline import PipelineResult
+from ray_mlops.pipeline import DataResult, PipelineResult
+from ray_mlops.tracking import CONTRACT_FILE, PROFILE_HTML_FILE, PROFILE_JSON_FILE
 
 
 def print_run_summary(result: PipelineResult, config_path: str, console: Console) -> None:
@@ -32,3 +33,28 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
         ui = f"open {result.tracking_uri}"
     console.print(f"[bold]Look:[/]  {ui}")
     console.print(f"[bold]Serve:[/] ray-mlops serve {config_path}")
+
+
+def print_data_summary(result: DataResult, console: Console) -> None:
+    """Rows read, quarantined by reason, splits, fingerprint, and where the reports are."""
+    data = result.data
+    table = Table(title="ray-mlops data", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("source", f"{data.source.uri} ({len(data.source.files)} file(s))")
+    table.add_row("rows read", f"{data.rows_read:,}")
+    quarantined = f"{data.quarantine.rows:,}"
+    if data.quarantine.rows:
+        quarantined += f" in {data.quarantine.path}"
+    table.add_row("quarantined", quarantined)
+    for reason, count in sorted(data.quarantine.by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("splits", ", ".join(f"{k} {v:,}" for k, v in data.split_counts.items()))
+    table.add_row("split plan", data.plan.strategy)
+    table.add_row("fingerprint", data.fingerprint)
+    contract = "declared in the config" if data.contract_declared else "inferred"
+    table.add_row("data contract", f"{contract}: {result.artifact_uri}/{CONTRACT_FILE}")
+    table.add_row("profile (HTML)", f"{result.artifact_uri}/{PROFILE_HTML_FILE}")
+    table.add_row("profile (JSON)", f"{result.artifact_uri}/{PROFILE_JSON_FILE}")
+    table.add_row("MLflow run", result.run_id)
+    console.print(table)

@@ -9,23 +9,41 @@ means nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+)
 
 DEFAULT_HOME = ".ray-mlops"
 TAG_STAGE = "ray_mlops.stage"
 TAG_CONFIG_HASH = "ray_mlops.config_hash"
 TAG_FINGERPRINT = "ray_mlops.dataset_fingerprint"
 TAG_GIT_COMMIT = "ray_mlops.git_commit"
+TAG_SCHEMA_HASH = "ray_mlops.schema_hash"
+TAG_SOURCE = "ray_mlops.data_source"
+PROFILE_JSON_FILE = "profile.json"
+PROFILE_HTML_FILE = "profile.html"
+CONTRACT_FILE = "data_contract.yaml"
+SPLIT_PLAN_FILE = "split_plan.json"
+SOURCE_SCHEMA_FILE = "source_schema.json"
+SCHEMA_CHANGES_FILE = "schema_changes.json"
+if TYPE_CHECKING:
+    from ray_mlops.data.stage import PreparedData
+
 _MAX_BATCH = 900  # below MLflow's 1000-entity limit per log_batch call
 
 
@@ -150,3 +168,93 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     client.log_batch(run_id, metrics=batch, synchronous=True)
+
+
+def dataset_input(
+    name: str, fingerprint: str, uri: str, schema: Mapping[str, str], rows: int, context: str
+) -> DatasetInput:
+    """An MLflow dataset input: digest = content fingerprint, schema, row count, source URI."""
+    source_type = uri.split("://", 1)[0] if "://" in uri else "local"
+    schema_doc = {"mlflow_colspec": [{"name": n, "type": t} for n, t in schema.items()]}
+    return DatasetInput(
+        dataset=Dataset(
+            name=name,
+            digest=fingerprint,
+            source_type=source_type,
+            source=json.dumps({"uri": uri}),
+            schema=json.dumps(schema_doc),
+            profile=json.dumps({"num_rows": rows}),
+        ),
+        tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)],
+    )
+
+
+def schema_hash(schema: Mapping[str, str]) -> str:
+    """A short hash of column names and types, in order."""
+    text = ",".join(f"{name}:{kind}" for name, kind in schema.items())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def latest_stage_artifact(
+    client: MlflowClient,
+    experiment_id: str,
+    stage: str,
+    artifact_file: str,
+    extra_filter: str = "",
+) -> str | None:
+    """Text of ``artifact_file`` from the newest finished run of ``stage``, if any."""
+    query = f"tags.`{TAG_STAGE}` = '{stage}' and attributes.status = 'FINISHED'"
+    if extra_filter:
+        query += f" and {extra_filter}"
+    runs = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        return None
+    with contextlib.suppress(MlflowException, OSError):
+        return Path(client.download_artifacts(runs[0].info.run_id, artifact_file)).read_text()
+    return None
+
+
+def log_data_stage(
+    tracker: PipelineTracker, run_ids: list[str], stage_run_id: str, data: PreparedData, name: str
+) -> None:
+    """Everything the data stage produced: counts, quarantine, profile, contract, lineage.
+
+    ``run_ids`` (the parent and the stage run) get the lineage tags and the dataset input.
+    """
+    from ray_mlops.data.contract import contract_to_yaml
+    from ray_mlops.data.report import render_profile_html
+
+    lineage = {
+        TAG_FINGERPRINT: data.fingerprint,
+        TAG_SCHEMA_HASH: schema_hash(data.schema),
+        TAG_SOURCE: data.source.uri,
+        "ray_mlops.rows": str(data.rows_read),
+    }
+    for run_id in run_ids:
+        tracker.set_tags(run_id, lineage)
+        tracker.client.log_inputs(
+            run_id,
+            datasets=[
+                dataset_input(
+                    name, data.fingerprint, data.source.uri, data.schema, data.rows_read, "training"
+                )
+            ],
+        )
+    metrics = {"rows_read": data.rows_read, "rows_quarantined": data.quarantine.rows}
+    metrics |= {f"rows_{split}": n for split, n in data.split_counts.items()}
+    metrics |= {
+        f"quarantined.{r.replace(':', '.')}": n for r, n in data.quarantine.by_reason.items()
+    }
+    tracker.log_metrics(stage_run_id, metrics)
+    tracker.log_text(stage_run_id, data.profile.to_json(), PROFILE_JSON_FILE)
+    tracker.log_text(
+        stage_run_id, render_profile_html(data.profile, f"{name}: data profile"), PROFILE_HTML_FILE
+    )
+    tracker.log_text(stage_run_id, contract_to_yaml(data.contract), CONTRACT_FILE)
+    tracker.log_text(stage_run_id, data.plan.to_json(), SPLIT_PLAN_FILE)
+    tracker.log_text(stage_run_id, json.dumps(data.schema, indent=2), SOURCE_SCHEMA_FILE)
+    if data.quarantine.path:
+        tracker.set_tags(stage_run_id, {"ray_mlops.quarantine_path": data.quarantine.path})
+        tracker.client.log_artifacts(stage_run_id, data.quarantine.path, "quarantine")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ray_mlops.config import load_config
-from ray_mlops.data.load import load_data
+from ray_mlops.data.stage import prepare_data
 from ray_mlops.errors import DataError
 from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.transform import transform_features
@@ -18,14 +18,17 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def _load(directory: Path, **data: object):
     loaded = load_config(write_config(directory, **data))
-    return loaded.pipeline, load_data(loaded.pipeline.data, "classification", directory)
+    prepared = prepare_data(
+        loaded.pipeline.data, "classification", directory, directory / "quarantine"
+    )
+    return loaded.pipeline, prepared
 
 
 def test_splits_cover_every_row_and_are_stable(workspace: Path, adult_sample: pd.DataFrame) -> None:
     _, first = _load(workspace)
     _, second = _load(workspace)
     assert first.rows_read == len(adult_sample)
-    assert sum(first.split_counts.values()) == len(adult_sample)
+    assert sum(first.split_counts.values()) + first.quarantine.rows == len(adult_sample)
     assert first.split_counts == second.split_counts
     ids_first = set(first.splits["test"].to_pandas()["person_id"])
     assert ids_first == set(second.splits["test"].to_pandas()["person_id"])

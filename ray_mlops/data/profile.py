@@ -1,0 +1,531 @@
+"""Dataset profile (EDA): per-column statistics, histograms and association with the target.
+
+Every number comes from Ray Data aggregations or from one small summary row per block, so the
+driver never holds the rows. The JSON form is the reference that monitoring compares live
+traffic against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ray_mlops.errors import DataError
+
+if TYPE_CHECKING:
+    import ray.data
+
+FORMAT_VERSION = 1
+TASKS = ("classification", "regression")
+QUANTILES: dict[str, float] = {
+    "p01": 0.01,
+    "p05": 0.05,
+    "p25": 0.25,
+    "p50": 0.50,
+    "p75": 0.75,
+    "p95": 0.95,
+    "p99": 0.99,
+}
+# A variance below this fraction of the raw second moment is rounding noise: the values are
+# constant and an association with them is undefined.
+_ZERO_VARIANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Statistics of a numeric column; missing values (null or NaN) are left out of all of them.
+
+    Attributes:
+        count: Non-missing values.
+        missing: Missing values.
+        distinct: Distinct non-missing values.
+        mean: Mean, None without values.
+        std: Sample standard deviation (ddof=1, as pandas ``Series.std``), None below 2 values.
+        min: Smallest value.
+        max: Largest value.
+        quantiles: Exact quantiles with linear interpolation, keyed ``p01`` ... ``p99``.
+        histogram_edges: ``bins + 1`` equal-width edges from min to max; ``[v, v]`` for a
+            constant column; empty without values.
+        histogram_counts: Values per bin (the last bin includes max, as ``np.histogram``).
+        target_association: Association with the target (see ``profile_dataset``).
+    """
+
+    count: int
+    missing: int
+    distinct: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    quantiles: dict[str, float]
+    histogram_edges: list[float]
+    histogram_counts: list[int]
+    target_association: float | None
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Statistics of a categorical column.
+
+    Attributes:
+        count: Non-missing values.
+        missing: Missing values.
+        distinct: Distinct non-missing values.
+        top: ``(value, count)`` of the most frequent values, at most ``top_k``, most frequent
+            first, ties by value.
+        other_count: Non-missing values outside ``top``.
+        target_association: Association with the target (see ``profile_dataset``).
+    """
+
+    count: int
+    missing: int
+    distinct: int
+    top: list[tuple[str, int]]
+    other_count: int
+    target_association: float | None
+
+
+@dataclass(frozen=True)
+class DatasetProfile:
+    """The profile of a dataset: what ``profile_dataset`` returns and monitoring compares to.
+
+    Attributes:
+        rows: Rows in the dataset.
+        numeric: Profile per numeric feature.
+        categorical: Profile per categorical feature.
+        target: Name of the target column.
+        task: ``"classification"`` or ``"regression"``.
+        target_balance: Classification: rows per label (labels as strings, missing left out).
+        target_summary: Regression: the target's numeric profile.
+    """
+
+    rows: int
+    numeric: dict[str, NumericProfile]
+    categorical: dict[str, CategoricalProfile]
+    target: str
+    task: str
+    target_balance: dict[str, int] | None
+    target_summary: NumericProfile | None
+
+    def to_json(self) -> str:
+        """The profile as a JSON document with a ``format_version``; ``from_json`` reads it back."""
+        return json.dumps({"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetProfile:
+        """Read a document written by ``to_json``; the result equals the profile written.
+
+        Raises:
+            DataError: The document has another ``format_version``.
+        """
+        data = json.loads(text)
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise DataError(f"profile format_version {version!r} is not {FORMAT_VERSION}")
+        summary = data["target_summary"]
+        return cls(
+            rows=data["rows"],
+            numeric={name: NumericProfile(**p) for name, p in data["numeric"].items()},
+            categorical={
+                name: CategoricalProfile(**{**p, "top": [(str(v), int(n)) for v, n in p["top"]]})
+                for name, p in data["categorical"].items()
+            },
+            target=data["target"],
+            task=data["task"],
+            target_balance=data["target_balance"],
+            target_summary=None if summary is None else NumericProfile(**summary),
+        )
+
+
+def profile_dataset(
+    ds: ray.data.Dataset,
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    task: str,
+    bins: int = 20,
+    top_k: int = 20,
+) -> DatasetProfile:
+    """Profile ``ds`` with Ray Data aggregations; only summaries reach the driver.
+
+    Passes over the data: one ``aggregate`` (counts, moments, exact quantiles, distinct and
+    value counts), one ``map_batches`` (histograms and, for regression, the sums of Pearson's
+    r, one row per block), and for the associations one ``groupby(target)`` (classification)
+    or one ``groupby(column)`` per categorical feature (regression). Null and NaN are missing.
+
+    Association with the target, from the rows where both the feature and the target are
+    present (in [0, 1], Pearson in [-1, 1]; None when undefined: no variance, fewer than two
+    classes or categories):
+
+    - classification, numeric: correlation ratio eta = sqrt(sum_k n_k (m_k - m)^2 / sum_i
+      (x_i - m)^2) over the classes k, from per-class count, mean and variance.
+    - classification, categorical: Cramér's V = sqrt(chi2 / (n (min(r, c) - 1))) of the
+      r x c contingency table, without bias correction.
+    - regression, numeric: Pearson's r.
+    - regression, categorical: eta of the target over the categories.
+
+    Args:
+        ds: The dataset; other columns are ignored.
+        numeric: Numeric feature columns.
+        categorical: Categorical feature columns.
+        target: The target column (numeric for regression).
+        task: ``"classification"`` or ``"regression"``.
+        bins: Equal-width histogram bins per numeric column.
+        top_k: Most frequent values kept per categorical column.
+
+    Returns:
+        The profile.
+
+    Raises:
+        DataError: A column is missing or listed twice, or the task is unknown.
+
+    Example:
+        >>> import pandas as pd, ray
+        >>> frame = pd.DataFrame({"x": [1.0, 2.0, None], "c": ["a", "b", "a"], "y": [0, 1, 1]})
+        >>> profile = profile_dataset(ray.data.from_pandas(frame), ["x"], ["c"], "y", "classification")
+        >>> profile.numeric["x"].missing, profile.target_balance
+        (1, {'0': 1, '1': 2})
+    """
+    _check_arguments(ds, numeric, categorical, target, task, bins, top_k)
+    data = ds.select_columns(list(dict.fromkeys([*numeric, *categorical, target])))
+    data = data.map_batches(_nan_to_null, batch_format="pyarrow", batch_size=None)
+    summarised = [*numeric, target] if task == "regression" else list(numeric)
+    stats = data.aggregate(*_summary_aggregations(summarised, categorical, target, task))
+    profiles = {column: _numeric_profile(column, stats, bins) for column in summarised}
+    pearson_features = numeric if task == "regression" else []
+    summary = _block_summaries(data, profiles, pearson_features, target)
+    profiles = {c: _with_histogram(c, p, summary) for c, p in profiles.items()}
+    categories = {c: _categorical_profile(c, stats, top_k) for c in categorical}
+    numeric_assoc, categorical_assoc = _associations(data, numeric, categorical, target, task)
+    for column in pearson_features:
+        numeric_assoc[column] = _pearson(_summed(summary, f"sums:{column}", 6))
+    summary_profile = profiles.pop(target) if task == "regression" else None
+    return DatasetProfile(
+        rows=int(stats.get("count()") or 0),
+        numeric={
+            c: dataclasses.replace(profiles[c], target_association=numeric_assoc.get(c))
+            for c in numeric
+        },
+        categorical={
+            c: dataclasses.replace(categories[c], target_association=categorical_assoc.get(c))
+            for c in categorical
+        },
+        target=target,
+        task=task,
+        target_balance=_target_balance(stats, target) if task == "classification" else None,
+        target_summary=summary_profile,
+    )
+
+
+def _check_arguments(
+    ds: ray.data.Dataset,
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    task: str,
+    bins: int,
+    top_k: int,
+) -> None:
+    if task not in TASKS:
+        raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if bins < 1 or top_k < 1:
+        raise DataError(f"bins ({bins}) and top_k ({top_k}) must be at least 1")
+    columns = [*numeric, *categorical, target]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"columns listed more than once (features or target): {repeated}")
+    schema = ds.schema()
+    names = set(schema.names) if schema is not None else set()
+    absent = [c for c in columns if c not in names]
+    if absent:
+        raise DataError(f"columns not in the dataset: {absent}")
+
+
+def _nan_to_null(batch: pa.Table) -> pa.Table:
+    """Make float NaN null, which Ray Data aggregations skip, and give all-null columns a type.
+
+    A column of only nulls arrives with Arrow's ``null`` type, which Ray's quantile cannot read.
+    """
+    for index, field in enumerate(batch.schema):
+        column = batch.column(index)
+        if pa.types.is_null(field.type):
+            batch = batch.set_column(index, field.name, column.cast(pa.float64()))
+        elif pa.types.is_floating(field.type):
+            nulled = pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column)
+            batch = batch.set_column(index, field.name, nulled)
+    return batch
+
+
+def _summary_aggregations(
+    summarised: list[str], categorical: list[str], target: str, task: str
+) -> list[Any]:
+    from ray.data.aggregate import Count, CountDistinct, Max, Mean, Min, Std, ValueCounter
+
+    aggs: list[Any] = [Count()]
+    for column in summarised:
+        aggs += [
+            Count(column, ignore_nulls=True),
+            CountDistinct(column),
+            Mean(column),
+            Std(column, ddof=1),
+            Min(column),
+            Max(column),
+            _exact_quantiles_class()(on=column, alias_name=f"quantiles({column})"),
+        ]
+    for column in categorical:
+        aggs += [Count(column, ignore_nulls=True), CountDistinct(column), ValueCounter(column)]
+    if task == "classification":
+        aggs.append(ValueCounter(target))
+    return aggs
+
+
+@functools.cache
+def _exact_quantiles_class() -> type[Any]:
+    """Ray's exact ``Quantile``, finalised for all of ``QUANTILES`` at once.
+
+    Built on first use so that importing this module does not import Ray. One aggregation per
+    column gathers the column once instead of once per q, and a column without values gives
+    None. Interpolation is linear (``np.quantile``'s default, like pandas ``Series.quantile``
+    and Ray's own ``Quantile``, which calls Arrow's ``quantile`` with its linear default).
+    """
+    from ray.data.aggregate import Quantile
+
+    class ExactQuantiles(Quantile):
+        # One value per q where Quantile gives one value: a deliberate change of the output type.
+        def finalize(self, accumulator: Any) -> list[float] | None:  # type: ignore[override]
+            values = np.asarray(accumulator, dtype=np.float64)
+            values = values[~np.isnan(values)]
+            if values.size == 0:
+                return None
+            return [float(v) for v in np.quantile(values, list(QUANTILES.values()))]
+
+    return ExactQuantiles
+
+
+def _numeric_profile(column: str, stats: dict[str, Any], bins: int) -> NumericProfile:
+    """Everything from the first pass; the histogram gets its counts in the second."""
+    count = int(stats[f"count({column})"] or 0)
+    low, high = _number(stats[f"min({column})"]), _number(stats[f"max({column})"])
+    quantiles = stats[f"quantiles({column})"] or []
+    return NumericProfile(
+        count=count,
+        missing=int(stats.get("count()") or 0) - count,
+        distinct=int(stats[f"count_distinct({column})"] or 0),
+        mean=_number(stats[f"mean({column})"]),
+        std=_number(stats[f"std({column})"]),
+        min=low,
+        max=high,
+        quantiles=dict(zip(QUANTILES, (float(q) for q in quantiles), strict=False)),
+        histogram_edges=_histogram_edges(low, high, bins),
+        histogram_counts=[count] if low is not None and low == high else [],
+        target_association=None,
+    )
+
+
+def _histogram_edges(low: float | None, high: float | None, bins: int) -> list[float]:
+    if low is None or high is None:
+        return []
+    if low == high:
+        return [low, high]
+    return [float(edge) for edge in np.linspace(low, high, bins + 1)]
+
+
+def _categorical_profile(column: str, stats: dict[str, Any], top_k: int) -> CategoricalProfile:
+    count = int(stats[f"count({column})"] or 0)
+    ranked = _value_counts(stats[f"value_counter({column})"])
+    top = ranked[:top_k]
+    return CategoricalProfile(
+        count=count,
+        missing=int(stats.get("count()") or 0) - count,
+        distinct=int(stats[f"count_distinct({column})"] or 0),
+        top=top,
+        other_count=count - sum(n for _, n in top),
+        target_association=None,
+    )
+
+
+def _value_counts(counts: dict[str, list[Any]] | None) -> list[tuple[str, int]]:
+    """Non-missing values as strings with their counts, most frequent first, ties by value."""
+    if not counts:
+        return []
+    pairs = [
+        (str(value), int(n))
+        for value, n in zip(counts["values"], counts["counts"], strict=True)
+        if not _is_missing(value)
+    ]
+    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+
+
+def _target_balance(stats: dict[str, Any], target: str) -> dict[str, int]:
+    return dict(sorted(_value_counts(stats[f"value_counter({target})"])))
+
+
+def _block_summaries(
+    data: ray.data.Dataset,
+    profiles: dict[str, NumericProfile],
+    pearson_features: list[str],
+    target: str,
+) -> pd.DataFrame:
+    """One row per block with its histogram counts and Pearson sums; the driver adds them up."""
+    edges = {c: p.histogram_edges for c, p in profiles.items() if len(p.histogram_edges) > 2}
+    if not edges and not pearson_features:
+        return pd.DataFrame()
+    shifts = {c: p.mean or 0.0 for c, p in profiles.items()}
+    summarise = _BlockSummary(edges=edges, shifts=shifts, features=pearson_features, target=target)
+    return data.map_batches(summarise, batch_format="pyarrow", batch_size=None).to_pandas()
+
+
+def _with_histogram(column: str, profile: NumericProfile, summary: pd.DataFrame) -> NumericProfile:
+    if len(profile.histogram_edges) <= 2:
+        return profile
+    bins = len(profile.histogram_edges) - 1
+    counts = [int(n) for n in _summed(summary, f"histogram:{column}", bins)]
+    return dataclasses.replace(profile, histogram_counts=counts)
+
+
+@dataclass(frozen=True)
+class _BlockSummary:
+    """One row per block: bin counts per column, and the sums behind Pearson's r per feature.
+
+    The sums (n, x, y, x², y², xy over rows where both are present) use values shifted by the
+    column means, which keeps them free of cancellation when values are large.
+    """
+
+    edges: dict[str, list[float]]
+    shifts: dict[str, float]
+    features: list[str]
+    target: str
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        row: dict[str, list[Any]] = {}
+        for column, column_edges in self.edges.items():
+            values = _floats(batch, column)
+            counts, _ = np.histogram(values[~np.isnan(values)], bins=np.asarray(column_edges))
+            row[f"histogram:{column}"] = [counts.astype(np.int64).tolist()]
+        if self.features:  # Pearson sums, regression only: the target has a shift then
+            y = _floats(batch, self.target) - self.shifts[self.target]
+            for column in self.features:
+                x = _floats(batch, column) - self.shifts[column]
+                both = ~np.isnan(x) & ~np.isnan(y)
+                x, yb = x[both], y[both]
+                sums = [float(both.sum()), x.sum(), yb.sum(), x @ x, yb @ yb, x @ yb]
+                row[f"sums:{column}"] = [[float(s) for s in sums]]
+        return pa.table(row)
+
+
+def _floats(batch: pa.Table, column: str) -> np.ndarray:
+    """A column as float64, missing values as NaN."""
+    return np.asarray(pc.cast(batch.column(column), pa.float64()).to_numpy(), dtype=np.float64)
+
+
+def _summed(summary: pd.DataFrame, key: str, width: int) -> list[float]:
+    """Element-wise sum of the per-block lists in column ``key`` (zeros without blocks)."""
+    if summary.empty:
+        return [0.0] * width
+    total = np.sum(np.stack([np.asarray(v, dtype=np.float64) for v in summary[key]]), axis=0)
+    return [float(v) for v in total]
+
+
+def _pearson(sums: list[float]) -> float | None:
+    n, sx, sy, sxx, syy, sxy = sums
+    if n < 2:
+        return None
+    var_x, var_y = sxx - sx * sx / n, syy - sy * sy / n
+    if var_x <= _ZERO_VARIANCE * sxx or var_y <= _ZERO_VARIANCE * syy:
+        return None
+    r = (sxy - sx * sy / n) / math.sqrt(var_x * var_y)
+    return float(min(1.0, max(-1.0, r)))
+
+
+def _associations(
+    data: ray.data.Dataset, numeric: list[str], categorical: list[str], target: str, task: str
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Association of each feature with the target, except Pearson's r (from the block sums)."""
+    if task == "regression":
+        return {}, {c: _category_eta(data, c, target) for c in categorical}
+    if not numeric and not categorical:
+        return {}, {}
+    from ray.data.aggregate import Count, Mean, Std, ValueCounter
+
+    aggs: list[Any] = []
+    for i, column in enumerate(numeric):
+        aggs += [
+            Count(column, ignore_nulls=True, alias_name=f"n{i}"),
+            Mean(column, alias_name=f"mean{i}"),
+            Std(column, ddof=0, alias_name=f"std{i}"),
+        ]
+    aggs += [ValueCounter(c, alias_name=f"counts{j}") for j, c in enumerate(categorical)]
+    groups = pd.DataFrame(data.groupby(target).aggregate(*aggs).take_all())
+    groups = groups[~groups[target].map(_is_missing)] if not groups.empty else groups
+    numeric_assoc = {
+        c: _correlation_ratio(groups, f"n{i}", f"mean{i}", f"std{i}") for i, c in enumerate(numeric)
+    }
+    categorical_assoc = {c: _cramers_v(groups, f"counts{j}") for j, c in enumerate(categorical)}
+    return numeric_assoc, categorical_assoc
+
+
+def _category_eta(data: ray.data.Dataset, column: str, target: str) -> float | None:
+    """Correlation ratio of the (regression) target over the categories of ``column``."""
+    from ray.data.aggregate import Count, Mean, Std
+
+    aggs: list[Any] = [
+        Count(target, ignore_nulls=True, alias_name="n"),
+        Mean(target, alias_name="mean"),
+        Std(target, ddof=0, alias_name="std"),
+    ]
+    groups = pd.DataFrame(data.groupby(column).aggregate(*aggs).take_all())
+    groups = groups[~groups[column].map(_is_missing)] if not groups.empty else groups
+    return _correlation_ratio(groups, "n", "mean", "std")
+
+
+def _correlation_ratio(groups: pd.DataFrame, n: str, mean: str, std: str) -> float | None:
+    """eta from per-group count, mean and population std; None below two groups or no variance."""
+    if groups.empty:
+        return None
+    counts = groups[n].to_numpy(dtype=np.float64)
+    present = counts > 0
+    if present.sum() < 2:
+        return None
+    counts = counts[present]
+    means = groups[mean].to_numpy(dtype=np.float64)[present]
+    stds = groups[std].to_numpy(dtype=np.float64)[present]
+    grand = counts @ means / counts.sum()
+    between = counts @ (means - grand) ** 2
+    total = between + counts @ stds**2
+    if total <= _ZERO_VARIANCE * (counts @ (means**2 + stds**2)):
+        return None
+    return float(min(1.0, math.sqrt(between / total)))
+
+
+def _cramers_v(groups: pd.DataFrame, key: str) -> float | None:
+    """Cramér's V (no bias correction) from the per-class value counts of one feature."""
+    if groups.empty:
+        return None
+    table = pd.DataFrame(
+        [dict(_value_counts(counts)) for counts in groups[key]], dtype=np.float64
+    ).fillna(0.0)
+    observed = table.loc[table.sum(axis=1) > 0, table.sum(axis=0) > 0].to_numpy()
+    if min(observed.shape) < 2:
+        return None
+    n = observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / n
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    return float(min(1.0, math.sqrt(chi2 / (n * (min(observed.shape) - 1)))))
+
+
+def _number(value: Any) -> float | None:
+    """A finite-or-infinite float, or None for a missing result (None or NaN)."""
+    return None if _is_missing(value) else float(value)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

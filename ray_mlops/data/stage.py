@@ -1,0 +1,245 @@
+"""The data stage: read, validate with quarantine, fingerprint, split and profile.
+
+Streaming on Ray Data from the read on; the driver only ever receives aggregates (counts,
+statistics, offending keys), never the rows. The parsed rows are materialized once in the
+object store (spilling to disk when larger), so the source is read and parsed only once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from ray_mlops.config import ColumnContract, DataConfig, Task
+from ray_mlops.data.contract import infer_contract
+from ray_mlops.data.fingerprint import dataset_fingerprint
+from ray_mlops.data.profile import DatasetProfile, profile_dataset
+from ray_mlops.data.source import DataSource, resolve_source
+from ray_mlops.data.split import SPLITS, SplitPlan, assign_by_plan, plan_splits
+from ray_mlops.data.validate import (
+    FEATURE_HASH_COLUMN,
+    REASON_COLUMN,
+    RowRules,
+    check_batch,
+    find_dataset_wide_issues,
+    mark_dataset_wide_issues,
+)
+from ray_mlops.errors import DataError
+
+if TYPE_CHECKING:
+    import ray.data
+
+SPLIT_COLUMN = "_ray_mlops_split"
+
+
+@dataclass
+class QuarantineReport:
+    """Rows set aside, why, and where they were written."""
+
+    rows: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    path: str | None = None
+
+    def top_reasons(self, n: int = 3) -> str:
+        """The most frequent reasons, for messages."""
+        ranked = sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return ", ".join(f"{reason} ({count:,})" for reason, count in ranked)
+
+
+@dataclass
+class PreparedData:
+    """The valid rows of one dataset, split, with everything known about them."""
+
+    source: DataSource
+    fingerprint: str
+    rows_read: int
+    schema: dict[str, str]
+    quarantine: QuarantineReport
+    plan: SplitPlan
+    splits: dict[str, ray.data.Dataset]
+    split_counts: dict[str, int]
+    profile: DatasetProfile
+    contract: dict[str, ColumnContract]
+    contract_declared: bool
+
+
+def read_source(source: DataSource, data: DataConfig, task: Task) -> ray.data.Dataset:
+    """Open the files as a lazy Ray Dataset.
+
+    CSV columns that must be numeric are read as text and parsed row by row in validation:
+    one bad value then quarantines one row instead of failing the whole read.
+    """
+    import ray.data
+    from pyarrow import csv as pacsv
+
+    kwargs = {"filesystem": source.filesystem} if source.filesystem else {}
+    if source.format == "csv":
+        as_text = [*data.numeric, *([data.target] if task == "regression" else [])]
+        as_text += [c for c, s in (data.contract or {}).items() if s.dtype in ("int", "float")]
+        options = pacsv.ConvertOptions(
+            strings_can_be_null=True, column_types={c: pa.string() for c in as_text}
+        )
+        return ray.data.read_csv(source.files, convert_options=options, **kwargs)
+    if source.format == "parquet":
+        return ray.data.read_parquet(source.files, **kwargs)
+    return ray.data.read_json(source.files, lines=True, **kwargs)
+
+
+def check_columns(schema: pa.Schema, data: DataConfig, origin: str) -> None:
+    """Fail with every missing column at once, listing the ones available."""
+    named = {
+        "target": [data.target],
+        "id_column": [data.id_column] if data.id_column else [],
+        "timestamp_column": [data.timestamp_column] if data.timestamp_column else [],
+        "numeric": data.numeric,
+        "categorical": data.categorical,
+        "sensitive": data.sensitive,
+        "contract": list(data.contract or {}),
+    }
+    problems = [
+        f"data.{key}: column {column!r} is not in the data"
+        for key, columns in named.items()
+        for column in columns
+        if column not in schema.names
+    ]
+    if problems:
+        raise DataError(
+            f"{origin} does not match the config:\n  - "
+            + "\n  - ".join(problems)
+            + f"\n  columns available: {', '.join(schema.names)}"
+        )
+
+
+def _with_split(batch: pd.DataFrame, plan: SplitPlan, data: DataConfig) -> pd.DataFrame:
+    names = assign_by_plan(batch, plan, data.id_column, data.target, data.timestamp_column)
+    return batch.assign(**{SPLIT_COLUMN: names})
+
+
+def _rows_of_split(batch: pd.DataFrame, name: str) -> pd.DataFrame:
+    return batch[batch[SPLIT_COLUMN] == name].drop(columns=[SPLIT_COLUMN])
+
+
+def prepare_data(
+    data: DataConfig,
+    task: Task,
+    base_dir: Path,
+    quarantine_dir: Path,
+    frozen_plan: Callable[[str], SplitPlan | None] = lambda fingerprint: None,
+) -> PreparedData:
+    """Run the data stage.
+
+    Args:
+        data: The config's data section.
+        task: classification or regression.
+        base_dir: Folder relative data paths start from.
+        quarantine_dir: Where bad rows are written as Parquet (created only if any).
+        frozen_plan: Returns the split plan already used for a fingerprint, if any, so the
+            test split of a dataset never changes.
+
+    Raises:
+        DataError: unreadable source, missing columns, or too many bad rows.
+    """
+    from ray.data.expressions import col
+
+    source = resolve_source(data.path, base_dir)
+    raw = read_source(source, data, task)
+    try:
+        schema = raw.schema(fetch_if_missing=True)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read {data.path}: {exc}") from None
+    if schema is None:
+        raise DataError(f"{data.path} holds no rows")
+    check_columns(schema, data, origin=data.path)
+
+    rules = RowRules.from_config(data, task)
+    checked = raw.map_batches(
+        partial(check_batch, rules=rules), batch_format="pandas"
+    ).materialize()
+    source_columns = list(schema.names)
+    fingerprint, rows = dataset_fingerprint(checked.select_columns(source_columns))
+    issues = find_dataset_wide_issues(checked, data)
+    marked = checked.map_batches(
+        partial(mark_dataset_wide_issues, issues=issues, id_column=data.id_column),
+        batch_format="pandas",
+    )
+    quarantine = _quarantine(marked, rows, data, quarantine_dir)
+    valid = (
+        marked.filter(expr=col(REASON_COLUMN) == "")
+        .drop_columns([REASON_COLUMN, FEATURE_HASH_COLUMN])
+        .materialize()
+    )
+    del checked, marked  # free the object store copy of the unsplit rows
+
+    plan = frozen_plan(fingerprint) or plan_splits(valid, data)
+    tagged = valid.map_batches(partial(_with_split, plan=plan, data=data), batch_format="pandas")
+    splits: dict[str, ray.data.Dataset] = {
+        name: tagged.map_batches(partial(_rows_of_split, name=name), batch_format="pandas")
+        for name in SPLITS
+    }
+    counts = _split_counts(tagged)
+    empty = [name for name in SPLITS if not counts.get(name)]
+    if empty:
+        raise DataError(
+            f"{data.path}: split(s) {', '.join(empty)} got no rows from {rows - quarantine.rows} "
+            "valid rows; use more data or larger data.split shares"
+        )
+    sensitive_only = [c for c in data.sensitive if c not in data.feature_columns]
+    profile = profile_dataset(
+        valid, data.numeric, [*data.categorical, *sensitive_only], data.target, task
+    )
+    declared = data.contract is not None
+    return PreparedData(
+        source=source,
+        fingerprint=fingerprint,
+        rows_read=rows,
+        schema={n: str(t) for n, t in zip(schema.names, schema.types, strict=True)},
+        quarantine=quarantine,
+        plan=plan,
+        splits=splits,
+        split_counts=counts,
+        profile=profile,
+        contract=dict(data.contract) if declared else infer_contract(schema, data, profile),  # type: ignore[arg-type]
+        contract_declared=declared,
+    )
+
+
+def _quarantine(
+    marked: ray.data.Dataset, rows: int, data: DataConfig, directory: Path
+) -> QuarantineReport:
+    """Count bad rows by reason, write them with their reason, fail over the limit."""
+    from ray.data.expressions import col
+
+    counts = {
+        str(row[REASON_COLUMN]): int(row["count()"])
+        for row in marked.groupby(REASON_COLUMN).count().take_all()
+        if row[REASON_COLUMN]
+    }
+    report = QuarantineReport(rows=sum(counts.values()), by_reason=counts)
+    if not report.rows:
+        return report
+    bad = marked.filter(expr=col(REASON_COLUMN) != "").drop_columns([FEATURE_HASH_COLUMN])
+    bad = bad.rename_columns({REASON_COLUMN: "quarantine_reason"})
+    directory.mkdir(parents=True, exist_ok=True)
+    bad.write_parquet(str(directory))
+    report.path = str(directory)
+    share = report.rows / max(rows, 1)
+    if share > data.quarantine.max_bad_fraction:
+        raise DataError(
+            f"{data.path}: {report.rows:,} of {rows:,} rows ({share:.1%}) break the data "
+            f"contract, over data.quarantine.max_bad_fraction "
+            f"{data.quarantine.max_bad_fraction:.1%}. Top reasons: {report.top_reasons()}. "
+            f"The rows and their reasons are in {directory}"
+        )
+    return report
+
+
+def _split_counts(tagged: ray.data.Dataset) -> dict[str, int]:
+    counted = tagged.groupby(SPLIT_COLUMN).count().take_all()
+    found = {str(row[SPLIT_COLUMN]): int(row["count()"]) for row in counted}
+    return {name: found.get(name, 0) for name in SPLITS}

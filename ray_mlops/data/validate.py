@@ -1,0 +1,143 @@
+"""Row-level validation: every bad row gets a reason and goes to quarantine, never dropped.
+
+Per-row checks (unparseable value, null where not allowed, out of range, unknown category,
+missing target) are vectorised over each batch. Checks that need the whole dataset
+(duplicate ids, identical features with conflicting labels) run as Ray Data group-bys; only
+the offending keys reach the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ray_mlops.config import ColumnContract, DataConfig, Task
+
+if TYPE_CHECKING:
+    import ray.data
+
+REASON_COLUMN = "_ray_mlops_reason"
+FEATURE_HASH_COLUMN = "_ray_mlops_feature_hash"
+MISSING_TARGET = "missing_target"
+DUPLICATE_ID = "duplicate_id"
+CONFLICTING_LABELS = "conflicting_labels"
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """What each row is checked against, derived from the config once."""
+
+    numeric_columns: list[str]
+    contract: dict[str, ColumnContract]
+    target: str
+    feature_columns: list[str]
+
+    @classmethod
+    def from_config(cls, data: DataConfig, task: Task) -> RowRules:
+        """Columns that must parse as numbers, plus the declared contract (if any)."""
+        contract = dict(data.contract or {})
+        numeric = list(data.numeric)
+        if task == "regression":
+            numeric.append(data.target)
+        numeric += [c for c, spec in contract.items() if spec.dtype in ("int", "float")]
+        return cls(
+            numeric_columns=list(dict.fromkeys(numeric)),
+            contract=contract,
+            target=data.target,
+            feature_columns=data.feature_columns,
+        )
+
+
+def _first_reason(reasons: np.ndarray, mask: np.ndarray, reason: str) -> None:
+    """Record ``reason`` where ``mask`` holds and no earlier check already failed."""
+    reasons[mask & (reasons == "")] = reason
+
+
+def check_batch(batch: pd.DataFrame, rules: RowRules) -> pd.DataFrame:
+    """Parse numeric columns, then add the first failed check of each row (``""`` if none).
+
+    Also adds a hash of each row's feature values, used to find conflicting labels.
+    """
+    frame = batch.copy()
+    reasons = np.full(len(frame), "", dtype=object)
+    for column in rules.numeric_columns:
+        if column not in frame.columns:
+            continue
+        raw = frame[column]
+        parsed = pd.to_numeric(raw, errors="coerce").astype("Float64")
+        # NaN from a float source is a missing value, not a parse failure.
+        parsed = parsed.where(parsed.notna() & ~np.isnan(parsed.fillna(0.0)), pd.NA)
+        _first_reason(reasons, (raw.notna() & parsed.isna()).to_numpy(), f"unparseable:{column}")
+        frame[column] = parsed
+    _first_reason(reasons, frame[rules.target].isna().to_numpy(), MISSING_TARGET)
+    for column, spec in rules.contract.items():
+        values = frame[column]
+        if not spec.nullable:
+            _first_reason(reasons, values.isna().to_numpy(), f"null:{column}")
+        if spec.min is not None:
+            _first_reason(
+                reasons, (values < spec.min).fillna(False).to_numpy(bool), f"below_min:{column}"
+            )
+        if spec.max is not None:
+            _first_reason(
+                reasons, (values > spec.max).fillna(False).to_numpy(bool), f"above_max:{column}"
+            )
+        if spec.categories is not None:
+            unknown = values.notna() & ~values.astype("string").isin(spec.categories)
+            _first_reason(reasons, unknown.to_numpy(bool), f"unknown_category:{column}")
+    frame[REASON_COLUMN] = reasons
+    frame[FEATURE_HASH_COLUMN] = (
+        pd.util.hash_pandas_object(frame[rules.feature_columns].astype("string"), index=False)
+        .to_numpy(dtype=np.uint64)
+        .astype(np.int64)
+    )
+    return frame
+
+
+@dataclass
+class DatasetWideIssues:
+    """Keys whose rows break a rule only visible across the whole dataset."""
+
+    duplicate_ids: list[Any] = field(default_factory=list)
+    conflicting_feature_hashes: list[int] = field(default_factory=list)
+
+
+def find_dataset_wide_issues(checked: ray.data.Dataset, data: DataConfig) -> DatasetWideIssues:
+    """Duplicate ids and identical feature rows with different labels, among rows still valid."""
+    from ray.data.aggregate import Count, CountDistinct
+    from ray.data.expressions import col
+
+    valid = checked.filter(expr=col(REASON_COLUMN) == "")
+    issues = DatasetWideIssues()
+    if data.quarantine.duplicate_ids and data.id_column:
+        counts = valid.groupby(data.id_column).aggregate(Count(alias_name="n"))
+        issues.duplicate_ids = [
+            row[data.id_column] for row in counts.filter(expr=col("n") > 1).take_all()
+        ]
+    if data.quarantine.conflicting_labels:
+        labels = valid.groupby(FEATURE_HASH_COLUMN).aggregate(
+            CountDistinct(data.target, alias_name="labels")
+        )
+        issues.conflicting_feature_hashes = [
+            int(row[FEATURE_HASH_COLUMN])
+            for row in labels.filter(expr=col("labels") > 1).take_all()
+        ]
+    return issues
+
+
+def mark_dataset_wide_issues(
+    batch: pd.DataFrame, issues: DatasetWideIssues, id_column: str | None
+) -> pd.DataFrame:
+    """Add the dataset-wide reasons to rows that passed the per-row checks."""
+    reasons = batch[REASON_COLUMN].to_numpy(dtype=object).copy()
+    if id_column and issues.duplicate_ids:
+        _first_reason(
+            reasons, batch[id_column].isin(issues.duplicate_ids).to_numpy(bool), DUPLICATE_ID
+        )
+    if issues.conflicting_feature_hashes:
+        conflicted = batch[FEATURE_HASH_COLUMN].isin(issues.conflicting_feature_hashes)
+        _first_reason(reasons, conflicted.to_numpy(bool), CONFLICTING_LABELS)
+    return batch.assign(**{REASON_COLUMN: reasons})

@@ -52,7 +52,8 @@ class NumericProfile:
         std: Sample standard deviation (ddof=1, as pandas ``Series.std``), None below 2 values.
         min: Smallest value.
         max: Largest value.
-        quantiles: Exact quantiles with linear interpolation, keyed ``p01`` ... ``p99``.
+        quantiles: Exact quantiles with linear interpolation, keyed ``p01`` ... ``p99``; empty
+            without values.
         histogram_edges: ``bins + 1`` equal-width edges from min to max; ``[v, v]`` for a
             constant column; empty without values.
         histogram_counts: Values per bin (the last bin includes max, as ``np.histogram``).
@@ -118,7 +119,7 @@ class DatasetProfile:
 
     def to_json(self) -> str:
         """The profile as a JSON document with a ``format_version``; ``from_json`` reads it back."""
-        return json.dumps({"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=1)
+        return json.dumps({"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> DatasetProfile:
@@ -161,6 +162,7 @@ def profile_dataset(
     value counts), one ``map_batches`` (histograms and, for regression, the sums of Pearson's
     r, one row per block), and for the associations one ``groupby(target)`` (classification)
     or one ``groupby(column)`` per categorical feature (regression). Null and NaN are missing.
+    Each pass runs ``ds``'s plan again: materialise a dataset read from slow sources first.
 
     Association with the target, from the rows where both the feature and the target are
     present (in [0, 1], Pearson in [-1, 1]; None when undefined: no variance, fewer than two
@@ -186,7 +188,8 @@ def profile_dataset(
         The profile.
 
     Raises:
-        DataError: A column is missing or listed twice, or the task is unknown.
+        DataError: A column is missing, listed twice or not numeric where it must be, or the
+            task is unknown.
 
     Example:
         >>> import pandas as pd, ray
@@ -196,10 +199,11 @@ def profile_dataset(
         (1, {'0': 1, '1': 2})
     """
     _check_arguments(ds, numeric, categorical, target, task, bins, top_k)
-    data = ds.select_columns(list(dict.fromkeys([*numeric, *categorical, target])))
+    data = ds.select_columns([*numeric, *categorical, target])
     data = data.map_batches(_nan_to_null, batch_format="pyarrow", batch_size=None)
     summarised = [*numeric, target] if task == "regression" else list(numeric)
-    stats = data.aggregate(*_summary_aggregations(summarised, categorical, target, task))
+    # None when no block reaches the aggregation at all (e.g. after ``limit(0)``).
+    stats = data.aggregate(*_summary_aggregations(summarised, categorical, target, task)) or {}
     profiles = {column: _numeric_profile(column, stats, bins) for column in summarised}
     pearson_features = numeric if task == "regression" else []
     summary = _block_summaries(data, profiles, pearson_features, target)
@@ -244,10 +248,22 @@ def _check_arguments(
     if repeated:
         raise DataError(f"columns listed more than once (features or target): {repeated}")
     schema = ds.schema()
-    names = set(schema.names) if schema is not None else set()
-    absent = [c for c in columns if c not in names]
+    types = dict(zip(schema.names, schema.types, strict=True)) if schema is not None else {}
+    absent = [c for c in columns if c not in types]
     if absent:
         raise DataError(f"columns not in the dataset: {absent}")
+    summarised = [*numeric, target] if task == "regression" else numeric
+    not_numeric = [c for c in summarised if not _is_numeric_type(types[c])]
+    if not_numeric:
+        raise DataError(f"columns profiled as numeric hold non-numeric values: {not_numeric}")
+
+
+def _is_numeric_type(dtype: Any) -> bool:
+    if not isinstance(dtype, pa.DataType):
+        return True  # not an Arrow type: leave the check to the aggregations
+    return bool(
+        pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_null(dtype)
+    )
 
 
 def _nan_to_null(batch: pa.Table) -> pa.Table:
@@ -293,13 +309,20 @@ def _exact_quantiles_class() -> type[Any]:
     """Ray's exact ``Quantile``, finalised for all of ``QUANTILES`` at once.
 
     Built on first use so that importing this module does not import Ray. One aggregation per
-    column gathers the column once instead of once per q, and a column without values gives
-    None. Interpolation is linear (``np.quantile``'s default, like pandas ``Series.quantile``
-    and Ray's own ``Quantile``, which calls Arrow's ``quantile`` with its linear default).
+    column gathers the column once instead of once per q, and a column without values (or a
+    dataset without rows) gives None instead of failing. Interpolation is linear: ``np.quantile``'s
+    default, as in pandas ``Series.quantile`` and Ray's own ``Quantile`` (Arrow's ``quantile``).
     """
     from ray.data.aggregate import Quantile
 
     class ExactQuantiles(Quantile):
+        def _combine_column(self, accumulator_col: Any) -> Any:
+            # Without any block (an empty dataset) the column is Arrow nulls, which Quantile's
+            # flatten rejects; None is the "no values" accumulator that finalize skips.
+            if pa.types.is_null(accumulator_col.type):
+                return None
+            return super()._combine_column(accumulator_col)
+
         # One value per q where Quantile gives one value: a deliberate change of the output type.
         def finalize(self, accumulator: Any) -> list[float] | None:  # type: ignore[override]
             values = np.asarray(accumulator, dtype=np.float64)
@@ -313,15 +336,15 @@ def _exact_quantiles_class() -> type[Any]:
 
 def _numeric_profile(column: str, stats: dict[str, Any], bins: int) -> NumericProfile:
     """Everything from the first pass; the histogram gets its counts in the second."""
-    count = int(stats[f"count({column})"] or 0)
-    low, high = _number(stats[f"min({column})"]), _number(stats[f"max({column})"])
-    quantiles = stats[f"quantiles({column})"] or []
+    count = int(stats.get(f"count({column})") or 0)
+    low, high = _number(stats.get(f"min({column})")), _number(stats.get(f"max({column})"))
+    quantiles = stats.get(f"quantiles({column})") or []
     return NumericProfile(
         count=count,
         missing=int(stats.get("count()") or 0) - count,
-        distinct=int(stats[f"count_distinct({column})"] or 0),
-        mean=_number(stats[f"mean({column})"]),
-        std=_number(stats[f"std({column})"]),
+        distinct=int(stats.get(f"count_distinct({column})") or 0),
+        mean=_number(stats.get(f"mean({column})")),
+        std=_number(stats.get(f"std({column})")),
         min=low,
         max=high,
         quantiles=dict(zip(QUANTILES, (float(q) for q in quantiles), strict=False)),
@@ -340,13 +363,13 @@ def _histogram_edges(low: float | None, high: float | None, bins: int) -> list[f
 
 
 def _categorical_profile(column: str, stats: dict[str, Any], top_k: int) -> CategoricalProfile:
-    count = int(stats[f"count({column})"] or 0)
-    ranked = _value_counts(stats[f"value_counter({column})"])
+    count = int(stats.get(f"count({column})") or 0)
+    ranked = _value_counts(stats.get(f"value_counter({column})"))
     top = ranked[:top_k]
     return CategoricalProfile(
         count=count,
         missing=int(stats.get("count()") or 0) - count,
-        distinct=int(stats[f"count_distinct({column})"] or 0),
+        distinct=int(stats.get(f"count_distinct({column})") or 0),
         top=top,
         other_count=count - sum(n for _, n in top),
         target_association=None,
@@ -366,7 +389,7 @@ def _value_counts(counts: dict[str, list[Any]] | None) -> list[tuple[str, int]]:
 
 
 def _target_balance(stats: dict[str, Any], target: str) -> dict[str, int]:
-    return dict(sorted(_value_counts(stats[f"value_counter({target})"])))
+    return dict(sorted(_value_counts(stats.get(f"value_counter({target})"))))
 
 
 def _block_summaries(

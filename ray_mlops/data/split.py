@@ -132,7 +132,7 @@ def plan_splits(valid: ray.data.Dataset, data: DataConfig) -> SplitPlan:
 
 
 def _plan_stratified(valid: ray.data.Dataset, data: DataConfig, plan: SplitPlan) -> SplitPlan:
-    from ray.data.aggregate import Count
+    from ray_mlops.data.partials import count_by
 
     def label_buckets(batch: pd.DataFrame) -> pd.DataFrame:
         keys = batch.drop(columns=[c for c in batch.columns if c.startswith("_ray_mlops")])
@@ -143,16 +143,11 @@ def _plan_stratified(valid: ray.data.Dataset, data: DataConfig, plan: SplitPlan)
             }
         )
 
-    counts = (
-        valid.map_batches(label_buckets, batch_format="pandas")
-        .groupby(["label", "bucket"])
-        .aggregate(Count(alias_name="n"))
-        .to_pandas()
-    )
+    counts = count_by(valid.map_batches(label_buckets, batch_format="pandas"), ["label", "bucket"])
     cuts: dict[str, list[int]] = {}
     for label, group in counts.groupby("label"):
         per_bucket = np.zeros(BUCKETS, dtype=np.int64)
-        per_bucket[group["bucket"].to_numpy()] = group["n"].to_numpy()
+        per_bucket[group["bucket"].astype(int).to_numpy()] = group["count"].to_numpy()
         share = np.cumsum(per_bucket) / per_bucket.sum()
         # The first bucket at which the cumulative share reaches the target share.
         test_cut = int(np.searchsorted(share, plan.test, side="left")) + 1

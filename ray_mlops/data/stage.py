@@ -17,8 +17,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ray_mlops.config import ColumnContract, DataConfig, Task
-from ray_mlops.data.contract import infer_contract
+from ray_mlops.data.contract import MAX_INFERRED_CATEGORIES, infer_contract
 from ray_mlops.data.fingerprint import dataset_fingerprint
+from ray_mlops.data.partials import count_by
 from ray_mlops.data.profile import DatasetProfile, profile_dataset
 from ray_mlops.data.source import DataSource, resolve_source
 from ray_mlops.data.split import SPLITS, SplitPlan, assign_by_plan, plan_splits
@@ -191,7 +192,12 @@ def prepare_data(
         )
     sensitive_only = [c for c in data.sensitive if c not in data.feature_columns]
     profile = profile_dataset(
-        valid, data.numeric, [*data.categorical, *sensitive_only], data.target, task
+        valid,
+        data.numeric,
+        [*data.categorical, *sensitive_only],
+        data.target,
+        task,
+        top_k=MAX_INFERRED_CATEGORIES,
     )
     declared = data.contract is not None
     return PreparedData(
@@ -215,10 +221,11 @@ def _quarantine(
     """Count bad rows by reason, write them with their reason, fail over the limit."""
     from ray.data.expressions import col
 
+    by_reason = count_by(marked.select_columns([REASON_COLUMN]), [REASON_COLUMN])
     counts = {
-        str(row[REASON_COLUMN]): int(row["count()"])
-        for row in marked.groupby(REASON_COLUMN).count().take_all()
-        if row[REASON_COLUMN]
+        str(reason): int(n)
+        for reason, n in zip(by_reason[REASON_COLUMN], by_reason["count"], strict=True)
+        if reason
     }
     report = QuarantineReport(rows=sum(counts.values()), by_reason=counts)
     if not report.rows:
@@ -240,6 +247,6 @@ def _quarantine(
 
 
 def _split_counts(tagged: ray.data.Dataset) -> dict[str, int]:
-    counted = tagged.groupby(SPLIT_COLUMN).count().take_all()
-    found = {str(row[SPLIT_COLUMN]): int(row["count()"]) for row in counted}
+    counted = count_by(tagged.select_columns([SPLIT_COLUMN]), [SPLIT_COLUMN])
+    found = dict(zip(counted[SPLIT_COLUMN], counted["count"].astype(int), strict=True))
     return {name: found.get(name, 0) for name in SPLITS}

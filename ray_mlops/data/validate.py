@@ -112,13 +112,17 @@ def find_dataset_wide_issues(checked: ray.data.Dataset, data: DataConfig) -> Dat
 
     valid = checked.filter(expr=col(REASON_COLUMN) == "")
     issues = DatasetWideIssues()
+    # A shuffle has seconds of fixed cost: give small data one partition, big data more.
+    partitions = _partitions(checked)
     if data.quarantine.duplicate_ids and data.id_column:
-        counts = valid.groupby(data.id_column).aggregate(Count(alias_name="n"))
+        counts = valid.groupby(data.id_column, num_partitions=partitions).aggregate(
+            Count(alias_name="n")
+        )
         issues.duplicate_ids = [
             row[data.id_column] for row in counts.filter(expr=col("n") > 1).take_all()
         ]
     if data.quarantine.conflicting_labels:
-        labels = valid.groupby(FEATURE_HASH_COLUMN).aggregate(
+        labels = valid.groupby(FEATURE_HASH_COLUMN, num_partitions=partitions).aggregate(
             CountDistinct(data.target, alias_name="labels")
         )
         issues.conflicting_feature_hashes = [
@@ -126,6 +130,10 @@ def find_dataset_wide_issues(checked: ray.data.Dataset, data: DataConfig) -> Dat
             for row in labels.filter(expr=col("labels") > 1).take_all()
         ]
     return issues
+
+
+def _partitions(dataset: ray.data.Dataset, rows_per_partition: int = 2_000_000) -> int:
+    return max(1, min(64, dataset.count() // rows_per_partition + 1))
 
 
 def mark_dataset_wide_issues(

@@ -51,6 +51,7 @@ from ray_mlops.tracking import (
     git_commit,
     latest_stage_artifact,
     log_data_stage,
+    log_lineage,
     resolve_tracking_uri,
 )
 from ray_mlops.train.trainer import TrainingOutcome, train_model
@@ -257,7 +258,9 @@ def _data_stage(run: _Run) -> PreparedData:
         log_data_stage(tracker, [run.run_id, stage.run_id], stage.run_id, data, cfg.name)
         change = _schema_change(run, data)
         if change.any:
-            tracker.log_text(stage.run_id, json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE)
+            tracker.log_text(
+                stage.run_id, json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE
+            )
         stage.note.append(describe_data(data, change.describe()))
     return data
 
@@ -314,6 +317,7 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
             Path(DEFAULT_HOME) / "ray_results",
         )
         run.tracker.set_tags(stage.run_id, {"ray_mlops.checkpoint": outcome.checkpoint_path})
+        log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
         best = ", ".join(f"{k} {v:.4f}" for k, v in outcome.best_metrics.items() if k != "epoch")
         stage.note.append(f"best epoch {int(outcome.best_metrics['epoch']) + 1}: {best}")
     return outcome
@@ -352,6 +356,7 @@ def _evaluate_stage(
                 f"choose one of {sorted(test_metrics)}"
             )
         run.tracker.log_metrics(stage.run_id, test_metrics)
+        log_lineage(run.tracker, stage.run_id, data, cfg.name, context="evaluation")
         run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
         champion, champion_score = _score_champion(run, holdout, metric, workdir)
         if champion_score is not None:

@@ -216,6 +216,25 @@ def latest_stage_artifact(
     return None
 
 
+def log_lineage(
+    tracker: PipelineTracker, run_id: str, data: PreparedData, name: str, context: str
+) -> None:
+    """Tag ``run_id`` with the data it used and log it as an MLflow dataset input."""
+    tracker.set_tags(
+        run_id,
+        {
+            TAG_FINGERPRINT: data.fingerprint,
+            TAG_SCHEMA_HASH: schema_hash(data.schema),
+            TAG_SOURCE: data.source.uri,
+            "ray_mlops.rows": str(data.rows_read),
+        },
+    )
+    dataset = dataset_input(
+        name, data.fingerprint, data.source.uri, data.schema, data.rows_read, context
+    )
+    tracker.client.log_inputs(run_id, datasets=[dataset])
+
+
 def log_data_stage(
     tracker: PipelineTracker, run_ids: list[str], stage_run_id: str, data: PreparedData, name: str
 ) -> None:
@@ -226,22 +245,8 @@ def log_data_stage(
     from ray_mlops.data.contract import contract_to_yaml
     from ray_mlops.data.report import render_profile_html
 
-    lineage = {
-        TAG_FINGERPRINT: data.fingerprint,
-        TAG_SCHEMA_HASH: schema_hash(data.schema),
-        TAG_SOURCE: data.source.uri,
-        "ray_mlops.rows": str(data.rows_read),
-    }
     for run_id in run_ids:
-        tracker.set_tags(run_id, lineage)
-        tracker.client.log_inputs(
-            run_id,
-            datasets=[
-                dataset_input(
-                    name, data.fingerprint, data.source.uri, data.schema, data.rows_read, "training"
-                )
-            ],
-        )
+        log_lineage(tracker, run_id, data, name, context="training")
     metrics = {"rows_read": data.rows_read, "rows_quarantined": data.quarantine.rows}
     metrics |= {f"rows_{split}": n for split, n in data.split_counts.items()}
     metrics |= {

@@ -75,6 +75,13 @@ def check_batch(batch: pd.DataFrame, rules: RowRules) -> pd.DataFrame:
     _first_reason(reasons, frame[rules.target].isna().to_numpy(), MISSING_TARGET)
     for column, spec in rules.contract.items():
         values = frame[column]
+        if spec.dtype == "int":
+            fractional = values.notna() & (values.astype("Float64") % 1 != 0)
+            _first_reason(reasons, fractional.fillna(False).to_numpy(bool), f"not_integer:{column}")
+        elif spec.dtype == "timestamp":
+            parsed = pd.to_datetime(values, errors="coerce", utc=True)
+            bad = (values.notna() & parsed.isna()).to_numpy(bool)
+            _first_reason(reasons, bad, f"unparseable:{column}")
         if not spec.nullable:
             _first_reason(reasons, values.isna().to_numpy(), f"null:{column}")
         if spec.min is not None:

@@ -8,6 +8,7 @@ and sends the driver one small table per block instead of rows.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -31,7 +32,7 @@ def count_by(dataset: ray.data.Dataset, columns: list[str]) -> pd.DataFrame:
         One row per combination present: the key columns and ``count``.
     """
     partial_counts = dataset.map_batches(
-        _block_counts, fn_kwargs={"columns": columns}, batch_format="pandas"
+        partial(_block_counts, columns=columns), batch_format="pandas"
     ).to_pandas()
     if partial_counts.empty:
         return pd.DataFrame(columns=[*columns, "count"])

@@ -36,10 +36,10 @@ def test_wrong_type_names_path_and_value() -> None:
 
 
 def test_value_outside_allowed_set_lists_choices() -> None:
-    raw = {**MINIMAL, "features": {"numeric_scale": "zscore"}}
+    raw = {**MINIMAL, "features": {"numeric": {"scale": "zscore"}}}
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
-    assert "features.numeric_scale" in str(caught.value)
+    assert "features.numeric.scale" in str(caught.value)
     assert "'standard'" in str(caught.value) and "'minmax'" in str(caught.value)
 
 

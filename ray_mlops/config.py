@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -161,22 +161,155 @@ class DataConfig(_Section):
         return [*self.numeric, *self.categorical, *self.datetime]
 
 
-class FeaturesConfig(_Section):
-    numeric_impute: Literal["mean", "median", "zero"] = Field(
-        "median", description="Fill value for missing numeric values, fitted on the train split."
+DatetimePart = Literal["year", "month", "day", "dayofweek", "hour", "minute"]
+_DEFAULT_DATETIME_PARTS: list[DatetimePart] = ["year", "month", "dayofweek", "hour"]
+
+
+class NumericFeature(_Section):
+    """How one numeric column is encoded: signed log1p, imputation, scaling, optional buckets."""
+
+    impute: Literal["mean", "median", "most_frequent", "constant"] = Field(
+        "median",
+        description=(
+            "Fill value for missing values, fitted on the train split (constant: fill_value). "
+            "With log1p it is fitted in log space."
+        ),
     )
-    numeric_scale: Literal["standard", "minmax", "none"] = Field(
-        "standard", description="Scaling of numeric columns, fitted on the train split."
+    fill_value: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="Fill value of impute 'constant', in the column's own units.",
+    )
+    log1p: bool = Field(
+        False,
+        description=(
+            "Replace x by sign(x) * log1p(|x|) before anything else, for skewed columns "
+            "(amounts, counts): imputation, scaling and quantile buckets then happen in log space."
+        ),
+    )
+    scale: Literal["standard", "minmax", "robust", "none"] = Field(
+        "standard",
+        description=(
+            "standard: (x - mean) / std. minmax: (x - min) / (max - min). robust: "
+            "(x - median) / IQR (75th minus 25th percentile). Fitted on the observed values of "
+            "the train split; a constant column is only centred."
+        ),
+    )
+    buckets: int | list[float] | None = Field(
+        None,
+        description=(
+            "Also one-hot encode the (imputed) value's bucket, beside the scaled value. An "
+            "integer n: n quantile buckets fitted on the train split (fewer where quantiles "
+            "coincide). A list: explicit increasing cut points in the column's own units, "
+            "len + 1 buckets; a value equal to a cut point goes to the bucket above it."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _buckets_are_usable(self) -> NumericFeature:
+        if isinstance(self.buckets, int) and not 2 <= self.buckets <= 1000:
+            raise ValueError(f"buckets: give 2 to 1000 quantile buckets, got {self.buckets}")
+        if isinstance(self.buckets, list):
+            edges = self.buckets
+            if not edges or not all(abs(e) < float("inf") for e in edges):
+                raise ValueError(f"buckets: give at least one finite cut point, got {edges}")
+            if edges != sorted(set(edges)):
+                raise ValueError(f"buckets: cut points must strictly increase, got {edges}")
+        return self
+
+
+class CategoricalFeature(_Section):
+    """How one categorical column is encoded: imputation, then one-hot, ordinal or hashing."""
+
+    impute: Literal["missing_slot", "most_frequent", "constant"] = Field(
+        "missing_slot",
+        description=(
+            "missing_slot: missing values get their own slot (one-hot), code (ordinal) or "
+            "hashed value '<missing>'. most_frequent: the train split's most frequent value. "
+            "constant: fill_value."
+        ),
+    )
+    fill_value: str = Field("missing", description="Fill value of impute 'constant'.")
+    encode: Literal["onehot", "ordinal", "hashing"] = Field(
+        "onehot",
+        description=(
+            "onehot: a slot per kept category plus '<other>' (and '<missing>'). ordinal: one "
+            "slot holding the category's rank by frequency, scaled to [0, 1]. hashing: one-hot "
+            "over hash_buckets slots of a stable hash of the value, for many categories."
+        ),
     )
     max_categories: int = Field(
         50,
         ge=1,
         le=10_000,
         description=(
-            "Most frequent values kept per categorical column; rarer and unseen ones share "
-            "an 'other' slot, missing values their own."
+            "onehot/ordinal: the most frequent values kept; rarer and unseen ones share the "
+            "'<other>' slot."
         ),
     )
+    hash_buckets: int = Field(
+        32, ge=2, le=2**20, description="hashing: number of slots values are hashed into."
+    )
+
+
+class FeaturesConfig(_Section):
+    """Declarative feature transforms, fitted on the train split and stored as JSON."""
+
+    numeric: NumericFeature = Field(
+        default_factory=NumericFeature,
+        description="Encoding of every column of data.numeric not named in numeric_columns.",
+    )
+    categorical: CategoricalFeature = Field(
+        default_factory=CategoricalFeature,
+        description=(
+            "Encoding of every column of data.categorical not named in categorical_columns."
+        ),
+    )
+    numeric_columns: dict[str, NumericFeature] = Field(
+        default_factory=dict,
+        description="Per-column encodings replacing `numeric` (the whole spec) for those columns.",
+    )
+    categorical_columns: dict[str, CategoricalFeature] = Field(
+        default_factory=dict,
+        description=(
+            "Per-column encodings replacing `categorical` (the whole spec) for those columns."
+        ),
+    )
+    datetime_parts: list[DatetimePart] = Field(
+        default_factory=lambda: list(_DEFAULT_DATETIME_PARTS),
+        min_length=1,
+        description=(
+            "Parts of each data.datetime column (ISO 8601, read as UTC) used as features, each "
+            "standardised on the train split; a missing or unparseable time encodes as 0."
+        ),
+    )
+    crosses: list[list[str]] = Field(
+        default_factory=list,
+        description=(
+            "Interactions: each a list of 2 or more data.categorical columns whose joint value "
+            "is hashed into cross_buckets one-hot slots."
+        ),
+    )
+    cross_buckets: int = Field(
+        64, ge=2, le=2**20, description="Slots of each cross's hash encoding."
+    )
+
+    @model_validator(mode="after")
+    def _parts_and_crosses_are_well_formed(self) -> FeaturesConfig:
+        if len(set(self.datetime_parts)) != len(self.datetime_parts):
+            raise ValueError(f"datetime_parts lists a part twice: {self.datetime_parts}")
+        for i, cross in enumerate(self.crosses):
+            if len(set(cross)) < 2:
+                raise ValueError(f"crosses.{i}: cross 2 or more distinct columns, got {cross}")
+        return self
+
+    def numeric_spec(self, column: str) -> NumericFeature:
+        """The encoding of numeric ``column``: its override, else the default."""
+        return self.numeric_columns.get(column, self.numeric)
+
+    def categorical_spec(self, column: str) -> CategoricalFeature:
+        """The encoding of categorical ``column``: its override, else the default."""
+        return self.categorical_columns.get(column, self.categorical)
 
 
 class ModelConfig(_Section):
@@ -342,8 +475,13 @@ def _describe(error: Any) -> str:
 def _allowed_keys(parent_loc: list[str]) -> list[str]:
     """Field names of the section at ``parent_loc``."""
     model: type[BaseModel] = PipelineConfig
-    for part in parent_loc:
+    parts = iter(parent_loc)
+    for part in parts:
         annotation = model.model_fields[part].annotation
+        if get_origin(annotation) is dict:  # a mapping of name -> section: skip the name
+            annotation = get_args(annotation)[1]
+            if next(parts, None) is None:
+                return []
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

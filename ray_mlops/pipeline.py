@@ -27,7 +27,7 @@ from ray_mlops.data.stage import PreparedData, prepare_data
 from ray_mlops.errors import ConfigError
 from ray_mlops.evaluate.holdout import score_model
 from ray_mlops.evaluate.metrics import default_primary_metric
-from ray_mlops.features.fit import fit_feature_state
+from ray_mlops.features.fit import check_feature_columns, fit_feature_state
 from ray_mlops.features.state import FeatureState
 from ray_mlops.registry.champion import (
     AliasDecision,
@@ -134,8 +134,10 @@ def preflight(loaded: LoadedConfig) -> None:
 
     Raises:
         ray_mlops.errors.DataError: the data path matches no file.
+        ray_mlops.errors.ConfigError: feature settings name columns the data section lacks.
     """
     resolve_source(loaded.pipeline.data.path, loaded.base_dir)
+    check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)
 
 
 def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> PipelineResult:

@@ -45,6 +45,7 @@ def write_config(directory: Path, overrides: dict[str, Any] | None = None, **dat
             "numeric": ["age", "education_num", "capital_gain", "hours_per_week"],
             "categorical": ["workclass", "education", "marital_status", "occupation", "sex"],
             "sensitive": ["sex"],
+            "quarantine": {"conflicting_labels": False},
             **data,
         },
         "model": {"hidden_sizes": [16], "dropout": 0.0},

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ray_mlops.config import Task
 from ray_mlops.evaluate.metrics import classification_metrics, regression_metrics
+from ray_mlops.features.primitives import datetime_values
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
 
 if TYPE_CHECKING:
@@ -38,9 +39,12 @@ def conform_to_signature(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     typed = pd.DataFrame(index=frame.index)
     for spec in schema.inputs:
         values = frame[spec.name]
-        if "string" in str(spec.type).lower():
+        kind = str(spec.type).lower()
+        if "string" in kind:
             text = values.astype("string").astype(object)
             typed[spec.name] = text.where(values.notna(), None)
+        elif "datetime" in kind:
+            typed[spec.name] = datetime_values(values)
         else:
             typed[spec.name] = values.astype("float64")
     return typed

@@ -12,6 +12,7 @@ from mlflow.types.schema import ColSpec, Schema
 from torch import nn
 
 import ray_mlops
+from ray_mlops.features.primitives import datetime_values
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.mlp import ModelSpec
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, TabularPredictor
@@ -22,6 +23,7 @@ MODEL_ARTIFACT_PATH = "model"
 _MODEL_CODE = (
     "__init__.py",
     "features/__init__.py",
+    "features/primitives.py",
     "features/state.py",
     "features/transform.py",
     "models/__init__.py",
@@ -31,9 +33,14 @@ _MODEL_CODE = (
 
 
 def model_signature(state: FeatureState) -> ModelSignature:
-    """Input columns with their types (categoricals may be missing); output columns."""
+    """Input columns with their types (every input may be missing); output columns.
+
+    Datetime inputs are MLflow ``datetime``: tz-naive ``datetime64`` in UTC, since MLflow's
+    schema enforcement refuses strings and tz-aware values for that type.
+    """
     inputs = [ColSpec("double", c) for c in state.numeric]
     inputs += [ColSpec("string", c) for c in state.categorical]
+    inputs += [ColSpec("datetime", c) for c in state.datetime]
     if state.labels is None:
         outputs = [ColSpec("double", PREDICTION_COLUMN)]
     else:
@@ -49,6 +56,8 @@ def input_example(holdout: pd.DataFrame, state: FeatureState, rows: int = 3) -> 
         example[column] = example[column].astype("float64")
     for column in state.categorical:
         example[column] = example[column].astype(object).where(example[column].notna(), None)
+    for column in state.datetime:
+        example[column] = datetime_values(example[column]).astype("datetime64[ns]")
     return example
 
 

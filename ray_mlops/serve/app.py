@@ -7,6 +7,7 @@ with ``@serve.batch`` across clients.
 
 import asyncio
 import itertools
+import json
 import tempfile
 from typing import Any
 
@@ -65,8 +66,8 @@ class ModelServer:
         example = self.model.input_example
         if not isinstance(example, pd.DataFrame):
             return []
-        rows = example.astype(object).where(example.notna(), None)
-        return rows.to_dict(orient="records")
+        # JSON-ready: ISO strings for times, None for missing values.
+        return json.loads(example.to_json(orient="records", date_format="iso"))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def predict_batch(self, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from ray_mlops.features.primitives import datetime_values
+
 
 class RequestError(Exception):
     """A request the server refuses, with its HTTP status and per-field problems."""
@@ -38,18 +40,25 @@ class InputSchema:
     numeric: list[str]
     categorical: list[str]
     order: list[str] = field(default_factory=list)
+    datetime: list[str] = field(default_factory=list)
 
     @classmethod
     def from_signature(cls, inputs: Any) -> InputSchema:
         """Build from an MLflow input :class:`~mlflow.types.Schema`."""
         numeric: list[str] = []
         categorical: list[str] = []
+        datetime: list[str] = []
         order: list[str] = []
         for spec in inputs.inputs:
             order.append(spec.name)
             kind = str(spec.type).lower()
-            (categorical if "string" in kind else numeric).append(spec.name)
-        return cls(numeric=numeric, categorical=categorical, order=order)
+            if "string" in kind:
+                categorical.append(spec.name)
+            elif "datetime" in kind:
+                datetime.append(spec.name)
+            else:
+                numeric.append(spec.name)
+        return cls(numeric=numeric, categorical=categorical, order=order, datetime=datetime)
 
 
 def parse_body(body: bytes) -> Any:
@@ -99,6 +108,8 @@ def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.Dat
     for column in schema.categorical:
         values = frame[column].astype(object)
         frame[column] = values.where(values.notna(), None)
+    for column in schema.datetime:
+        frame[column] = datetime_values(frame[column])
     return frame
 
 
@@ -112,9 +123,7 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
         if column not in record
     ]
     errors += [
-        {"loc": [*where, key], "msg": "unknown field"}
-        for key in record
-        if key not in schema.numeric and key not in schema.categorical
+        {"loc": [*where, key], "msg": "unknown field"} for key in record if key not in schema.order
     ]
     for column in schema.numeric:
         value = record.get(column)
@@ -128,6 +137,14 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
         value = record.get(column)
         if value is not None and not isinstance(value, str):
             errors.append({"loc": [*where, column], "msg": f"expected a string, got {value!r}"})
+    for column in schema.datetime:
+        value = record.get(column)
+        if value is None:
+            continue
+        if not isinstance(value, str) or pd.isna(datetime_values(pd.Series([value]))[0]):
+            errors.append(
+                {"loc": [*where, column], "msg": f"expected an ISO 8601 time, got {value!r}"}
+            )
     return errors
 
 

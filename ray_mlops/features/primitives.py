@@ -1,0 +1,91 @@
+"""Column-level operations shared by fitting and transforming, so both see identical values.
+
+Vectorised over numpy and pandas; Ray-free, so a packaged model carries this module.
+
+Example:
+    >>> import pandas as pd
+    >>> signed_log1p(np.array([-1.0, 0.0, np.e - 1])).round(3).tolist()
+    [-0.693, 0.0, 1.0]
+    >>> as_strings(pd.Series([1, None, 2.5])).tolist()
+    ['1', None, '2.5']
+    >>> stable_hash(np.array(["a", "b"], dtype=object), 32).tolist()
+    [16, 31]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# pandas' default key, pinned: changing it would silently re-bucket every fitted model.
+HASH_KEY = "0123456789123456"
+CROSS_SEPARATOR = "\x1f"
+MISSING_VALUE = "<missing>"
+
+_DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "minute")
+
+
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)``: compresses both tails and keeps 0 at 0; NaN stays NaN."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def as_numbers(values: pd.Series) -> np.ndarray:
+    """Float64 values with NaN for missing or non-numeric entries."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def as_strings(values: pd.Series) -> np.ndarray:
+    """Values as a new object array of ``str``, ``None`` where missing.
+
+    Fitting and transforming both go through this. Whole floats read as integers (``1.0`` is
+    ``"1"``): an integer column with missing values arrives as floats in a batch, while a
+    request sends ``1``.
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":
+        # The usual case skips the conversion: a request pays per call, not per row. The copy
+        # is explicit since to_numpy(copy=True) may still return a view of an object column.
+        return np.array(values.to_numpy(dtype=object, na_value=None), dtype=object, copy=True)
+    strings = values.astype("string").to_numpy(dtype=object, na_value=None)
+    if values.dtype.kind == "f":
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(numbers) & (numbers == np.trunc(numbers)) & (abs(numbers) < 2**53)
+        strings[whole] = numbers[whole].astype(np.int64).astype(str)
+    return strings
+
+
+def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
+    """Bucket index in ``[0, buckets)`` of each string, the same in every process and platform.
+
+    Uses pandas' SipHash of the UTF-8 bytes with a fixed key, never Python's salted ``hash()``.
+    """
+    hashed = pd.util.hash_array(
+        np.asarray(values, dtype=object), encoding="utf8", hash_key=HASH_KEY, categorize=True
+    )
+    return (hashed % np.uint64(buckets)).astype(np.int64)
+
+
+def datetime_values(values: pd.Series) -> pd.Series:
+    """Times as tz-naive UTC ``datetime64``; NaT where missing or not ISO 8601.
+
+    Naive inputs are read as UTC. Strings are parsed as ISO 8601 element by element in C, so
+    a row parses the same alone as in any batch (format inference would look at the batch).
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        stamps = pd.to_datetime(values, utc=True)
+    else:
+        stamps = pd.to_datetime(
+            values.astype("string"), utc=True, errors="coerce", format="ISO8601"
+        )
+    return stamps.dt.tz_convert(None)
+
+
+def datetime_parts(values: pd.Series, parts: list[str]) -> dict[str, np.ndarray]:
+    """Each requested part (year, month, day, dayofweek, hour, minute) as float64, NaN if missing."""
+    unknown = sorted(set(parts) - set(_DATETIME_PARTS))
+    if unknown:
+        raise ValueError(f"unknown datetime parts {unknown}; known: {list(_DATETIME_PARTS)}")
+    stamps = datetime_values(values).dt
+    return {
+        part: getattr(stamps, part).to_numpy(dtype=np.float64, na_value=np.nan) for part in parts
+    }

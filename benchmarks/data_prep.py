@@ -111,6 +111,7 @@ def run_pandas(data_dir: Path) -> dict[str, Any]:
         DUPLICATE_ID,
         FEATURE_HASH_COLUMN,
         REASON_COLUMN,
+        ROW_HASH_COLUMN,
         RowRules,
         check_batch,
     )
@@ -130,9 +131,11 @@ def run_pandas(data_dir: Path) -> dict[str, Any]:
     conflicted = checked[FEATURE_HASH_COLUMN].isin(labels.index[labels > 1]) & ok
     checked.loc[conflicted, REASON_COLUMN] = CONFLICTING_LABELS
     quarantined = int((checked[REASON_COLUMN] != "").sum())
-    hashes = pd.util.hash_pandas_object(frame.astype("string"), index=False).to_numpy()
+    hashes = checked[ROW_HASH_COLUMN].to_numpy().view(np.uint64)
     fingerprint = (int(np.sum(hashes & np.uint64(0xFFFFFFFF), dtype=np.uint64)), len(hashes))
-    valid = checked[checked[REASON_COLUMN] == ""].drop(columns=[REASON_COLUMN, FEATURE_HASH_COLUMN])
+    valid = checked[checked[REASON_COLUMN] == ""].drop(
+        columns=[REASON_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
+    )
     valid["_split"] = assign_splits(valid.drop(columns=[]), data.split, data.id_column)
     _profile_pandas(valid, data.numeric, data.categorical, data.target)
     train = valid[valid["_split"] == "train"]
@@ -147,7 +150,8 @@ def run_pandas(data_dir: Path) -> dict[str, Any]:
     categorical_stats = {
         c: CategoricalState(
             categories=[
-                str(v) for v in train[c].value_counts().index[: cfg.features.max_categories]
+                str(v)
+                for v in train[c].value_counts().index[: cfg.features.categorical.max_categories]
             ]
         )
         for c in data.categorical

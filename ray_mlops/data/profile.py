@@ -12,6 +12,7 @@ import functools
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -477,23 +478,96 @@ def _associations(
         return {}, {c: _category_eta(data, c, target) for c in categorical}
     if not numeric and not categorical:
         return {}, {}
-    from ray.data.aggregate import Count, Mean, Std, ValueCounter
-
-    aggs: list[Any] = []
-    for i, column in enumerate(numeric):
-        aggs += [
-            Count(column, ignore_nulls=True, alias_name=f"n{i}"),
-            Mean(column, alias_name=f"mean{i}"),
-            Std(column, ddof=0, alias_name=f"std{i}"),
-        ]
-    aggs += [ValueCounter(c, alias_name=f"counts{j}") for j, c in enumerate(categorical)]
-    groups = pd.DataFrame(data.groupby(target).aggregate(*aggs).take_all())
-    groups = groups[~groups[target].map(_is_missing)] if not groups.empty else groups
+    groups = _per_class_summaries(data, numeric, categorical, target)
     numeric_assoc = {
         c: _correlation_ratio(groups, f"n{i}", f"mean{i}", f"std{i}") for i, c in enumerate(numeric)
     }
     categorical_assoc = {c: _cramers_v(groups, f"counts{j}") for j, c in enumerate(categorical)}
     return numeric_assoc, categorical_assoc
+
+
+_SUMMARY_COLUMNS = ["kind", "cls", "column", "value", "n", "mean", "m2"]
+
+
+def _block_class_summaries(
+    batch: pd.DataFrame, numeric: list[str], categorical: list[str], target: str
+) -> pd.DataFrame:
+    """Per class in this block: count, mean, M2 of each numeric; value counts of each categorical.
+
+    One long table (kind, class, column, value, n, mean, m2) so blocks can be concatenated.
+    """
+    frame = batch[batch[target].notna()]
+    labels = frame[target].astype(str)
+    parts = []
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        grouped = values.groupby(labels)
+        stats = pd.DataFrame(
+            {
+                "n": grouped.count(),
+                "mean": grouped.mean(),
+                "m2": grouped.var(ddof=0) * grouped.count(),
+            }
+        )
+        parts.append(stats.reset_index(names="cls").assign(kind="num", column=column, value=""))
+    for column in categorical:
+        counted = (
+            pd.DataFrame({"cls": labels, "value": frame[column]})
+            .dropna()
+            .astype(str)
+            .value_counts()
+            .rename("n")
+            .reset_index()
+        )
+        parts.append(counted.assign(kind="cat", column=column, mean=0.0, m2=0.0))
+    if not parts:
+        return pd.DataFrame(columns=_SUMMARY_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[_SUMMARY_COLUMNS].astype(
+        {"n": "float64", "mean": "float64", "m2": "float64"}
+    )
+
+
+def _per_class_summaries(
+    data: ray.data.Dataset, numeric: list[str], categorical: list[str], target: str
+) -> pd.DataFrame:
+    """Per-class count/mean/std and value counts, from per-block partials (no shuffle).
+
+    Blocks are combined with Chan's parallel formula for the variance, so the result equals a
+    one-pass computation; the frame has the columns ``_correlation_ratio`` and ``_cramers_v``
+    read (n{i}, mean{i}, std{i}, counts{j}).
+    """
+    summarize = partial(
+        _block_class_summaries, numeric=numeric, categorical=categorical, target=target
+    )
+    partials = data.map_batches(summarize, batch_format="pandas").to_pandas()
+    if partials.empty:
+        partials = pd.DataFrame(columns=_SUMMARY_COLUMNS)
+    text_columns = ["kind", "cls", "column", "value"]
+    partials = partials.astype(
+        {c: object for c in text_columns} | {"n": float, "mean": float, "m2": float}
+    )
+    classes = sorted(partials["cls"].unique()) if not partials.empty else []
+    groups = pd.DataFrame({target: classes})
+    nums = partials[(partials["kind"] == "num") & (partials["n"] > 0)]
+    for i, column in enumerate(numeric):
+        rows = nums[nums["column"] == column]
+        n = rows.groupby("cls")["n"].sum()
+        mean = (rows["n"] * rows["mean"]).groupby(rows["cls"]).sum() / n
+        spread = rows["m2"] + rows["n"] * (rows["mean"] - rows["cls"].map(mean)) ** 2
+        m2 = spread.groupby(rows["cls"]).sum()
+        groups[f"n{i}"] = groups[target].map(n).fillna(0.0)
+        groups[f"mean{i}"] = groups[target].map(mean)
+        groups[f"std{i}"] = np.sqrt(groups[target].map(m2) / groups[f"n{i}"].replace(0, np.nan))
+    cats = partials[partials["kind"] == "cat"]
+    for j, column in enumerate(categorical):
+        rows = cats[cats["column"] == column].groupby(["cls", "value"])["n"].sum()
+        groups[f"counts{j}"] = [
+            {"values": list(rows[cls].index), "counts": [int(v) for v in rows[cls].to_numpy()]}
+            if cls in rows.index.get_level_values(0)
+            else {"values": [], "counts": []}
+            for cls in groups[target]
+        ]
+    return groups
 
 
 def _category_eta(data: ray.data.Dataset, column: str, target: str) -> float | None:

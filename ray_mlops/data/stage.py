@@ -26,6 +26,7 @@ from ray_mlops.data.split import SPLITS, SplitPlan, assign_by_plan, plan_splits
 from ray_mlops.data.validate import (
     FEATURE_HASH_COLUMN,
     REASON_COLUMN,
+    ROW_HASH_COLUMN,
     RowRules,
     check_batch,
     find_dataset_wide_issues,
@@ -162,8 +163,8 @@ def prepare_data(
     checked = raw.map_batches(
         partial(check_batch, rules=rules), batch_format="pandas"
     ).materialize()
-    source_columns = list(schema.names)
-    fingerprint, rows = dataset_fingerprint(checked.select_columns(source_columns))
+    schema_text = ",".join(f"{n}:{t}" for n, t in zip(schema.names, schema.types, strict=True))
+    fingerprint, rows = dataset_fingerprint(checked, ROW_HASH_COLUMN, schema_text)
     issues = find_dataset_wide_issues(checked, data)
     marked = checked.map_batches(
         partial(mark_dataset_wide_issues, issues=issues, id_column=data.id_column),
@@ -172,7 +173,7 @@ def prepare_data(
     quarantine = _quarantine(marked, rows, data, quarantine_dir)
     valid = (
         marked.filter(expr=col(REASON_COLUMN) == "")
-        .drop_columns([REASON_COLUMN, FEATURE_HASH_COLUMN])
+        .drop_columns([REASON_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN])
         .materialize()
     )
     del checked, marked  # free the object store copy of the unsplit rows
@@ -230,7 +231,9 @@ def _quarantine(
     report = QuarantineReport(rows=sum(counts.values()), by_reason=counts)
     if not report.rows:
         return report
-    bad = marked.filter(expr=col(REASON_COLUMN) != "").drop_columns([FEATURE_HASH_COLUMN])
+    bad = marked.filter(expr=col(REASON_COLUMN) != "").drop_columns(
+        [FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
+    )
     bad = bad.rename_columns({REASON_COLUMN: "quarantine_reason"})
     directory.mkdir(parents=True, exist_ok=True)
     bad.write_parquet(str(directory))

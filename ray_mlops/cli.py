@@ -42,10 +42,24 @@ ADDRESS_OPT = typer.Option(
 VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="Show Ray's worker logs.")
 
 
+RESUME_OPT = typer.Option(
+    False,
+    "--resume",
+    help="Continue the newest unfinished run of this pipeline (killed, failed or Ctrl-C'd) "
+    "instead of starting over: same MLflow runs, training from its last epoch checkpoint. "
+    "Run it from the same working directory, with the same config.",
+)
+RUN_ID_OPT = typer.Option(
+    None, "--run-id", help="With --resume: the MLflow parent run to continue."
+)
+
+
 @app.command()
 def run(
     config: Path = CONFIG_ARG,
     address: str | None = ADDRESS_OPT,
+    resume: bool = RESUME_OPT,
+    run_id: str | None = RUN_ID_OPT,
     verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Run the whole pipeline: data, features, train, evaluate, register, champion alias.
@@ -53,15 +67,51 @@ def run(
     Tracks everything in MLflow (embedded SQLite under .ray-mlops/ unless
     $MLFLOW_TRACKING_URI or tracking.tracking_uri says otherwise) and prints a summary.
     """
+    _run_command(config, address, resume, run_id, verbose, command="run")
+
+
+@app.command()
+def train(
+    config: Path = CONFIG_ARG,
+    address: str | None = ADDRESS_OPT,
+    resume: bool = RESUME_OPT,
+    run_id: str | None = RUN_ID_OPT,
+    verbose: bool = VERBOSE_OPT,
+) -> None:
+    """Train and evaluate a model without registering it: data, features, train, evaluate.
+
+    Training runs on train.num_workers Ray Train workers (CPU, or GPU with train.use_gpu),
+    validates every epoch, keeps the best checkpoint by train.selection_metric, stops early
+    with train.early_stopping.patience, and checkpoints every epoch: a failed worker is
+    replaced and training continues from the last checkpoint (train.max_failures), and an
+    interrupted command continues with --resume. The packaged model is logged to the MLflow
+    run; `ray-mlops run` also registers it and decides the champion alias.
+
+    Example: ray-mlops train configs/quickstart.yaml, then after Ctrl-C:
+    ray-mlops train configs/quickstart.yaml --resume
+    """
+    _run_command(config, address, resume, run_id, verbose, command="train")
+
+
+def _run_command(
+    config: Path,
+    address: str | None,
+    resume: bool,
+    run_id: str | None,
+    verbose: bool,
+    command: str,
+) -> None:
     from ray_mlops.config import load_config
     from ray_mlops.pipeline import preflight, run_pipeline
     from ray_mlops.runtime import ray_runtime
     from ray_mlops.summary import print_run_summary
 
+    if run_id is not None and not resume:
+        raise ConfigError("--run-id is only used with --resume")
     loaded = load_config(config)
     preflight(loaded)
     with ray_runtime(address, verbose):
-        result = run_pipeline(loaded, console)
+        result = run_pipeline(loaded, console, command=command, resume=resume, resume_run_id=run_id)
     print_run_summary(result, str(config), console)
 
 

@@ -313,27 +313,147 @@ class FeaturesConfig(_Section):
 
 
 class ModelConfig(_Section):
+    type: Literal["mlp", "linear", "custom"] = Field(
+        "mlp",
+        description=(
+            "mlp: the built-in multilayer perceptron; linear: one linear layer (a baseline); "
+            "custom: the network returned by `builder`."
+        ),
+    )
     hidden_sizes: list[int] = Field(
-        default_factory=lambda: [64, 32], description="Widths of the MLP's hidden layers."
+        default_factory=lambda: [64, 32],
+        description="Widths of the MLP's hidden layers (their number is its depth).",
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    normalization: Literal["none", "batch", "layer"] = Field(
+        "none", description="Normalization after each hidden linear layer of the MLP."
+    )
+    builder: str | None = Field(
+        None,
+        description=(
+            "type custom: 'file.py:function' (relative to the config file) or "
+            "'package.module:function'; called as function(n_inputs, n_outputs, **options) "
+            "and returning a torch.nn.Module that maps (batch, n_inputs) to (batch, n_outputs)."
+        ),
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to `builder`."
+    )
 
     @model_validator(mode="after")
-    def _positive_widths(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
         if any(width <= 0 for width in self.hidden_sizes):
             raise ValueError(f"hidden layer widths must be positive, got {self.hidden_sizes}")
+        if self.type == "custom" and not self.builder:
+            raise ValueError("type 'custom' needs a builder, e.g. 'models/net.py:build'")
+        if self.builder and self.type != "custom":
+            raise ValueError(f"builder is only used with type 'custom' (type is {self.type!r})")
+        if self.builder and self.builder.count(":") != 1:
+            raise ValueError(
+                f"builder must look like 'file.py:function' or 'package.module:function', "
+                f"got {self.builder!r}"
+            )
         return self
+
+
+# Validation metrics computed every epoch, and whether lower or higher is better.
+SELECTION_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
+    "classification": {"val_loss": "min", "val_accuracy": "max"},
+    "regression": {"val_loss": "min", "val_rmse": "min", "val_mae": "min"},
+}
+
+
+class ScheduleConfig(_Section):
+    name: Literal["constant", "cosine", "linear", "step"] = Field(
+        "constant",
+        description=(
+            "Learning-rate schedule after warm-up: constant; cosine or linear decay to "
+            "min_lr_ratio x learning_rate at the last step; step: x gamma every step_epochs."
+        ),
+    )
+    warmup_epochs: float = Field(
+        0.0, ge=0, description="Linear warm-up from ~0 to learning_rate over this many epochs."
+    )
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="Final learning rate of cosine/linear, as a fraction."
+    )
+    step_epochs: int = Field(10, ge=1, description="Epochs between decays of 'step'.")
+    gamma: float = Field(0.1, gt=0, le=1, description="Decay factor of 'step'.")
+
+
+class EarlyStoppingConfig(_Section):
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Stop after this many epochs without improvement of train.selection_metric. "
+            "Default: off (train every epoch)."
+        ),
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Smallest change of the metric that counts as improvement."
+    )
 
 
 class TrainConfig(_Section):
     num_workers: int = Field(2, ge=1, description="Data-parallel training workers (Ray actors).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved by each worker.")
-    use_gpu: bool = Field(False, description="Give each worker one GPU (bf16 autocast).")
-    epochs: int = Field(5, ge=1, le=10_000, description="Passes over the train split.")
+    use_gpu: bool = Field(False, description="Give each worker GPUs (see gpus_per_worker).")
+    gpus_per_worker: float = Field(
+        1.0, gt=0, description="GPUs per worker when use_gpu is set (fractions share a GPU)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on GPU, fp32 on CPU; fp32 or bf16 force one of them.",
+    )
+    epochs: int = Field(5, ge=1, le=10_000, description="Most passes over the train split.")
     batch_size: int = Field(256, ge=1, description="Rows per step on each worker.")
-    learning_rate: float = Field(1e-3, gt=0, le=10, description="AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    seed: int = Field(0, ge=0, description="Seed of weight initialisation and shuffling.")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(
+        "adamw", description="Optimizer (fused kernels on GPU where torch has them)."
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum of 'sgd'.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    grad_clip_norm: float | None = Field(
+        None, gt=0, description="Clip the gradient norm to this value. Default: no clipping."
+    )
+    selection_metric: str = Field(
+        "val_loss",
+        description=(
+            "Validation metric that picks the best checkpoint and drives early stopping: "
+            "val_loss or val_accuracy (classification); val_loss, val_rmse or val_mae "
+            "(regression)."
+        ),
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    seed: int = Field(0, ge=0, description="Seed of weight initialisation, dropout and shuffling.")
+    max_failures: int = Field(
+        2,
+        ge=-1,
+        description=(
+            "Worker failures to recover from, each from the last checkpoint (-1: no limit)."
+        ),
+    )
+    ingest: Literal["auto", "resident", "stream"] = Field(
+        "auto",
+        description=(
+            "resident: each worker holds its shard as tensors on its device and shuffles by "
+            "index (fastest, reproducible); stream: Ray Data iter_torch_batches with "
+            "prefetching (any size); auto: resident when a shard fits resident_max_mib."
+        ),
+    )
+    resident_max_mib: float = Field(
+        2048.0, gt=0, description="Largest per-worker shard that auto keeps resident."
+    )
+    prefetch_batches: int = Field(
+        4, ge=0, description="Batches Ray Data prepares ahead of the step (stream ingest)."
+    )
+    log_every_n_steps: int = Field(
+        50,
+        ge=0,
+        description="Log train_loss_step and the learning rate every N steps (0: per epoch only).",
+    )
 
 
 class EvaluateConfig(_Section):
@@ -394,6 +514,16 @@ class PipelineConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="after")
+    def _selection_metric_fits_task(self) -> PipelineConfig:
+        allowed = SELECTION_METRICS[self.task]
+        if self.train.selection_metric not in allowed:
+            raise ValueError(
+                f"train.selection_metric {self.train.selection_metric!r} is not computed for "
+                f"{self.task}; choose one of {sorted(allowed)}"
+            )
+        return self
 
     @property
     def model_name(self) -> str:

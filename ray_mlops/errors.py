@@ -21,3 +21,7 @@ class DataError(RayMlopsError):
 
 class RegistryError(RayMlopsError):
     """A registered model or alias the command needs does not exist."""
+
+
+class ResumeError(RayMlopsError):
+    """``--resume`` found nothing to continue, or the config or data changed since."""

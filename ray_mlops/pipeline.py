@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from rich.console import Console
 
@@ -24,11 +25,12 @@ from ray_mlops.data.contract import SchemaChange, compare_schemas
 from ray_mlops.data.source import resolve_source
 from ray_mlops.data.split import SplitPlan
 from ray_mlops.data.stage import PreparedData, prepare_data
-from ray_mlops.errors import ConfigError
+from ray_mlops.errors import ConfigError, ResumeError
 from ray_mlops.evaluate.holdout import score_model
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.features.fit import check_feature_columns, fit_feature_state
 from ray_mlops.features.state import FeatureState
+from ray_mlops.models.from_config import make_spec
 from ray_mlops.registry.champion import (
     AliasDecision,
     apply_alias_decision,
@@ -40,18 +42,23 @@ from ray_mlops.registry.champion import (
 from ray_mlops.registry.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
 from ray_mlops.tracking import (
     DEFAULT_HOME,
+    FEATURE_STATE_FILE,
     SCHEMA_CHANGES_FILE,
     SOURCE_SCHEMA_FILE,
     SPLIT_PLAN_FILE,
+    TAG_CHECKPOINT,
+    TAG_COMMAND,
     TAG_CONFIG_HASH,
     TAG_FINGERPRINT,
     TAG_GIT_COMMIT,
     PipelineTracker,
+    find_resumable_run,
     flatten,
     git_commit,
     latest_stage_artifact,
     log_data_stage,
     log_lineage,
+    read_artifact_text,
     resolve_tracking_uri,
 )
 from ray_mlops.train.trainer import TrainingOutcome, train_model
@@ -71,11 +78,14 @@ class PipelineResult:
     test_metrics: dict[str, float]
     train_metrics: dict[str, float]
     model_name: str
-    model_version: str
+    model_version: str | None
     alias: str
     promoted: bool
     decision: str
     champion_version: str | None
+    training: dict[str, object] = field(default_factory=dict)
+    model_uri: str = ""
+    resumed: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -117,15 +127,25 @@ class _Run:
     run_id: str
     tracking_uri: str
     reporter: _StageReporter
+    command: str = "run"
+    # Stage runs of the interrupted invocation this one resumes (empty for a fresh run).
+    previous: dict[str, Run] = field(default_factory=dict)
 
     @property
     def cfg(self) -> PipelineConfig:
         return self.loaded.pipeline
 
+    @property
+    def resuming(self) -> bool:
+        return bool(self.previous)
+
     @contextlib.contextmanager
-    def stage(self, name: str, doing: str) -> Iterator[_Stage]:
+    def stage(self, name: str, doing: str, reopen: str | None = None) -> Iterator[_Stage]:
         """A stage is a progress line on the console and a nested MLflow run."""
-        with self.reporter.stage(name, doing) as note, self.tracker.stage(name) as run_id:
+        with (
+            self.reporter.stage(name, doing) as note,
+            self.tracker.stage(name, reopen=reopen) as run_id,
+        ):
             yield _Stage(run_id, note)
 
 
@@ -140,20 +160,39 @@ def preflight(loaded: LoadedConfig) -> None:
     check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)
 
 
-def run_pipeline(loaded: LoadedConfig, console: Console | None = None) -> PipelineResult:
+def run_pipeline(
+    loaded: LoadedConfig,
+    console: Console | None = None,
+    *,
+    command: str = "run",
+    resume: bool = False,
+    resume_run_id: str | None = None,
+) -> PipelineResult:
     """Run every stage of ``loaded`` on the current Ray instance and track it in MLflow.
 
     Args:
         loaded: A config from :func:`ray_mlops.config.load_config`.
         console: Where progress goes (a quiet console in tests).
+        command: ``run`` (every stage) or ``train`` (stops after evaluation: the packaged
+            model is logged to the run but not registered).
+        resume: Continue the newest unfinished run of ``command`` for this pipeline (or
+            ``resume_run_id``): the same MLflow runs, training from its last checkpoint.
+        resume_run_id: The parent run to continue.
 
     Returns:
         The run's ids, metrics, registered version and alias decision.
 
     Raises:
-        ray_mlops.errors.RayMlopsError: bad data or config; nothing is registered.
+        ray_mlops.errors.RayMlopsError: bad data or config, or nothing to resume; nothing is
+            registered.
     """
-    run = _open_run(loaded, console or Console(stderr=True), command="run")
+    run = _open_run(
+        loaded,
+        console or Console(stderr=True),
+        command=command,
+        resume=resume or resume_run_id is not None,
+        resume_run_id=resume_run_id,
+    )
     succeeded = False
     try:
         result = _run_stages(run)
@@ -198,19 +237,55 @@ def run_data_stage(loaded: LoadedConfig, console: Console | None = None) -> Data
     )
 
 
-def _open_run(loaded: LoadedConfig, console: Console, command: str) -> _Run:
+def _open_run(
+    loaded: LoadedConfig,
+    console: Console,
+    command: str,
+    resume: bool = False,
+    resume_run_id: str | None = None,
+) -> _Run:
     cfg = loaded.pipeline
     preflight(loaded)
     tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
+    reporter = _StageReporter(console)
+    if resume:
+        interrupted = _resumable(tracker, cfg, command, resume_run_id)
+        run_id = tracker.resume_parent(interrupted)
+        previous = tracker.stage_runs(run_id)
+        console.print(
+            f"[bold]resuming[/] run {run_id} ({interrupted.info.run_name}, "
+            f"{interrupted.info.status.lower()}; stages so far: {', '.join(previous) or 'none'})"
+        )
+        return _Run(loaded, tracker, run_id, tracking_uri, reporter, command, previous)
     commit = git_commit(loaded.base_dir)
     tags = {
         TAG_CONFIG_HASH: cfg.config_hash(),
-        "ray_mlops.command": command,
+        TAG_COMMAND: command,
         **({TAG_GIT_COMMIT: commit} if commit else {}),
     }
     run_id = tracker.start_parent(f"{cfg.name}-{command}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
-    return _Run(loaded, tracker, run_id, tracking_uri, _StageReporter(console))
+    return _Run(loaded, tracker, run_id, tracking_uri, reporter, command)
+
+
+def _resumable(
+    tracker: PipelineTracker, cfg: PipelineConfig, command: str, run_id: str | None
+) -> Run:
+    """The interrupted run to continue, checked against the config it ran with."""
+    found = find_resumable_run(tracker.client, tracker.experiment_id, command, run_id)
+    where = f"experiment {cfg.experiment_name!r} at {tracker.tracking_uri}"
+    if found is None:
+        what = f"run {run_id}" if run_id else f"unfinished '{command}' run"
+        raise ResumeError(f"--resume: no {what} of pipeline {cfg.name!r} in {where}")
+    if found.info.status == "FINISHED":
+        raise ResumeError(f"--resume: run {found.info.run_id} already finished; nothing to resume")
+    ran_with = found.data.tags.get(TAG_CONFIG_HASH)
+    if ran_with != cfg.config_hash():
+        raise ResumeError(
+            f"--resume: the config changed since run {found.info.run_id} started (config hash "
+            f"{ran_with} -> {cfg.config_hash()}); resume with the same config, or start a new run"
+        )
+    return found
 
 
 def _run_stages(run: _Run) -> PipelineResult:
@@ -223,7 +298,13 @@ def _run_stages(run: _Run) -> PipelineResult:
     outcome = _train_stage(run, data, state)
     with tempfile.TemporaryDirectory() as workdir:
         evaluation = _evaluate_stage(run, data, state, outcome, Path(workdir))
-        version, decision = _register_stage(run, data, evaluation)
+        model_uri = _log_model(run, evaluation)
+        if run.command == "run":
+            registered, decision = _register_stage(run, data, evaluation, model_uri)
+            version: str | None = registered
+        else:
+            version = None
+            decision = AliasDecision(False, "not registered (ray-mlops train logs the model only)")
     if decision.promote:
         champion: str | None = version
     else:
@@ -244,6 +325,16 @@ def _run_stages(run: _Run) -> PipelineResult:
         promoted=decision.promote,
         decision=decision.reason,
         champion_version=champion,
+        training={
+            "best_epoch": int(outcome.best_metrics.get("epoch", -1)) + 1,
+            "epochs_run": outcome.epochs_run,
+            "stopped_early": outcome.stopped_early,
+            "restarts": outcome.restarts,
+            "ingest": outcome.ingest,
+            "checkpoint": outcome.checkpoint_path,
+        },
+        model_uri=model_uri,
+        resumed=run.resuming,
     )
 
 
@@ -264,7 +355,21 @@ def _data_stage(run: _Run) -> PreparedData:
                 stage.run_id, json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE
             )
         stage.note.append(describe_data(data, change.describe()))
+    _check_same_data(run, data)
     return data
+
+
+def _check_same_data(run: _Run, data: PreparedData) -> None:
+    """A resumed run must see the data its checkpoints were trained on."""
+    earlier = run.previous.get("data")
+    if earlier is None:
+        return
+    before = earlier.data.tags.get(TAG_FINGERPRINT)
+    if before is not None and before != data.fingerprint:
+        raise ResumeError(
+            f"--resume: the data changed since run {run.run_id} was interrupted (fingerprint "
+            f"{before} -> {data.fingerprint}); start a new run without --resume"
+        )
 
 
 def _frozen_split_plan(run: _Run, fingerprint: str) -> SplitPlan | None:
@@ -297,9 +402,20 @@ def describe_data(data: PreparedData, schema_note: str) -> str:
 
 def _features_stage(run: _Run, data: PreparedData) -> FeatureState:
     cfg = run.cfg
+    earlier = run.previous.get("features")
+    if earlier is not None and earlier.info.status == "FINISHED":
+        # Resuming: the checkpoints were trained on this exact encoding; never refit it.
+        text = read_artifact_text(run.tracker.client, earlier.info.run_id, FEATURE_STATE_FILE)
+        if text is not None:
+            state = FeatureState.from_json(text)
+            run.reporter.console.print(
+                f"[green]✓ {'features':<9}[/] reused from run {earlier.info.run_id} "
+                f"({state.n_features} features)"
+            )
+            return state
     with run.stage("features", "fitting on the train split") as stage:
         state = fit_feature_state(data.splits["train"], cfg.data, cfg.features, cfg.task)
-        run.tracker.log_text(stage.run_id, state.to_json(), "feature_state.json")
+        run.tracker.log_text(stage.run_id, state.to_json(), FEATURE_STATE_FILE)
         run.tracker.log_params(stage.run_id, {"n_features": state.n_features})
         stage.note.append(f"{len(state.input_columns)} columns -> {state.n_features} features")
     return state
@@ -307,22 +423,60 @@ def _features_stage(run: _Run, data: PreparedData) -> FeatureState:
 
 def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> TrainingOutcome:
     cfg = run.cfg
-    doing = f"{cfg.train.epochs} epochs on {cfg.train.num_workers} workers"
-    with run.stage("train", doing) as stage:
+    spec = make_spec(
+        cfg.model,
+        cfg.task,
+        state.n_features,
+        len(state.labels) if state.labels else None,
+        run.loaded.base_dir,
+    )
+    earlier = run.previous.get("train")
+    devices = f"{cfg.train.num_workers} {'GPU' if cfg.train.use_gpu else 'CPU'} workers"
+    doing = f"{cfg.model.type} network, up to {cfg.train.epochs} epochs on {devices}"
+    if earlier is not None:
+        doing = f"resuming from the last checkpoint: {doing}"
+    with run.stage("train", doing, reopen=earlier.info.run_id if earlier else None) as stage:
+        if earlier is None:
+            run.tracker.log_params(stage.run_id, flatten(cfg.train.model_dump(mode="json")))
+            run.tracker.log_params(
+                stage.run_id,
+                {"model." + k: v for k, v in flatten(cfg.model.model_dump(mode="json")).items()},
+            )
+            log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
         outcome = train_model(
             cfg,
             data.splits["train"],
             data.splits["validation"],
             state,
-            run.tracking_uri,
-            stage.run_id,
-            Path(DEFAULT_HOME) / "ray_results",
+            spec,
+            storage_path=Path(DEFAULT_HOME) / "ray_results",
+            run_name=f"{cfg.name}-{stage.run_id}",
+            tracking_uri=run.tracking_uri,
+            run_id=stage.run_id,
         )
-        run.tracker.set_tags(stage.run_id, {"ray_mlops.checkpoint": outcome.checkpoint_path})
-        log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
-        best = ", ".join(f"{k} {v:.4f}" for k, v in outcome.best_metrics.items() if k != "epoch")
-        stage.note.append(f"best epoch {int(outcome.best_metrics['epoch']) + 1}: {best}")
+        run.tracker.set_tags(
+            stage.run_id,
+            {TAG_CHECKPOINT: outcome.checkpoint_path, "ray_mlops.ingest": outcome.ingest},
+        )
+        run.tracker.log_metrics(
+            stage.run_id,
+            {f"best_{k}": v for k, v in outcome.best_metrics.items() if k.startswith("val_")},
+        )
+        stage.note.append(describe_training(outcome, cfg.train.selection_metric))
     return outcome
+
+
+def describe_training(outcome: TrainingOutcome, metric: str) -> str:
+    """One line: best epoch and metric, epochs run, early stop, restarts, ingest path."""
+    best_epoch = int(outcome.best_metrics.get("epoch", -1)) + 1
+    parts = [
+        f"best epoch {best_epoch}: {metric} {outcome.best_metrics.get(metric, float('nan')):.4f}",
+        f"{outcome.epochs_run} epochs" + (" (stopped early)" if outcome.stopped_early else ""),
+        f"{outcome.ingest} ingest",
+    ]
+    if outcome.restarts:
+        parts.append(f"recovered {outcome.restarts}x from checkpoints")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -389,15 +543,20 @@ def _score_champion(
     return champion, scores.get(metric)
 
 
+def _log_model(run: _Run, evaluation: _Evaluation) -> str:
+    """Log the packaged model to the parent run; return its artifact URI."""
+    client = run.tracker.client
+    client.log_artifacts(run.run_id, str(evaluation.model_dir), MODEL_ARTIFACT_PATH)
+    return f"{client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+
+
 def _register_stage(
-    run: _Run, data: PreparedData, evaluation: _Evaluation
+    run: _Run, data: PreparedData, evaluation: _Evaluation, source: str
 ) -> tuple[str, AliasDecision]:
     cfg = run.cfg
     metric, score = evaluation.metric, evaluation.test_metrics[evaluation.metric]
-    with run.stage("register", "logging, registering, deciding the alias") as stage:
+    with run.stage("register", "registering and deciding the alias") as stage:
         client = run.tracker.client
-        client.log_artifacts(run.run_id, str(evaluation.model_dir), MODEL_ARTIFACT_PATH)
-        source = f"{client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
         version = register_version(
             client,
             cfg.model_name,

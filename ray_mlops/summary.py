@@ -11,8 +11,9 @@ from ray_mlops.tracking import CONTRACT_FILE, PROFILE_HTML_FILE, PROFILE_JSON_FI
 
 def print_run_summary(result: PipelineResult, config_path: str, console: Console) -> None:
     """A table of the run's outcome and the next commands to try."""
+    resumed = " (resumed)" if result.resumed else ""
     table = Table(
-        title=f"ray-mlops run: {result.pipeline}", show_header=False, title_justify="left"
+        title=f"ray-mlops: {result.pipeline}{resumed}", show_header=False, title_justify="left"
     )
     table.add_column(style="bold")
     table.add_column()
@@ -21,10 +22,23 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
         table.add_row(f"test {name}{marker}", f"{value:.4f}")
     table.add_row("rows", ", ".join(f"{k} {v:,}" for k, v in result.rows.items() if v))
     table.add_row("dataset fingerprint", result.dataset_fingerprint)
-    table.add_row("model version", f"{result.model_name} v{result.model_version}")
-    verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
-    champion = f"v{result.champion_version}" if result.champion_version else "none"
-    table.add_row(f"alias @{result.alias}", f"{verdict}: {result.decision}; now {champion}")
+    if result.training:
+        training = result.training
+        early = ", stopped early" if training["stopped_early"] else ""
+        restarts = f", recovered {training['restarts']}x" if training["restarts"] else ""
+        table.add_row(
+            "training",
+            f"best epoch {training['best_epoch']} of {training['epochs_run']}{early}{restarts}; "
+            f"{training['ingest']} ingest",
+        )
+        table.add_row("best checkpoint", str(training["checkpoint"]))
+    if result.model_version is not None:
+        table.add_row("model version", f"{result.model_name} v{result.model_version}")
+        verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+        champion = f"v{result.champion_version}" if result.champion_version else "none"
+        table.add_row(f"alias @{result.alias}", f"{verdict}: {result.decision}; now {champion}")
+    else:
+        table.add_row("model", f"{result.model_uri} ({result.decision})")
     table.add_row("MLflow run", f"{result.run_id} (experiment {result.experiment_id})")
     table.add_row("tracking URI", result.tracking_uri)
     console.print(table)
@@ -32,7 +46,10 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
     if not result.tracking_uri.startswith("sqlite"):
         ui = f"open {result.tracking_uri}"
     console.print(f"[bold]Look:[/]  {ui}")
-    console.print(f"[bold]Serve:[/] ray-mlops serve {config_path}")
+    if result.model_version is not None:
+        console.print(f"[bold]Serve:[/] ray-mlops serve {config_path}")
+    else:
+        console.print(f"[bold]Register and promote:[/] ray-mlops run {config_path}")
 
 
 def print_data_summary(result: DataResult, console: Console) -> None:

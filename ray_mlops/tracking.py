@@ -18,7 +18,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
@@ -33,6 +42,10 @@ TAG_STAGE = "ray_mlops.stage"
 TAG_CONFIG_HASH = "ray_mlops.config_hash"
 TAG_FINGERPRINT = "ray_mlops.dataset_fingerprint"
 TAG_GIT_COMMIT = "ray_mlops.git_commit"
+TAG_COMMAND = "ray_mlops.command"
+TAG_RESUMES = "ray_mlops.resumes"
+TAG_CHECKPOINT = "ray_mlops.checkpoint"
+FEATURE_STATE_FILE = "feature_state.json"
 TAG_SCHEMA_HASH = "ray_mlops.schema_hash"
 TAG_SOURCE = "ray_mlops.data_source"
 PROFILE_JSON_FILE = "profile.json"
@@ -121,22 +134,50 @@ class PipelineTracker:
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
 
+    def resume_parent(self, run: Run) -> str:
+        """Reopen an unfinished parent run and count the resume in its tags."""
+        run_id = run.info.run_id
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        resumes = int(run.data.tags.get(TAG_RESUMES, "0")) + 1
+        self.client.set_tag(run_id, TAG_RESUMES, str(resumes))
+        self.parent_run_id = run_id
+        return run_id
+
+    def stage_runs(self, parent_run_id: str) -> dict[str, Run]:
+        """The newest nested run of each stage under ``parent_run_id``."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        return {run.data.tags.get(TAG_STAGE, run.info.run_name): run for run in runs}
+
     @contextlib.contextmanager
-    def stage(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """A nested run for one stage, FINISHED on success and FAILED on any exception."""
+    def stage(
+        self, name: str, tags: Mapping[str, str] | None = None, reopen: str | None = None
+    ) -> Iterator[str]:
+        """A nested run for one stage, FINISHED on success and FAILED on any exception.
+
+        ``reopen`` continues an existing stage run (a resumed training) instead of
+        creating one, so its metrics keep their steps.
+        """
         if self.parent_run_id is None:
             raise RuntimeError("start_parent must be called before stage")
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_STAGE: name, **(tags or {})},
-        )
+        if reopen is not None:
+            self.client.update_run(reopen, status=RunStatus.to_string(RunStatus.RUNNING))
+            run_id = reopen
+        else:
+            run_id = self.client.create_run(
+                self.experiment_id,
+                run_name=name,
+                tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_STAGE: name, **(tags or {})},
+            ).info.run_id
         try:
-            yield run.info.run_id
+            yield run_id
         except BaseException:
-            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
             raise
-        self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def finish(self, succeeded: bool) -> None:
         """Close the parent run."""
@@ -195,6 +236,37 @@ def schema_hash(schema: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def find_resumable_run(
+    client: MlflowClient, experiment_id: str, command: str, run_id: str | None = None
+) -> Run | None:
+    """The run ``--resume`` continues: ``run_id``, else the newest unfinished ``command`` run.
+
+    Unfinished means RUNNING (the process was killed), FAILED or KILLED (Ctrl-C).
+    """
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            return None
+        return run if run.data.tags.get(TAG_STAGE) == "pipeline" else None
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_STAGE}` = 'pipeline' and tags.`{TAG_COMMAND}` = '{command}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs and runs[0].info.status != RunStatus.to_string(RunStatus.FINISHED):
+        return runs[0]
+    return None
+
+
+def read_artifact_text(client: MlflowClient, run_id: str, artifact_file: str) -> str | None:
+    """Text of one artifact of ``run_id``, or ``None`` when it is missing."""
+    with contextlib.suppress(MlflowException, OSError):
+        return Path(client.download_artifacts(run_id, artifact_file)).read_text()
+    return None
+
+
 def latest_stage_artifact(
     client: MlflowClient,
     experiment_id: str,
@@ -211,9 +283,7 @@ def latest_stage_artifact(
     )
     if not runs:
         return None
-    with contextlib.suppress(MlflowException, OSError):
-        return Path(client.download_artifacts(runs[0].info.run_id, artifact_file)).read_text()
-    return None
+    return read_artifact_text(client, runs[0].info.run_id, artifact_file)
 
 
 def log_lineage(

@@ -13,7 +13,9 @@ import torch
 
 from ray_mlops.features.state import FeatureState
 from ray_mlops.features.transform import transform_features
-from ray_mlops.models.mlp import ModelSpec, build_mlp
+from ray_mlops.models.factory import build_model
+from ray_mlops.models.heads import class_probabilities, head_outputs
+from ray_mlops.models.spec import ModelSpec
 
 WEIGHTS_FILE = "model.pt"
 SPEC_FILE = "model_spec.json"
@@ -27,11 +29,13 @@ class TabularPredictor:
 
     Args:
         network: The trained module, in eval mode.
+        spec: What the network is (its head decides how outputs become predictions).
         state: The fitted feature pipeline.
     """
 
-    def __init__(self, network: torch.nn.Module, state: FeatureState) -> None:
+    def __init__(self, network: torch.nn.Module, spec: ModelSpec, state: FeatureState) -> None:
         self.network = network.eval()
+        self.spec = spec
         self.state = state
 
     @classmethod
@@ -40,11 +44,11 @@ class TabularPredictor:
         directory = Path(directory)
         spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
         state = FeatureState.from_json((directory / FEATURES_FILE).read_text())
-        network = build_mlp(spec)
+        network = build_model(spec)
         network.load_state_dict(
             torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         )
-        return cls(network, state)
+        return cls(network, spec, state)
 
     @staticmethod
     def save(
@@ -69,9 +73,9 @@ class TabularPredictor:
         with torch.inference_mode():
             outputs = self.network(inputs)
         if self.state.labels is None:
-            scaled = outputs[:, 0].double().numpy()
+            scaled = head_outputs(outputs, self.spec.head).double().numpy()
             return scaled * self.state.target_scale + self.state.target_center
-        return torch.softmax(outputs.double(), dim=1).numpy()
+        return class_probabilities(outputs, self.spec.head).numpy()
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Predicted label (or value) and, for classifiers, one probability column per class."""

@@ -14,21 +14,26 @@ from torch import nn
 import ray_mlops
 from ray_mlops.features.primitives import datetime_values
 from ray_mlops.features.state import FeatureState
-from ray_mlops.models.mlp import ModelSpec
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, TabularPredictor
+from ray_mlops.models.spec import ModelSpec
 from ray_mlops.registry import pyfunc_model
 
 MODEL_ARTIFACT_PATH = "model"
 # Only the Ray-free modules the model imports travel with it, so it loads without Ray.
 _MODEL_CODE = (
     "__init__.py",
+    "errors.py",
     "features/__init__.py",
     "features/primitives.py",
     "features/state.py",
     "features/transform.py",
     "models/__init__.py",
+    "models/custom.py",
+    "models/factory.py",
+    "models/heads.py",
     "models/mlp.py",
     "models/predictor.py",
+    "models/spec.py",
 )
 
 

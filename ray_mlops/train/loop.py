@@ -1,18 +1,62 @@
-"""The per-worker training loop that Ray Train runs on every worker."""
+"""The per-worker training loop that Ray Train runs on every worker.
+
+Reproducible by construction: weights start from ``seed``; each epoch reseeds dropout from
+(seed, epoch, rank) and shuffles the resident shard from (seed, epoch, rank), so a run
+restored from the checkpoint of epoch ``k`` continues exactly as an uninterrupted run
+would. Per-step work stays on the device: losses accumulate in a device tensor that is
+read once per ``log_every_n_steps`` steps and once per epoch.
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ray_mlops.models.mlp import ModelSpec, build_mlp
+from ray_mlops.config import SELECTION_METRICS, TrainConfig
+from ray_mlops.models.factory import build_model
+from ray_mlops.models.heads import loss_sum, predicted_class
+from ray_mlops.models.spec import ModelSpec
+from ray_mlops.train.checkpoint import Progress, restore_checkpoint, write_checkpoint
+from ray_mlops.train.ingest import ResidentShard, Shard, StreamingShard, shard_name
+from ray_mlops.train.metric_log import MetricLogger
+from ray_mlops.train.optim import EarlyStopping, build_optimizer, build_scheduler
 
-CHECKPOINT_WEIGHTS = "model.pt"
-CHECKPOINT_TRAINING_STATE = "training_state.pt"
+RESIDENT = "resident"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the driver sends each worker (plain JSON-able values)."""
+
+    train: TrainConfig
+    spec_json: str
+    feature_state_json: str
+    task: str
+    ingest: str
+    train_rows_per_worker: int
+    target_scale: float
+    tracking_uri: str | None
+    run_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``train_loop_config`` of the trainer."""
+        return {**self.__dict__, "train": self.train.model_dump(mode="json")}
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> LoopSettings:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**config, "train": TrainConfig.model_validate(config["train"])})
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch on every worker (equal shards, same count)."""
+        return max(math.ceil(self.train_rows_per_worker / self.train.batch_size), 1)
 
 
 def _reduce_sums(values: list[float], device: torch.device) -> list[float]:
@@ -20,120 +64,205 @@ def _reduce_sums(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(tensor)
-    return tensor.tolist()
+    return [float(v) for v in tensor.tolist()]
 
 
-def _loss_fn(task: str) -> nn.Module:
-    return (
-        nn.CrossEntropyLoss(reduction="sum")
-        if task == "classification"
-        else nn.MSELoss(reduction="sum")
-    )
-
-
-def _targets(batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
-    return batch["label"].long() if task == "classification" else batch["label"].float()
-
-
-def _outputs(model: nn.Module, features: torch.Tensor, task: str) -> torch.Tensor:
-    out = model(features)
-    return out if task == "classification" else out[:, 0]
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def evaluate_shard(
-    model: nn.Module, shard: Any, task: str, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    shard: Shard,
+    spec: ModelSpec,
+    batch_size: int,
+    device: torch.device,
+    target_scale: float,
 ) -> dict[str, float]:
-    """Loss (and accuracy) over this worker's validation shard, summed over all workers."""
-    loss_fn = _loss_fn(task)
+    """Validation metrics over every worker's shard: summed, then divided once.
+
+    Classification: ``val_loss`` (mean cross-entropy) and ``val_accuracy``. Regression:
+    ``val_loss`` (mean squared error of the standardised target) and ``val_rmse`` and
+    ``val_mae`` in the target's units.
+    """
     model.eval()
-    loss_sum, correct, count = 0.0, 0.0, 0.0
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct or |error|, n
     with torch.inference_mode():
-        for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
-            targets = _targets(batch, task)
-            outputs = _outputs(model, batch["features"].float(), task)
-            loss_sum += float(loss_fn(outputs.float(), targets))
-            if task == "classification":
-                correct += float((outputs.argmax(dim=1) == targets).sum())
-            count += len(targets)
-    loss_sum, correct, count = _reduce_sums([loss_sum, correct, count], device)
-    metrics = {"val_loss": loss_sum / max(count, 1.0)}
-    if task == "classification":
-        metrics["val_accuracy"] = correct / max(count, 1.0)
-    return metrics
+        for features, labels in shard.batches(batch_size, shuffle_seed=None):
+            outputs = model(features)
+            sums[0] += loss_sum(outputs, labels, spec.head).double()
+            if spec.head == "regression":
+                sums[1] += (outputs[:, 0].double() - labels.double()).abs().sum()
+            else:
+                sums[1] += (predicted_class(outputs, spec.head) == labels.long()).sum()
+            sums[2] += len(labels)
+    loss, second, count = _reduce_sums(sums.tolist(), device)
+    count = max(count, 1.0)
+    if spec.head == "regression":
+        return {
+            "val_loss": loss / count,
+            "val_rmse": math.sqrt(loss / count) * target_scale,
+            "val_mae": second / count * target_scale,
+        }
+    return {"val_loss": loss / count, "val_accuracy": second / count}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Train for ``config["epochs"]`` epochs, validating and checkpointing after each.
+    """Train until the last epoch or early stopping; validate and checkpoint every epoch.
 
-    Rank 0 logs each epoch's metrics to the MLflow run ``config["run_id"]`` in one batched
-    call, and saves the checkpoint; every worker reports so Ray Train can synchronise.
+    Resumes from ``ray.train.get_checkpoint()`` when Ray Train restarts the worker group
+    after a failure, or when a run with the same name and storage is started again.
     """
     import ray.train
     import ray.train.torch
-    from mlflow.tracking import MlflowClient
 
-    from ray_mlops.tracking import log_metrics
-
-    torch.manual_seed(config["seed"])
+    settings = LoopSettings.from_dict(config)
+    train = settings.train
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    task = config["task"]
-    spec = ModelSpec.from_json(config["spec"])
-    model = ray.train.torch.prepare_model(build_mlp(spec))
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"]
-    )
-    loss_fn = _loss_fn(task)
-    train_shard = ray.train.get_dataset_shard("train")
-    validation_shard = ray.train.get_dataset_shard("validation")
-    client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
-    use_bf16 = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
-    for epoch in range(config["epochs"]):
+    spec = ModelSpec.from_json(settings.spec_json)
+    torch.manual_seed(train.seed)
+    network = build_model(spec)
+    model = ray.train.torch.prepare_model(network)
+    optimizer = build_optimizer(model.parameters(), train, device)
+    scheduler = build_scheduler(optimizer, train, settings.steps_per_epoch)
+    mode = SELECTION_METRICS[settings.task][train.selection_metric]
+    stopper = EarlyStopping(mode, train.early_stopping.patience, train.early_stopping.min_delta)
+    progress = Progress(epoch=-1, global_step=0)
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            progress = restore_checkpoint(Path(directory), network, optimizer, scheduler)
+        stopper.load_state_dict(progress.early_stopping)
+        progress.restarts += 1
+
+    train_shard = _open_shard("train", settings, device, rank)
+    validation_shard = _open_shard("validation", settings, device, rank, rows=0)
+    logger = MetricLogger(settings.tracking_uri, settings.run_id) if rank == 0 else None
+    if logger is not None and checkpoint is not None:
+        # Step = the epoch training continues with, like the per-epoch metrics.
+        logger.log({"resumed_from_epoch": progress.epoch}, progress.epoch + 1)
+    autocast = _autocast_dtype(train.precision, device)
+
+    for epoch in range(progress.epoch + 1, train.epochs):
+        started = time.perf_counter()
+        torch.manual_seed(_epoch_seed(train.seed, epoch, rank))
         model.train()
-        loss_sum, count = 0.0, 0.0
-        batches = train_shard.iter_torch_batches(
-            batch_size=config["batch_size"],
-            device=device,
-            local_shuffle_buffer_size=4 * config["batch_size"],
-            local_shuffle_seed=config["seed"] * 10_007 + epoch,
-        )
-        for batch in batches:
-            targets = _targets(batch, task)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                outputs = _outputs(model, batch["features"].float(), task)
-            loss = loss_fn(outputs.float(), targets)
+        loss_total = torch.zeros((), dtype=torch.float64, device=device)
+        window = torch.zeros((), dtype=torch.float64, device=device)
+        rows, window_rows = 0, 0
+        for features, labels in train_shard.batches(
+            train.batch_size, shuffle_seed=_epoch_seed(train.seed, epoch, rank)
+        ):
+            with torch.autocast(
+                device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+            ):
+                outputs = model(features)
+            loss = loss_sum(outputs, labels, spec.head)
             optimizer.zero_grad(set_to_none=True)
-            (loss / len(targets)).backward()
+            (loss / len(labels)).backward()
+            if train.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip_norm)
             optimizer.step()
-            loss_sum += float(loss.detach())
-            count += len(targets)
-        loss_sum, count = _reduce_sums([loss_sum, count], device)
-        metrics = {"epoch": epoch, "train_loss": loss_sum / max(count, 1.0)}
-        metrics |= evaluate_shard(model, validation_shard, task, config["batch_size"], device)
-        if client is not None:
-            log_metrics(client, config["run_id"], metrics, step=epoch)
-        _report(metrics, model, optimizer, epoch, write_checkpoint=rank == 0)
+            scheduler.step()
+            progress.global_step += 1
+            detached = loss.detach().double()
+            loss_total += detached
+            window += detached
+            rows += len(labels)
+            window_rows += len(labels)
+            if (
+                logger is not None
+                and train.log_every_n_steps
+                and progress.global_step % train.log_every_n_steps == 0
+            ):
+                logger.log(
+                    {
+                        "train_loss_step": float(window) / max(window_rows, 1),
+                        "learning_rate": float(scheduler.get_last_lr()[0]),
+                    },
+                    progress.global_step,
+                )
+                window.zero_()
+                window_rows = 0
+        train_seconds = time.perf_counter() - started
+        loss_sum_all, rows_all = _reduce_sums([float(loss_total), float(rows)], device)
+        metrics: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": loss_sum_all / max(rows_all, 1.0),
+            "samples_per_s": rows_all / max(train_seconds, 1e-9),
+            "epoch_seconds": train_seconds,
+        }
+        metrics |= evaluate_shard(
+            model, validation_shard, spec, train.batch_size, device, settings.target_scale
+        )
+        stop = stopper.update(metrics[train.selection_metric])
+        progress.epoch = epoch
+        progress.early_stopping = stopper.state_dict()
+        metrics["stopped_early"] = float(stop and epoch < train.epochs - 1)
+        metrics["restarts"] = progress.restarts
+        if logger is not None:
+            logger.log(metrics, epoch)
+            metrics["logging_seconds"] = logger.seconds
+        _report(metrics, network, optimizer, scheduler, progress, settings, rank == 0)
+        if stop:
+            break
+    if logger is not None:
+        logger.flush()
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """One seed per (run seed, epoch, worker): resuming at any epoch replays the same stream."""
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
+
+
+def _open_shard(
+    name: str, settings: LoopSettings, device: torch.device, rank: int, rows: int | None = None
+) -> Shard:
+    import ray.train
+
+    if settings.ingest == RESIDENT:
+        return ResidentShard.load(ray.train.get_dataset_shard(shard_name(name, rank)), device)
+    iterator = ray.train.get_dataset_shard(name)
+    return StreamingShard(
+        iterator,
+        rows=settings.train_rows_per_worker if rows is None else rows,
+        device=device,
+        prefetch_batches=settings.train.prefetch_batches,
+    )
 
 
 def _report(
     metrics: dict[str, float],
-    model: nn.Module,
+    network: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    epoch: int,
-    write_checkpoint: bool,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    progress: Progress,
+    settings: LoopSettings,
+    write_checkpoint_here: bool,
 ) -> None:
+    """Report the epoch to Ray Train; rank 0 attaches the checkpoint (weights are in sync)."""
     import ray.train
 
-    if not write_checkpoint:
+    if not write_checkpoint_here:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        network: nn.Module = getattr(model, "module", model)  # unwrap DDP
-        torch.save(network.state_dict(), Path(tmp) / CHECKPOINT_WEIGHTS)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "epoch": epoch},
-            Path(tmp) / CHECKPOINT_TRAINING_STATE,
+        write_checkpoint(
+            Path(tmp),
+            network,
+            optimizer,
+            scheduler,
+            progress,
+            settings.spec_json,
+            settings.feature_state_json,
         )
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

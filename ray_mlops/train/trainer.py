@@ -2,52 +2,61 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import torch
 
-from ray_mlops.config import PipelineConfig
+from ray_mlops.config import SELECTION_METRICS, PipelineConfig
 from ray_mlops.features.state import FeatureState
 from ray_mlops.features.transform import encode_labels, transform_features
-from ray_mlops.models.mlp import ModelSpec, build_mlp
-from ray_mlops.train.loop import CHECKPOINT_WEIGHTS, train_loop_per_worker
+from ray_mlops.models.factory import build_model
+from ray_mlops.models.spec import ModelSpec
+from ray_mlops.train.checkpoint import read_weights
+from ray_mlops.train.ingest import FEATURES, LABEL, ROW_KEY, rank_shards, shard_name
+from ray_mlops.train.loop import RESIDENT, LoopSettings, train_loop_per_worker
 
 if TYPE_CHECKING:
     import ray.data
 
-SELECTION_METRIC = "val_loss"
+STREAM = "stream"
 
 
 @dataclass
 class TrainingOutcome:
-    """The best epoch's network and metrics."""
+    """The best epoch's network and metrics, and how the run went."""
 
     network: torch.nn.Module
     spec: ModelSpec
     best_metrics: dict[str, float]
+    last_metrics: dict[str, float]
     checkpoint_path: str
-
-
-def model_spec_for(cfg: PipelineConfig, state: FeatureState) -> ModelSpec:
-    """The network shape that fits the encoded features and the task."""
-    n_outputs = len(state.labels) if state.labels is not None else 1
-    return ModelSpec(
-        n_inputs=state.n_features,
-        n_outputs=n_outputs,
-        hidden_sizes=list(cfg.model.hidden_sizes),
-        dropout=cfg.model.dropout,
-    )
+    ingest: str
+    epochs_run: int
+    stopped_early: bool
+    restarts: int
 
 
 def to_model_batch(frame: pd.DataFrame, state: FeatureState, target: str) -> dict[str, object]:
-    """Raw rows -> ``{"features": float32 (n, d), "label": (n,)}`` with the serving transform."""
+    """Raw rows -> ``{"features": float32 (n, d), "label": (n,), "row_key": int64 (n,)}``.
+
+    Features use the serving transform. ``row_key`` is a hash of the raw row, and the rows
+    of each batch come out sorted by it: with blocks ordered by their first key (see
+    :mod:`ray_mlops.train.ingest`), shards and their row order do not depend on the order in
+    which Ray Data's tasks happen to finish.
+    """
+    key = pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+    order = np.argsort(key, kind="stable")
     return {
-        "features": transform_features(frame, state),
-        "label": encode_labels(frame[target], state),
+        FEATURES: transform_features(frame, state)[order],
+        LABEL: encode_labels(frame[target], state)[order],
+        ROW_KEY: key[order],
     }
 
 
@@ -62,65 +71,110 @@ def encode_split(split: ray.data.Dataset, state: FeatureState, target: str) -> r
     ).materialize()
 
 
+def choose_ingest(cfg: PipelineConfig, encoded_train_bytes: int) -> str:
+    """``resident`` when each worker's share of the encoded train split fits the limit."""
+    if cfg.train.ingest != "auto":
+        return cfg.train.ingest
+    per_worker_mib = encoded_train_bytes / cfg.train.num_workers / 2**20
+    return RESIDENT if per_worker_mib <= cfg.train.resident_max_mib else STREAM
+
+
 def train_model(
     cfg: PipelineConfig,
     train: ray.data.Dataset,
     validation: ray.data.Dataset,
     state: FeatureState,
-    tracking_uri: str,
-    run_id: str,
+    spec: ModelSpec,
     storage_path: Path,
+    run_name: str,
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
 ) -> TrainingOutcome:
-    """Train on ``cfg.train.num_workers`` workers; return the epoch with the lowest val loss."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    """Train on ``cfg.train.num_workers`` workers; return the best epoch by the selection metric.
+
+    A run whose ``run_name`` already has checkpoints under ``storage_path`` continues from
+    the latest one (this is how ``--resume`` works); worker failures restart the worker
+    group from the latest checkpoint up to ``train.max_failures`` times.
+    """
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    spec = model_spec_for(cfg, state)
+    train_cfg = cfg.train
+    encoded_train = encode_split(train, state, cfg.data.target)
+    encoded_validation = encode_split(validation, state, cfg.data.target)
+    ingest = choose_ingest(cfg, encoded_train.size_bytes())
+    rows_per_worker = encoded_train.count() // train_cfg.num_workers
+    settings = LoopSettings(
+        train=train_cfg,
+        spec_json=spec.to_json(),
+        feature_state_json=state.to_json(),
+        task=cfg.task,
+        ingest=ingest,
+        train_rows_per_worker=rows_per_worker,
+        target_scale=state.target_scale,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+    )
+    if ingest == RESIDENT:
+        # Fixed row ranges per rank, handed to each worker whole (nothing for Ray to split).
+        datasets: dict[str, ray.data.Dataset | Callable[[], ray.data.Dataset]] = {}
+        for split, dataset in (("train", encoded_train), ("validation", encoded_validation)):
+            shards = rank_shards(dataset, train_cfg.num_workers, equal=split == "train")
+            datasets |= {shard_name(split, rank): shard for rank, shard in enumerate(shards)}
+        split_by_ray: list[str] = []
+    else:
+        datasets = {"train": encoded_train, "validation": encoded_validation}
+        split_by_ray = ["train", "validation"]
+    metric = train_cfg.selection_metric
+    mode = SELECTION_METRICS[cfg.task][metric]
+    resources = {"CPU": train_cfg.cpus_per_worker}
+    if train_cfg.use_gpu:
+        resources["GPU"] = train_cfg.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={
-            "spec": spec.to_json(),
-            "task": cfg.task,
-            "epochs": cfg.train.epochs,
-            "batch_size": cfg.train.batch_size,
-            "learning_rate": cfg.train.learning_rate,
-            "weight_decay": cfg.train.weight_decay,
-            "seed": cfg.train.seed,
-            "tracking_uri": tracking_uri,
-            "run_id": run_id,
-        },
+        train_loop_config=settings.to_dict(),
         scaling_config=ScalingConfig(
-            num_workers=cfg.train.num_workers,
-            use_gpu=cfg.train.use_gpu,
-            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+            num_workers=train_cfg.num_workers,
+            use_gpu=train_cfg.use_gpu,
+            resources_per_worker=resources,
         ),
         run_config=RunConfig(
-            name=f"{cfg.name}-{run_id}",
+            name=run_name,
             storage_path=str(storage_path.resolve()),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1,
-                checkpoint_score_attribute=SELECTION_METRIC,
-                checkpoint_score_order="min",
+                num_to_keep=1,  # the best; Ray Train also keeps the latest, to resume from
+                checkpoint_score_attribute=metric,
+                checkpoint_score_order=mode,
             ),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
         ),
-        datasets={
-            "train": encode_split(train, state, cfg.data.target),
-            "validation": encode_split(validation, state, cfg.data.target),
-        },
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=split_by_ray),
     )
     result = trainer.fit()
+    reported = result.best_checkpoints or []
+    if not reported:
+        raise RuntimeError(f"training run {run_name} reported no checkpoint")
+    sign = 1.0 if mode == "min" else -1.0
     best_checkpoint, best_metrics = min(
-        result.best_checkpoints or [], key=lambda pair: pair[1][SELECTION_METRIC]
+        reported, key=lambda pair: (sign * pair[1][metric], pair[1]["epoch"])
     )
-    network = build_mlp(spec)
+    network = build_model(spec)
     with best_checkpoint.as_directory() as directory:
-        weights = torch.load(
-            Path(directory) / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True
-        )
-    network.load_state_dict(weights)
+        network.load_state_dict(read_weights(Path(directory)))
+    last = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
     return TrainingOutcome(
         network=network.eval(),
         spec=spec,
-        best_metrics={k: float(v) for k, v in best_metrics.items()},
+        best_metrics={k: float(v) for k, v in best_metrics.items() if _is_number(v)},
+        last_metrics=last,
         checkpoint_path=best_checkpoint.path,
+        ingest=ingest,
+        epochs_run=int(last.get("epoch", -1)) + 1,
+        stopped_early=bool(last.get("stopped_early", 0.0)),
+        restarts=int(last.get("restarts", 0)),
     )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(float(value))

@@ -254,5 +254,5 @@ def test_killed_worker_resumes_from_last_checkpoint(
     assert recovered.epochs_run == 5 and history[-1]["restarts"] >= 1
     assert len(history) == 5, "every epoch logged, none twice over from a fresh start"
 
-    clean, clean_history = baseline
+    _clean, clean_history = baseline
     assert history[-1]["val_loss"] == pytest.approx(clean_history[-1]["val_loss"], rel=0.02)

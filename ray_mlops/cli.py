@@ -102,7 +102,7 @@ def _run_command(
     command: str,
 ) -> None:
     from ray_mlops.config import load_config
-    from ray_mlops.pipeline import preflight, run_pipeline
+    from ray_mlops.pipeline import check_resumable, preflight, run_pipeline
     from ray_mlops.runtime import ray_runtime
     from ray_mlops.summary import print_run_summary
 
@@ -110,6 +110,8 @@ def _run_command(
         raise ConfigError("--run-id is only used with --resume")
     loaded = load_config(config)
     preflight(loaded)
+    if resume:
+        check_resumable(loaded, command, run_id)
     with ray_runtime(address, verbose):
         result = run_pipeline(loaded, console, command=command, resume=resume, resume_run_id=run_id)
     print_run_summary(result, str(config), console)

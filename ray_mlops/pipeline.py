@@ -268,6 +268,17 @@ def _open_run(
     return _Run(loaded, tracker, run_id, tracking_uri, reporter, command)
 
 
+def check_resumable(loaded: LoadedConfig, command: str, run_id: str | None = None) -> str:
+    """The id of the run ``--resume`` would continue; fails fast, before Ray starts.
+
+    Raises:
+        ray_mlops.errors.ResumeError: nothing to resume, or the config changed since.
+    """
+    cfg = loaded.pipeline
+    tracker = PipelineTracker(resolve_tracking_uri(cfg.tracking.tracking_uri), cfg.experiment_name)
+    return _resumable(tracker, cfg, command, run_id).info.run_id
+
+
 def _resumable(
     tracker: PipelineTracker, cfg: PipelineConfig, command: str, run_id: str | None
 ) -> Run:

@@ -116,3 +116,18 @@ def trained(ray_session: None, workspace: Path, tracking_uri: str) -> Any:
     finally:
         os.chdir(previous)
     return result
+
+
+def registered_checkpoints(results: Path, pattern: str = "*") -> int:
+    """Checkpoints Ray Train has registered for the runs under ``results`` matching
+    ``pattern``: counted from its checkpoint manager's snapshot, which it rewrites after
+    each registration (a checkpoint folder on disk alone may not be registered yet)."""
+    import json
+
+    count = 0
+    for snapshot in results.glob(f"{pattern}/checkpoint_manager_snapshot.json"):
+        try:
+            count += len(json.loads(snapshot.read_text())["checkpoint_results"])
+        except (OSError, ValueError, KeyError):
+            continue  # being rewritten right now
+    return count

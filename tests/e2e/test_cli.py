@@ -1,5 +1,6 @@
 """The `ray-mlops` command as a user runs it: exit codes, messages, and a real Ray Job."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,11 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, write_config
+from tests.conftest import free_port, registered_checkpoints, write_config
 
 CLI = [sys.executable, "-m", "ray_mlops"]
 
@@ -129,3 +131,83 @@ def test_submit_runs_the_pipeline_as_a_ray_job(
     assert "register" in done.stdout, "the job's own progress lines are streamed"
     champion = MlflowClient(tracking_uri).get_model_version_by_alias("adult-job", "champion")
     assert str(champion.version) == "1"
+
+
+def _kill_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a command and every process it started (its local Ray included)."""
+    import psutil
+
+    parent = psutil.Process(process.pid)
+    for child in [*parent.children(recursive=True), parent]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    process.wait(timeout=30)
+
+
+def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
+    shutil.copy(Path(__file__).parents[2] / "configs" / "quickstart.yaml", tmp_path / "q.yaml")
+    (tmp_path / "q.yaml").write_text(
+        (tmp_path / "q.yaml")
+        .read_text()
+        .replace("../ray_mlops", str(Path(__file__).parents[2] / "ray_mlops"))
+    )
+    done = _cli("train", "q.yaml", "--resume", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert done.returncode == 1
+    assert "--resume: no unfinished 'train' run of pipeline 'adult-income'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_killed_train_command_resumes_instead_of_starting_over(
+    tmp_path: Path, adult_sample: pd.DataFrame
+) -> None:
+    adult_sample.to_csv(tmp_path / "sample.csv", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = write_config(
+        tmp_path,
+        {
+            "train": {"epochs": 6, "batch_size": 8, "num_workers": 2},
+            "model": {"hidden_sizes": [128, 128], "dropout": 0.1},
+            "tracking": {"tracking_uri": uri},
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        [*CLI, "train", str(config)], cwd=tmp_path, stdout=log, stderr=log, text=True, env=env
+    )
+    results = tmp_path / ".ray-mlops" / "ray_results"
+    deadline = time.monotonic() + 300
+    try:
+        # Kill it once two epochs are checkpointed: mid-training, with something to resume.
+        while time.monotonic() < deadline and first.poll() is None:
+            if registered_checkpoints(results) >= 2:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        _kill_tree(first)
+
+    second = _cli(
+        "train", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming run" in second.stderr
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("adult-test")
+    parents = client.search_runs([experiment.experiment_id], "tags.`ray_mlops.stage` = 'pipeline'")
+    assert len(parents) == 1, "resumed in the same parent run, not a new one"
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags["ray_mlops.resumes"] == "1"
+    trains = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`ray_mlops.stage` = 'train'",
+    )
+    assert len(trains) == 1, "the train stage run was reopened, not duplicated"
+    train_run = trains[0].info.run_id
+    resumed_from = client.get_metric_history(train_run, "resumed_from_epoch")
+    assert len(resumed_from) == 1 and resumed_from[0].value >= 1
+    epochs = sorted(m.step for m in client.get_metric_history(train_run, "val_loss"))
+    assert epochs[0] == 0 and epochs.count(0) == 1, "epoch 0 was not trained twice"
+    assert sorted(set(epochs)) == list(range(6))
+    assert client.list_artifacts(parent.info.run_id, "model"), "the packaged model was logged"

@@ -23,6 +23,7 @@ from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.from_config import make_spec
 from ray_mlops.train.trainer import TrainingOutcome, train_model
+from tests.conftest import registered_checkpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = {
@@ -235,9 +236,8 @@ def test_killed_worker_resumes_from_last_checkpoint(
     def kill_after_checkpoints() -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            # Ray Train writes its checkpoint manager's snapshot once it has registered a
-            # checkpoint; from then on a restart has something to resume from.
-            if list((tmp_path / "results").glob("fault-*/checkpoint_manager_snapshot.json")):
+            # Once Ray Train has registered a checkpoint, a restart has something to resume.
+            if registered_checkpoints(tmp_path / "results", "fault-*") >= 1:
                 workers = _train_workers(started)
                 if workers:
                     os.kill(workers[-1].pid, signal.SIGKILL)

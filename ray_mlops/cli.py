@@ -78,16 +78,19 @@ def train(
     run_id: str | None = RUN_ID_OPT,
     verbose: bool = VERBOSE_OPT,
 ) -> None:
-    """Train and evaluate a model without registering it: data, features, train, evaluate.
+    """Train and evaluate a model without registering it.
 
-    Training runs on train.num_workers Ray Train workers (CPU, or GPU with train.use_gpu),
-    validates every epoch, keeps the best checkpoint by train.selection_metric, stops early
-    with train.early_stopping.patience, and checkpoints every epoch: a failed worker is
-    replaced and training continues from the last checkpoint (train.max_failures), and an
-    interrupted command continues with --resume. The packaged model is logged to the MLflow
-    run; `ray-mlops run` also registers it and decides the champion alias.
+    Runs data, features, train and evaluate; logs the packaged model to MLflow.
 
-    Example: ray-mlops train configs/quickstart.yaml, then after Ctrl-C:
+    Workers: train.num_workers (CPU, or GPU with train.use_gpu).
+
+    Every epoch: validation, a checkpoint; the best by train.selection_metric.
+
+    Early stopping: train.early_stopping.patience.
+
+    A failed worker is replaced from the last checkpoint (train.max_failures).
+
+    An interrupted command continues with --resume, e.g. after Ctrl-C:
     ray-mlops train configs/quickstart.yaml --resume
     """
     _run_command(config, address, resume, run_id, verbose, command="train")

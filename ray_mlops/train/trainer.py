@@ -96,12 +96,36 @@ def train_model(
     the latest one (this is how ``--resume`` works); worker failures restart the worker
     group from the latest checkpoint up to ``train.max_failures`` times.
     """
+    return train_encoded(
+        cfg,
+        encode_split(train, state, cfg.data.target),
+        encode_split(validation, state, cfg.data.target),
+        spec,
+        state,
+        storage_path,
+        run_name,
+        tracking_uri,
+        run_id,
+    )
+
+
+def train_encoded(
+    cfg: PipelineConfig,
+    encoded_train: ray.data.Dataset,
+    encoded_validation: ray.data.Dataset,
+    spec: ModelSpec,
+    state: FeatureState,
+    storage_path: Path,
+    run_name: str,
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
+) -> TrainingOutcome:
+    """:func:`train_model` on splits already encoded by :func:`encode_split` (or built with
+    the same ``features``, ``label`` and ``row_key`` columns, as the benchmarks do)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     train_cfg = cfg.train
-    encoded_train = encode_split(train, state, cfg.data.target)
-    encoded_validation = encode_split(validation, state, cfg.data.target)
     ingest = choose_ingest(cfg, encoded_train.size_bytes())
     rows_per_worker = encoded_train.count() // train_cfg.num_workers
     settings = LoopSettings(

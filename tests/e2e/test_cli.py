@@ -35,7 +35,7 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     done = _cli("--help", cwd=tmp_path)
     assert done.returncode == 0
-    for command in ("run", "serve", "predict", "submit"):
+    for command in ("run", "train", "data", "serve", "predict", "submit"):
         assert command in done.stdout
 
 

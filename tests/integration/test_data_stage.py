@@ -78,9 +78,14 @@ def test_ray_data_batches_and_single_requests_encode_identically(workspace: Path
     cfg, data = _load(workspace)
     state = fit_feature_state(data.splits["train"], cfg.data, cfg.features, cfg.task)
     test_rows = data.splits["test"].to_pandas()
-    batch_features = np.stack(
-        [row["features"] for row in encode_split(data.splits["test"], state, "income").take_all()]
-    )
+    # Encoded rows come out sorted by a hash of the raw row: match them up by that key.
+    encoded = {
+        int(row["row_key"]): row["features"]
+        for row in encode_split(data.splits["test"], state, "income").take_all()
+    }
+    keys = pd.util.hash_pandas_object(test_rows, index=False).to_numpy().view(np.int64)
+    assert len(encoded) == len(test_rows)
+    batch_features = np.stack([encoded[int(key)] for key in keys])
     schema = InputSchema(
         numeric=cfg.data.numeric, categorical=cfg.data.categorical, order=state.input_columns
     )

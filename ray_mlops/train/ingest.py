@@ -45,6 +45,8 @@ def rank_shards(dataset: Dataset, world_size: int, equal: bool) -> list[Dataset]
     indices and keeps every row.
     """
     ordered = in_fixed_order(dataset)
+    if world_size == 1:
+        return [ordered]
     if equal:
         return list(ordered.split(world_size, equal=True))
     rows = ordered.count()

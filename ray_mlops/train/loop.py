@@ -126,6 +126,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    else:  # as many compute threads as CPUs reserved, whatever the process inherited
+        torch.set_num_threads(max(1, round(train.cpus_per_worker)))
 
     spec = ModelSpec.from_json(settings.spec_json)
     torch.manual_seed(train.seed)

@@ -201,7 +201,7 @@ def test_user_model_plugs_in(train: Callable[..., Any]) -> None:
             "builder": "models/residual_mlp.py:build",
             "options": {"width": 16, "blocks": 1},
         },
-        train={"epochs": 2},
+        train={"epochs": 2, "num_workers": 1, "cpus_per_worker": 2},  # a single worker, too
     )
     outcome, history = train(cfg)
     assert outcome.spec.kind == "custom"

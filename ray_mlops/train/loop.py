@@ -195,8 +195,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 )
                 window.zero_()
                 window_rows = 0
+        epoch_loss = float(loss_total)  # waits for the device: the epoch's time is all in
         train_seconds = time.perf_counter() - started
-        loss_sum_all, rows_all = _reduce_sums([float(loss_total), float(rows)], device)
+        loss_sum_all, rows_all = _reduce_sums([epoch_loss, float(rows)], device)
         metrics: dict[str, float] = {
             "epoch": epoch,
             "train_loss": loss_sum_all / max(rows_all, 1.0),

@@ -83,8 +83,6 @@ def _first_key_of(table: Any) -> int:
 class Shard(Protocol):
     """A worker's part of one split, as batches of (features, label) tensors on its device."""
 
-    rows: int
-
     def batches(self, batch_size: int, shuffle_seed: int | None) -> Iterator[Batch]:
         """One pass; shuffled by ``shuffle_seed`` unless it is ``None``."""
         ...
@@ -142,11 +140,8 @@ class ResidentShard:
 class StreamingShard:
     """Ray Data batches straight to the device, prepared ``prefetch_batches`` ahead."""
 
-    def __init__(
-        self, iterator: DataIterator, rows: int, device: torch.device, prefetch_batches: int
-    ) -> None:
+    def __init__(self, iterator: DataIterator, device: torch.device, prefetch_batches: int) -> None:
         self.iterator = iterator
-        self.rows = rows
         self.device = device
         self.prefetch_batches = prefetch_batches
 

@@ -147,7 +147,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         progress.restarts += 1
 
     train_shard = _open_shard("train", settings, device, rank)
-    validation_shard = _open_shard("validation", settings, device, rank, rows=0)
+    validation_shard = _open_shard("validation", settings, device, rank)
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if rank == 0 else None
     if logger is not None and checkpoint is not None:
         # Step = the epoch training continues with, like the per-epoch metrics.
@@ -227,9 +227,7 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
 
 
-def _open_shard(
-    name: str, settings: LoopSettings, device: torch.device, rank: int, rows: int | None = None
-) -> Shard:
+def _open_shard(name: str, settings: LoopSettings, device: torch.device, rank: int) -> Shard:
     import ray.train
 
     if settings.ingest == RESIDENT:
@@ -237,7 +235,6 @@ def _open_shard(
     iterator = ray.train.get_dataset_shard(name)
     return StreamingShard(
         iterator,
-        rows=settings.train_rows_per_worker if rows is None else rows,
         device=device,
         prefetch_batches=settings.train.prefetch_batches,
     )

@@ -159,11 +159,13 @@ def profile_dataset(
 ) -> DatasetProfile:
     """Profile ``ds`` with Ray Data aggregations; only summaries reach the driver.
 
-    Passes over the data: one ``aggregate`` (counts, moments, exact quantiles, distinct and
-    value counts), one ``map_batches`` (histograms and, for regression, the sums of Pearson's
-    r, one row per block), and for the associations one ``groupby(target)`` (classification)
-    or one ``groupby(column)`` per categorical feature (regression). Null and NaN are missing.
-    Each pass runs ``ds``'s plan again: materialise a dataset read from slow sources first.
+    Passes over the data, each one small summary per block combined on the driver (no
+    shuffle): one aggregation (counts, moments, value counts, and every numeric column's
+    values once, for exact quantiles, the distinct count and the histogram), one for the
+    per-class statistics behind the associations, and for regression one for the sums of
+    Pearson's r plus one per categorical feature (the target's statistics per category).
+    Null and NaN are missing. Each pass runs ``ds``'s plan again: materialise a dataset read
+    from slow sources first.
 
     Association with the target, from the rows where both the feature and the target are
     present (in [0, 1], Pearson in [-1, 1]; None when undefined: no variance, fewer than two
@@ -199,20 +201,21 @@ def profile_dataset(
         >>> profile.numeric["x"].missing, profile.target_balance
         (1, {'0': 1, '1': 2})
     """
+    from ray_mlops.data.aggregate import aggregate_blocks
+
     _check_arguments(ds, numeric, categorical, target, task, bins, top_k)
     data = ds.select_columns([*numeric, *categorical, target])
     data = data.map_batches(_nan_to_null, batch_format="pyarrow", batch_size=None)
     summarised = [*numeric, target] if task == "regression" else list(numeric)
-    # None when no block reaches the aggregation at all (e.g. after ``limit(0)``).
-    stats = data.aggregate(*_summary_aggregations(summarised, categorical, target, task)) or {}
-    profiles = {column: _numeric_profile(column, stats, bins) for column in summarised}
-    pearson_features = numeric if task == "regression" else []
-    summary = _block_summaries(data, profiles, pearson_features, target)
-    profiles = {c: _with_histogram(c, p, summary) for c, p in profiles.items()}
+    aggregations = _summary_aggregations(summarised, categorical, target, task, bins)
+    stats = aggregate_blocks(data, *aggregations)
+    profiles = {column: _numeric_profile(column, stats) for column in summarised}
     categories = {c: _categorical_profile(c, stats, top_k) for c in categorical}
     numeric_assoc, categorical_assoc = _associations(data, numeric, categorical, target, task)
-    for column in pearson_features:
-        numeric_assoc[column] = _pearson(_summed(summary, f"sums:{column}", 6))
+    if task == "regression":
+        summary = _block_summaries(data, profiles, numeric, target)
+        for column in numeric:
+            numeric_assoc[column] = _pearson(_summed(summary, f"sums:{column}", 6))
     summary_profile = profiles.pop(target) if task == "regression" else None
     return DatasetProfile(
         rows=int(stats.get("count()") or 0),
@@ -283,40 +286,39 @@ def _nan_to_null(batch: pa.Table) -> pa.Table:
 
 
 def _summary_aggregations(
-    summarised: list[str], categorical: list[str], target: str, task: str
+    summarised: list[str], categorical: list[str], target: str, task: str, bins: int
 ) -> list[Any]:
-    from ray.data.aggregate import Count, CountDistinct, Max, Mean, Min, Std, ValueCounter
+    from ray.data.aggregate import Count, ValueCounter
 
     aggs: list[Any] = [Count()]
     for column in summarised:
-        aggs += [
-            Count(column, ignore_nulls=True),
-            CountDistinct(column),
-            Mean(column),
-            Std(column, ddof=1),
-            Min(column),
-            Max(column),
-            _exact_quantiles_class()(on=column, alias_name=f"quantiles({column})"),
-        ]
+        aggs.append(_column_values_class()(on=column, bins=bins, alias_name=f"values({column})"))
     for column in categorical:
-        aggs += [Count(column, ignore_nulls=True), CountDistinct(column), ValueCounter(column)]
+        # The value counts also give the distinct count: no set of values per column.
+        aggs += [Count(column, ignore_nulls=True), ValueCounter(column)]
     if task == "classification":
         aggs.append(ValueCounter(target))
     return aggs
 
 
 @functools.cache
-def _exact_quantiles_class() -> type[Any]:
-    """Ray's exact ``Quantile``, finalised for all of ``QUANTILES`` at once.
+def _column_values_class() -> type[Any]:
+    """Ray's exact ``Quantile``, finalised into every statistic of a numeric column.
 
-    Built on first use so that importing this module does not import Ray. One aggregation per
-    column gathers the column once instead of once per q, and a column without values (or a
-    dataset without rows) gives None instead of failing. Interpolation is linear: ``np.quantile``'s
-    default, as in pandas ``Series.quantile`` and Ray's own ``Quantile`` (Arrow's ``quantile``).
+    Built on first use so that importing this module does not import Ray. It gathers the
+    column once (as ``Quantile`` does) and takes the count, moments, extremes, quantiles of
+    ``QUANTILES``, distinct count and histogram from that one copy: no set of values for the
+    distinct count, no second pass for the histogram. A column without values (or a dataset
+    without rows) gives None. Interpolation is linear: ``np.quantile``'s default, as in pandas
+    ``Series.quantile`` and Ray's own ``Quantile``.
     """
     from ray.data.aggregate import Quantile
 
-    class ExactQuantiles(Quantile):
+    class ColumnValues(Quantile):
+        def __init__(self, on: str, bins: int, alias_name: str) -> None:
+            super().__init__(on=on, alias_name=alias_name)
+            self._bins = bins
+
         def _combine_column(self, accumulator_col: Any) -> Any:
             # Without any block (an empty dataset) the column is Arrow nulls, which Quantile's
             # flatten rejects; None is the "no values" accumulator that finalize skips.
@@ -324,33 +326,49 @@ def _exact_quantiles_class() -> type[Any]:
                 return None
             return super()._combine_column(accumulator_col)
 
-        # One value per q where Quantile gives one value: a deliberate change of the output type.
-        def finalize(self, accumulator: Any) -> list[float] | None:  # type: ignore[override]
+        # A summary where Quantile gives one value: a deliberate change of the output type.
+        def finalize(self, accumulator: Any) -> dict[str, Any] | None:  # type: ignore[override]
             values = np.asarray(accumulator, dtype=np.float64)
             values = values[~np.isnan(values)]
             if values.size == 0:
                 return None
-            return [float(v) for v in np.quantile(values, list(QUANTILES.values()))]
+            low, high = float(values.min()), float(values.max())
+            if low == high:
+                counts = [int(values.size)]
+            else:
+                counts = np.histogram(values, bins=self._bins, range=(low, high))[0].tolist()
+            return {
+                "count": int(values.size),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if values.size > 1 else None,
+                "min": low,
+                "max": high,
+                "quantiles": [float(v) for v in np.quantile(values, list(QUANTILES.values()))],
+                "distinct": int(pd.unique(values).size),
+                "histogram": [int(n) for n in counts],
+            }
 
-    return ExactQuantiles
+    return ColumnValues
 
 
-def _numeric_profile(column: str, stats: dict[str, Any], bins: int) -> NumericProfile:
-    """Everything from the first pass; the histogram gets its counts in the second."""
-    count = int(stats.get(f"count({column})") or 0)
-    low, high = _number(stats.get(f"min({column})")), _number(stats.get(f"max({column})"))
-    quantiles = stats.get(f"quantiles({column})") or []
+def _numeric_profile(column: str, stats: dict[str, Any]) -> NumericProfile:
+    values = stats.get(f"values({column})") or {}
+    count = int(values.get("count") or 0)
+    low, high = _number(values.get("min")), _number(values.get("max"))
+    counts = [int(n) for n in values.get("histogram") or []]
     return NumericProfile(
         count=count,
         missing=int(stats.get("count()") or 0) - count,
-        distinct=int(stats.get(f"count_distinct({column})") or 0),
-        mean=_number(stats.get(f"mean({column})")),
-        std=_number(stats.get(f"std({column})")),
+        distinct=int(values.get("distinct") or 0),
+        mean=_number(values.get("mean")),
+        std=_number(values.get("std")),
         min=low,
         max=high,
-        quantiles=dict(zip(QUANTILES, (float(q) for q in quantiles), strict=False)),
-        histogram_edges=_histogram_edges(low, high, bins),
-        histogram_counts=[count] if low is not None and low == high else [],
+        quantiles=dict(
+            zip(QUANTILES, (float(q) for q in values.get("quantiles") or []), strict=False)
+        ),
+        histogram_edges=_histogram_edges(low, high, len(counts)),
+        histogram_counts=counts,
         target_association=None,
     )
 
@@ -370,7 +388,7 @@ def _categorical_profile(column: str, stats: dict[str, Any], top_k: int) -> Cate
     return CategoricalProfile(
         count=count,
         missing=int(stats.get("count()") or 0) - count,
-        distinct=int(stats.get(f"count_distinct({column})") or 0),
+        distinct=len(ranked),
         top=top,
         other_count=count - sum(n for _, n in top),
         target_association=None,
@@ -399,50 +417,35 @@ def _block_summaries(
     pearson_features: list[str],
     target: str,
 ) -> pd.DataFrame:
-    """One row per block with its histogram counts and Pearson sums; the driver adds them up."""
-    edges = {c: p.histogram_edges for c, p in profiles.items() if len(p.histogram_edges) > 2}
-    if not edges and not pearson_features:
+    """One row per block with the sums behind Pearson's r; the driver adds them up."""
+    if not pearson_features:
         return pd.DataFrame()
     shifts = {c: p.mean or 0.0 for c, p in profiles.items()}
-    summarise = _BlockSummary(edges=edges, shifts=shifts, features=pearson_features, target=target)
+    summarise = _PearsonSums(shifts=shifts, features=pearson_features, target=target)
     return data.map_batches(summarise, batch_format="pyarrow", batch_size=None).to_pandas()
 
 
-def _with_histogram(column: str, profile: NumericProfile, summary: pd.DataFrame) -> NumericProfile:
-    if len(profile.histogram_edges) <= 2:
-        return profile
-    bins = len(profile.histogram_edges) - 1
-    counts = [int(n) for n in _summed(summary, f"histogram:{column}", bins)]
-    return dataclasses.replace(profile, histogram_counts=counts)
-
-
 @dataclass(frozen=True)
-class _BlockSummary:
-    """One row per block: bin counts per column, and the sums behind Pearson's r per feature.
+class _PearsonSums:
+    """One row per block: the sums behind Pearson's r of each feature with the target.
 
     The sums (n, x, y, x², y², xy over rows where both are present) use values shifted by the
     column means, which keeps them free of cancellation when values are large.
     """
 
-    edges: dict[str, list[float]]
     shifts: dict[str, float]
     features: list[str]
     target: str
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         row: dict[str, list[Any]] = {}
-        for column, column_edges in self.edges.items():
-            values = _floats(batch, column)
-            counts, _ = np.histogram(values[~np.isnan(values)], bins=np.asarray(column_edges))
-            row[f"histogram:{column}"] = [counts.astype(np.int64).tolist()]
-        if self.features:  # Pearson sums, regression only: the target has a shift then
-            y = _floats(batch, self.target) - self.shifts[self.target]
-            for column in self.features:
-                x = _floats(batch, column) - self.shifts[column]
-                both = ~np.isnan(x) & ~np.isnan(y)
-                x, yb = x[both], y[both]
-                sums = [float(both.sum()), x.sum(), yb.sum(), x @ x, yb @ yb, x @ yb]
-                row[f"sums:{column}"] = [[float(s) for s in sums]]
+        y = _floats(batch, self.target) - self.shifts[self.target]
+        for column in self.features:
+            x = _floats(batch, column) - self.shifts[column]
+            both = ~np.isnan(x) & ~np.isnan(y)
+            x, yb = x[both], y[both]
+            sums = [float(both.sum()), x.sum(), yb.sum(), x @ x, yb @ yb, x @ yb]
+            row[f"sums:{column}"] = [[float(s) for s in sums]]
         return pa.table(row)
 
 
@@ -490,41 +493,66 @@ _SUMMARY_COLUMNS = ["kind", "cls", "column", "value", "n", "mean", "m2"]
 
 
 def _block_class_summaries(
-    batch: pd.DataFrame, numeric: list[str], categorical: list[str], target: str
+    batch: pa.Table, numeric: list[str], categorical: list[str], target: str
 ) -> pd.DataFrame:
     """Per class in this block: count, mean, M2 of each numeric; value counts of each categorical.
 
     One long table (kind, class, column, value, n, mean, m2) so blocks can be concatenated.
+    Vectorised with ``np.bincount`` over dictionary codes: no group-by per column. Classes
+    and values are named by ``str()`` of their values, as everywhere in the profile.
     """
-    frame = batch[batch[target].notna()]
-    labels = frame[target].astype(str)
-    parts = []
+    classes, codes = _dictionary_codes(batch.column(target))
+    k = len(classes)
+    labelled = codes >= 0
+    parts: list[pd.DataFrame] = []
     for column in numeric:
-        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        grouped = values.groupby(labels)
-        stats = pd.DataFrame(
-            {
-                "n": grouped.count(),
-                "mean": grouped.mean(),
-                "m2": grouped.var(ddof=0) * grouped.count(),
-            }
+        x = _floats(batch, column)
+        rows = labelled & ~np.isnan(x)
+        c, xs = codes[rows], x[rows]
+        n = np.bincount(c, minlength=k).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(c, weights=xs, minlength=k) / n
+        m2 = np.bincount(c, weights=(xs - mean[c]) ** 2, minlength=k)
+        parts.append(
+            pd.DataFrame(
+                {"kind": "num", "cls": classes, "column": column, "value": "", "n": n}
+                | {"mean": np.nan_to_num(mean), "m2": m2}
+            )
         )
-        parts.append(stats.reset_index(names="cls").assign(kind="num", column=column, value=""))
     for column in categorical:
-        counted = (
-            pd.DataFrame({"cls": labels, "value": frame[column]})
-            .dropna()
-            .astype(str)
-            .value_counts()
-            .rename("n")
-            .reset_index()
+        values, value_codes = _dictionary_codes(batch.column(column))
+        rows = labelled & (value_codes >= 0)
+        cells = np.bincount(
+            codes[rows] * len(values) + value_codes[rows], minlength=k * len(values)
         )
-        parts.append(counted.assign(kind="cat", column=column, mean=0.0, m2=0.0))
+        found = np.flatnonzero(cells)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kind": "cat",
+                    "cls": np.asarray(classes, dtype=object)[found // max(len(values), 1)],
+                    "column": column,
+                    "value": np.asarray(values, dtype=object)[found % max(len(values), 1)],
+                    "n": cells[found].astype(np.float64),
+                    "mean": 0.0,
+                    "m2": 0.0,
+                }
+            )
+        )
     if not parts:
         return pd.DataFrame(columns=_SUMMARY_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[_SUMMARY_COLUMNS].astype(
-        {"n": "float64", "mean": "float64", "m2": "float64"}
-    )
+    return pd.concat(parts, ignore_index=True)[_SUMMARY_COLUMNS]
+
+
+def _dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
+    """The distinct non-missing values as strings, and each row's index into them (-1: missing)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_floating(array.type):
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
+    encoded = pc.dictionary_encode(array)
+    names = [str(v) for v in encoded.dictionary.to_pylist()]
+    codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    return names, codes
 
 
 def _per_class_summaries(
@@ -539,7 +567,7 @@ def _per_class_summaries(
     summarize = partial(
         _block_class_summaries, numeric=numeric, categorical=categorical, target=target
     )
-    partials = data.map_batches(summarize, batch_format="pandas").to_pandas()
+    partials = data.map_batches(summarize, batch_format="pyarrow", batch_size=None).to_pandas()
     if partials.empty:
         partials = pd.DataFrame(columns=_SUMMARY_COLUMNS)
     text_columns = ["kind", "cls", "column", "value"]
@@ -572,16 +600,9 @@ def _per_class_summaries(
 
 def _category_eta(data: ray.data.Dataset, column: str, target: str) -> float | None:
     """Correlation ratio of the (regression) target over the categories of ``column``."""
-    from ray.data.aggregate import Count, Mean, Std
-
-    aggs: list[Any] = [
-        Count(target, ignore_nulls=True, alias_name="n"),
-        Mean(target, alias_name="mean"),
-        Std(target, ddof=0, alias_name="std"),
-    ]
-    groups = pd.DataFrame(data.groupby(column).aggregate(*aggs).take_all())
-    groups = groups[~groups[column].map(_is_missing)] if not groups.empty else groups
-    return _correlation_ratio(groups, "n", "mean", "std")
+    # The per-class summaries with the roles swapped: the categories are the classes.
+    groups = _per_class_summaries(data, [target], [], column)
+    return _correlation_ratio(groups, "n0", "mean0", "std0")
 
 
 def _correlation_ratio(groups: pd.DataFrame, n: str, mean: str, std: str) -> float | None:

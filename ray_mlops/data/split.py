@@ -159,12 +159,15 @@ def _plan_stratified(valid: ray.data.Dataset, data: DataConfig, plan: SplitPlan)
 def _plan_time(valid: ray.data.Dataset, data: DataConfig, plan: SplitPlan) -> SplitPlan:
     from ray.data.aggregate import Quantile
 
+    from ray_mlops.data.aggregate import aggregate_blocks
+
     column = data.timestamp_column
     assert column is not None
     instants = valid.map_batches(
         lambda b: pd.DataFrame({"t": _epoch_ns(b[column])}), batch_format="pandas"
     )
-    result = instants.aggregate(
+    result = aggregate_blocks(
+        instants,
         Quantile("t", q=1 - plan.test, alias_name="test_from"),
         Quantile("t", q=1 - plan.test - plan.validation, alias_name="validation_from"),
     )

@@ -2,7 +2,9 @@
 
 Streaming on Ray Data from the read on; the driver only ever receives aggregates (counts,
 statistics, offending keys), never the rows. The parsed rows are materialized once in the
-object store (spilling to disk when larger), so the source is read and parsed only once.
+object store (spilling to disk when larger), so the source is read and parsed only once; the
+valid rows are materialized once more with their split, and each split is an Arrow filter of
+that copy, so no later stage hashes a row again to find its split.
 """
 
 from __future__ import annotations
@@ -123,10 +125,6 @@ def _with_split(batch: pd.DataFrame, plan: SplitPlan, data: DataConfig) -> pd.Da
     return batch.assign(**{SPLIT_COLUMN: names})
 
 
-def _rows_of_split(batch: pd.DataFrame, name: str) -> pd.DataFrame:
-    return batch[batch[SPLIT_COLUMN] == name].drop(columns=[SPLIT_COLUMN])
-
-
 def prepare_data(
     data: DataConfig,
     task: Task,
@@ -171,17 +169,21 @@ def prepare_data(
         batch_format="pandas",
     )
     quarantine = _quarantine(marked, rows, data, quarantine_dir)
-    valid = (
-        marked.filter(expr=col(REASON_COLUMN) == "")
-        .drop_columns([REASON_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN])
-        .materialize()
+    valid = marked.filter(expr=col(REASON_COLUMN) == "").drop_columns(
+        [REASON_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
     )
-    del checked, marked  # free the object store copy of the unsplit rows
-
-    plan = frozen_plan(fingerprint) or plan_splits(valid, data)
-    tagged = valid.map_batches(partial(_with_split, plan=plan, data=data), batch_format="pandas")
+    plan = frozen_plan(fingerprint)
+    if plan is None:
+        if data.split.strategy != "hash":  # the cuts depend on the rows: look at them once
+            valid = valid.materialize()
+        plan = plan_splits(valid, data)
+    # The valid rows, each with its split, are kept once; the splits are Arrow filters of it.
+    tagged = valid.map_batches(
+        partial(_with_split, plan=plan, data=data), batch_format="pandas"
+    ).materialize()
+    del checked, marked, valid  # free the object store copy of the unsplit rows
     splits: dict[str, ray.data.Dataset] = {
-        name: tagged.map_batches(partial(_rows_of_split, name=name), batch_format="pandas")
+        name: tagged.filter(expr=col(SPLIT_COLUMN) == name).drop_columns([SPLIT_COLUMN])
         for name in SPLITS
     }
     counts = _split_counts(tagged)
@@ -193,7 +195,7 @@ def prepare_data(
         )
     sensitive_only = [c for c in data.sensitive if c not in data.feature_columns]
     profile = profile_dataset(
-        valid,
+        tagged,
         data.numeric,
         [*data.categorical, *sensitive_only],
         data.target,

@@ -9,7 +9,8 @@ the offending keys reach the driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -121,9 +122,10 @@ class DatasetWideIssues:
 def find_dataset_wide_issues(checked: ray.data.Dataset, data: DataConfig) -> DatasetWideIssues:
     """Duplicate ids and identical feature rows with different labels, among rows still valid.
 
-    Only three compact key columns (id, feature hash, label hash) stream to the driver,
-    about 24 bytes a row, and are deduplicated with pandas' hash tables: on this kind of
-    machine a Ray Data shuffle costs several times more than the whole check.
+    Only three compact key columns (id, feature hash, label hash, computed where the blocks
+    live) stream to the driver, about 24 bytes a row, and are deduplicated with pandas' hash
+    tables: on this kind of machine a Ray Data shuffle costs several times more than the
+    whole check.
     """
     from ray.data.expressions import col
 
@@ -132,26 +134,44 @@ def find_dataset_wide_issues(checked: ray.data.Dataset, data: DataConfig) -> Dat
     if not (id_column or data.quarantine.conflicting_labels):
         return issues
     columns = [FEATURE_HASH_COLUMN, data.target, *([id_column] if id_column else [])]
-    valid = checked.filter(expr=col(REASON_COLUMN) == "").select_columns(columns)
+    keys = (
+        checked.filter(expr=col(REASON_COLUMN) == "")
+        .select_columns(columns)
+        .map_batches(
+            partial(_dedup_keys, target=data.target, id_column=id_column), batch_format="pandas"
+        )
+    )
     ids, feature_hashes, label_hashes = [], [], []
-    for batch in valid.iter_batches(batch_size=1_000_000, batch_format="pandas"):
-        frame = cast(pd.DataFrame, batch)
-        feature_hashes.append(frame[FEATURE_HASH_COLUMN].to_numpy())
-        label_hashes.append(pd.util.hash_array(frame[data.target].astype(str).to_numpy(object)))
+    for batch in keys.iter_batches(batch_size=None, batch_format="numpy"):
+        feature_hashes.append(batch[FEATURE_HASH_COLUMN])
+        label_hashes.append(batch[_LABEL_HASH])
         if id_column:
-            ids.append(frame[id_column].to_numpy())
+            ids.append(batch[id_column])
     if not feature_hashes:
         return issues
     if id_column:
         all_ids = pd.Series(np.concatenate(ids))
         issues.duplicate_ids = all_ids[all_ids.duplicated(keep=False)].unique().tolist()
     if data.quarantine.conflicting_labels:
+        features = pd.Series(np.concatenate(feature_hashes))
+        # Only rows whose features occur more than once can conflict: usually very few.
+        repeated = features.duplicated(keep=False).to_numpy()
         pairs = pd.DataFrame(
-            {"features": np.concatenate(feature_hashes), "label": np.concatenate(label_hashes)}
-        ).drop_duplicates()
-        conflicted = pairs["features"][pairs["features"].duplicated(keep=False)]
-        issues.conflicting_feature_hashes = [int(h) for h in conflicted.unique()]
+            {"features": features[repeated], "label": np.concatenate(label_hashes)[repeated]}
+        )
+        labels = pairs.groupby("features")["label"].nunique()
+        issues.conflicting_feature_hashes = [int(h) for h in labels.index[labels > 1]]
     return issues
+
+
+_LABEL_HASH = "_ray_mlops_label_hash"
+
+
+def _dedup_keys(batch: pd.DataFrame, target: str, id_column: str | None) -> pd.DataFrame:
+    """The id, the feature hash and a hash of the label: what the dataset-wide checks need."""
+    label = pd.util.hash_pandas_object(batch[target].astype("string"), index=False)
+    keys = {FEATURE_HASH_COLUMN: batch[FEATURE_HASH_COLUMN], _LABEL_HASH: _as_int64(label)}
+    return pd.DataFrame(keys | ({id_column: batch[id_column]} if id_column else {}))
 
 
 def mark_dataset_wide_issues(

@@ -19,7 +19,13 @@ from ray_mlops.config import (
     Task,
 )
 from ray_mlops.errors import ConfigError, DataError
-from ray_mlops.features.primitives import as_numbers, as_strings, datetime_parts, signed_log1p
+from ray_mlops.features.primitives import (
+    arrow_strings,
+    as_numbers,
+    as_strings,
+    datetime_parts,
+    signed_log1p,
+)
 from ray_mlops.features.state import (
     CategoricalState,
     CrossState,
@@ -70,21 +76,23 @@ def fit_feature_state(
     """Fit imputation values, scales, buckets, kept categories and the label map on ``train``.
 
     A ``map_batches`` derives what the statistics are taken of (log1p values, datetime parts,
-    categories as strings) with the same code the transform uses; then a single distributed
-    ``Dataset.aggregate`` computes them all and the driver sees only summaries. Exact
-    quantiles (median, robust scaling, quantile buckets) gather one copy of that column's
+    categories as strings) with the same code the transform uses; then one aggregation
+    computes them all, per block and combined on the driver (``aggregate_blocks``, no
+    shuffle), so the driver sees only summaries. Exact quantiles (median, robust scaling, quantile buckets) gather one copy of that column's
     values inside the aggregation, as Ray's ``Quantile`` does; other statistics stream.
 
     Raises:
         ConfigError: ``features`` names columns that are not of the right kind in ``data``.
         DataError: the train split is empty, or a column has nothing to fit on.
     """
+    from ray_mlops.data.aggregate import aggregate_blocks
+
     check_feature_columns(data, features)
     inputs = _FitInputs.plan(data, features, task)
-    stats = train.map_batches(inputs, batch_format="pandas").aggregate(
-        *_aggregations(inputs, features)
+    stats = aggregate_blocks(
+        train.map_batches(inputs, batch_format="pandas"), *_aggregations(inputs, features)
     )
-    rows = stats[_ROWS]
+    rows = stats.get(_ROWS)
     if not rows:
         raise DataError("the train split is empty: nothing to fit the feature pipeline on")
     return FeatureState(
@@ -147,17 +155,21 @@ class _FitInputs:
             values = as_numbers(batch[column])
             columns[_num(column)] = _numbers(signed_log1p(values) if log1p else values)
         for column in self.categorical:
-            columns[_cat(column)] = pa.array(as_strings(batch[column]), type=pa.string())
+            columns[_cat(column)] = _strings(batch[column])
         for column, parts in self.datetime.items():
             for part, values in datetime_parts(batch[column], parts).items():
                 columns[_dt(column, part)] = _numbers(values)
         target = batch[self.target]
-        columns[_TARGET] = (
-            pa.array(as_strings(target), type=pa.string())
-            if self.classification
-            else _numbers(as_numbers(target))
-        )
+        columns[_TARGET] = _strings(target) if self.classification else _numbers(as_numbers(target))
         return pa.table(columns)
+
+
+def _strings(values: pd.Series) -> pa.ChunkedArray | pa.Array:
+    """The values as ``as_strings`` gives them, as Arrow strings (no copy when they are)."""
+    arrow = arrow_strings(values)
+    if arrow is not None:
+        return arrow.cast(pa.string())
+    return pa.array(as_strings(values), type=pa.string())
 
 
 def _numbers(values: np.ndarray) -> pa.Array:

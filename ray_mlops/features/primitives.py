@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # pandas' default key, pinned: changing it would silently re-bucket every fitted model.
 HASH_KEY = "0123456789123456"
@@ -52,6 +54,50 @@ def as_strings(values: pd.Series) -> np.ndarray:
         whole = np.isfinite(numbers) & (numbers == np.trunc(numbers)) & (abs(numbers) < 2**53)
         strings[whole] = numbers[whole].astype(np.int64).astype(str)
     return strings
+
+
+def arrow_strings(values: pd.Series) -> pa.ChunkedArray | None:
+    """The values' Arrow string data, without a copy, when pandas holds them so; else None.
+
+    Ray Data's pandas batches hold text this way (pandas' ``str`` dtype on pyarrow storage).
+    Arrow kernels on it skip the object array of ``as_strings``, which dominated encoding
+    (about 0.6 us a value; ``pc.index_in`` takes 0.03).
+    """
+    dtype = values.dtype
+    arrow_backed = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    if isinstance(dtype, pd.ArrowDtype):
+        arrow_backed = pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(
+            dtype.pyarrow_dtype
+        )
+    if not arrow_backed:
+        return None
+    array = pa.array(values)
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+
+
+def category_codes(
+    values: pd.Series, categories: list[str], fill: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each value in ``categories`` (-1 if absent) and whether it is missing.
+
+    Values are compared as ``as_strings`` gives them; ``fill`` replaces missing values first
+    (then nothing is missing). Arrow-backed text goes through ``pc.index_in``, anything else
+    through ``pd.Categorical``: the results are the same.
+    """
+    arrow = arrow_strings(values)
+    if arrow is not None:
+        if fill is not None:
+            arrow = pc.fill_null(arrow, pa.scalar(fill, arrow.type))
+        missing = np.asarray(arrow.is_null().to_numpy(), dtype=bool)
+        found = pc.index_in(arrow, value_set=pa.array(categories, type=arrow.type))
+        return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64), missing
+    strings = as_strings(values)
+    missing = np.asarray(pd.isna(strings), dtype=bool)
+    if fill is not None:
+        strings[missing] = fill
+        missing = np.zeros(len(strings), dtype=bool)
+    codes = pd.Categorical(strings, categories=categories).codes.astype(np.int64)
+    return codes, missing
 
 
 def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:

@@ -15,8 +15,10 @@ import pandas as pd
 from ray_mlops.features.primitives import (
     CROSS_SEPARATOR,
     MISSING_VALUE,
+    arrow_strings,
     as_numbers,
     as_strings,
+    category_codes,
     datetime_parts,
     signed_log1p,
     stable_hash,
@@ -64,8 +66,8 @@ def encode_labels(target: pd.Series, state: FeatureState) -> np.ndarray:
     if state.labels is None:
         values = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
         return ((values - state.target_center) / state.target_scale).astype(np.float32)
-    codes = pd.Categorical(target.astype("string"), categories=state.labels).codes
-    return codes.astype(np.int64)
+    text = target if arrow_strings(target) is not None else target.astype("string")
+    return category_codes(text, state.labels)[0]
 
 
 def _onehot(out: np.ndarray, slots: np.ndarray) -> None:
@@ -84,17 +86,14 @@ def _encode_numeric(values: pd.Series, num: NumericState, out: np.ndarray) -> in
 
 
 def _encode_categorical(values: pd.Series, cat: CategoricalState, out: np.ndarray) -> int:
-    strings = as_strings(values)
-    missing = pd.isna(strings)
-    if cat.fill is not None:
-        strings[missing] = cat.fill
-        missing[:] = False
     if cat.encode == "hashing":
-        strings[missing] = MISSING_VALUE
+        strings = as_strings(values)
+        missing = pd.isna(strings)
+        strings[missing] = MISSING_VALUE if cat.fill is None else cat.fill
         _onehot(out, stable_hash(strings, cat.hash_buckets))
         return cat.hash_buckets
     k = len(cat.categories)
-    codes = pd.Categorical(strings, categories=cat.categories).codes.astype(np.int64)
+    codes, missing = category_codes(values, cat.categories, cat.fill)
     codes = np.where(missing, k + 1, np.where(codes >= 0, codes, k))
     if cat.encode == "ordinal":
         out[:, 0] = codes / (k + 1)

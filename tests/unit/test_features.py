@@ -11,7 +11,7 @@ import pytest
 from ray_mlops.config import DataConfig, FeaturesConfig, parse_config
 from ray_mlops.errors import ConfigError
 from ray_mlops.features.fit import check_feature_columns
-from ray_mlops.features.primitives import stable_hash
+from ray_mlops.features.primitives import arrow_strings, category_codes, stable_hash
 from ray_mlops.features.state import (
     CategoricalState,
     CrossState,
@@ -326,3 +326,17 @@ def test_integer_categories_match_whether_they_arrive_as_ints_floats_or_strings(
     as_text = transform_features(pd.DataFrame({"grade": ["1", None, "2.5"]}), state)
     assert as_floats.argmax(axis=1).tolist() == [0, 4, 2]
     assert np.array_equal(as_floats, as_ints) and np.array_equal(as_floats, as_text)
+
+
+@pytest.mark.parametrize("fill", [None, "b"])
+def test_arrow_text_and_python_objects_get_the_same_codes(fill: str | None) -> None:
+    values = ["a", None, "z", "b", "", "a"]
+    arrow = pd.Series(values, dtype=pd.StringDtype("pyarrow"))
+    objects = pd.Series(values, dtype=object)
+    assert arrow_strings(arrow) is not None and arrow_strings(objects) is None
+    fast, fast_missing = category_codes(arrow, ["a", "b", ""], fill)
+    slow, slow_missing = category_codes(objects, ["a", "b", ""], fill)
+    assert fast.tolist() == slow.tolist() == [0, 1 if fill else -1, -1, 1, 2, 0]
+    assert fast_missing.tolist() == slow_missing.tolist() == [False, fill is None, *[False] * 4]
+    state = FeatureState(labels=["a", "b"])
+    assert encode_labels(arrow, state).tolist() == encode_labels(objects, state).tolist()

@@ -64,6 +64,8 @@ def run(
 ) -> None:
     """Run the whole pipeline: data, features, train, evaluate, register, champion alias.
 
+    With search.enabled, a hyperparameter search (see 'ray-mlops tune') replaces training.
+
     Tracks everything in MLflow (embedded SQLite under .ray-mlops/ unless
     $MLFLOW_TRACKING_URI or tracking.tracking_uri says otherwise) and prints a summary.
     """
@@ -94,6 +96,32 @@ def train(
     ray-mlops train configs/quickstart.yaml --resume
     """
     _run_command(config, address, resume, run_id, verbose, command="train")
+
+
+@app.command()
+def tune(
+    config: Path = CONFIG_ARG,
+    address: str | None = ADDRESS_OPT,
+    resume: bool = RESUME_OPT,
+    run_id: str | None = RUN_ID_OPT,
+    verbose: bool = VERBOSE_OPT,
+) -> None:
+    """Search hyperparameters with Ray Tune, then evaluate and register the best model.
+
+    The space is search.space in the config: config paths mapped to
+    {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {int: [lo, hi]} or {choice: [...]},
+    a choice may add sub-spaces under 'when'. search.mode: automl searches a ready space
+    over model family, depth, width, dropout, learning rate, batch size and encodings.
+
+    Trials are sampled by Optuna TPE (search.algorithm), weak ones stopped between epochs
+    by ASHA (search.scheduler), as many at once as the cluster fits (search.trial_cpus,
+    search.trial_gpus). Each trial is a nested MLflow run; the leaderboard (CSV, HTML)
+    is an artifact of the search run.
+
+    An interrupted search continues with --resume, without repeating finished trials:
+    ray-mlops tune configs/search.yaml --resume
+    """
+    _run_command(config, address, resume, run_id, verbose, command="tune")
 
 
 def _run_command(

@@ -456,6 +456,115 @@ class TrainConfig(_Section):
     )
 
 
+class Dimension(_Section):
+    """One dimension of a search space: exactly one of uniform, loguniform, int or choice.
+
+    Example (YAML)::
+
+        train.learning_rate: {loguniform: [1.0e-4, 1.0e-1]}
+        train.batch_size: {choice: [128, 256, 512]}
+        model.type:
+          choice: [mlp, linear]
+          when:
+            mlp:
+              model.dropout: {uniform: [0.0, 0.5]}
+    """
+
+    uniform: tuple[float, float] | None = Field(None, description="[low, high] floats.")
+    loguniform: tuple[float, float] | None = Field(
+        None, description="[low, high] floats, sampled on a log scale (low > 0)."
+    )
+    integer: tuple[int, int] | None = Field(
+        None, alias="int", description="[low, high] integers, both included."
+    )
+    step: float | None = Field(None, gt=0, description="Grid step of uniform or int.")
+    log: bool = Field(False, description="Sample int on a log scale.")
+    choice: list[Any] | None = Field(None, min_length=1, description="Values to choose from.")
+    when: dict[str, dict[str, Dimension]] | None = Field(
+        None,
+        description="Sub-spaces by chosen value (choice only): sampled only with that value.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dimension:
+        kinds = [
+            name
+            for name, value in (
+                ("uniform", self.uniform),
+                ("loguniform", self.loguniform),
+                ("int", self.integer),
+                ("choice", self.choice),
+            )
+            if value is not None
+        ]
+        if len(kinds) != 1:
+            raise ValueError(
+                "give exactly one of uniform, loguniform, int, choice"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        bounds = self.uniform or self.loguniform or self.integer
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"low must be below high (got {list(bounds)})")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs low > 0")
+        if self.when is not None:
+            if self.choice is None:
+                raise ValueError("'when' belongs to a choice")
+            names = {v if isinstance(v, str) else json.dumps(v) for v in self.choice}
+            unknown = sorted(set(self.when) - names)
+            if unknown:
+                raise ValueError(f"'when' names values not among the choices: {unknown}")
+        return self
+
+
+SEARCH_SCHEDULERS = ("asha", "hyperband", "none")
+
+
+class SearchConfig(_Section):
+    """Hyperparameter search (``ray-mlops tune``; ``ray-mlops run`` when enabled)."""
+
+    enabled: bool = Field(False, description="Run the search in 'ray-mlops run'.")
+    mode: Literal["custom", "automl"] = Field(
+        "custom",
+        description=(
+            "custom: search 'space'. automl: a ready space over model family, depth, width, "
+            "regularisation, learning rate, batch size and feature encodings ('space' adds "
+            "to or overrides it)."
+        ),
+    )
+    space: dict[str, Dimension] = Field(
+        default_factory=dict, description="Config path -> dimension (see Dimension)."
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="automl: user model builders (file.py:function) added to the families.",
+    )
+    algorithm: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
+    startup_trials: int = Field(
+        5, ge=1, description="TPE: random trials before the model of good regions kicks in."
+    )
+    num_samples: int = Field(20, ge=1, description="Most trials.")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="Stop starting and running trials after this many seconds."
+    )
+    metric: str | None = Field(
+        None, description="Metric to rank trials by. Default: train.selection_metric."
+    )
+    scheduler: Literal["asha", "hyperband", "none"] = Field(
+        "asha", description="Early stopping of weak trials between epochs."
+    )
+    grace_period: int = Field(1, ge=1, description="Epochs every trial gets before pruning.")
+    reduction_factor: int = Field(3, ge=2, description="ASHA/HyperBand: 1/N trials go on.")
+    trial_cpus: float = Field(1.0, gt=0, description="CPUs per trial (fractions allowed).")
+    trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial (fractions allowed).")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Trials at once. Default: what the cluster's resources fit."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the sampler.")
+
+
 class EvaluateConfig(_Section):
     primary_metric: str | None = Field(
         None,
@@ -514,6 +623,7 @@ class PipelineConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @model_validator(mode="after")
     def _selection_metric_fits_task(self) -> PipelineConfig:
@@ -522,6 +632,12 @@ class PipelineConfig(_Section):
             raise ValueError(
                 f"train.selection_metric {self.train.selection_metric!r} is not computed for "
                 f"{self.task}; choose one of {sorted(allowed)}"
+            )
+        _check_space_paths(self)
+        if self.search.metric is not None and self.search.metric not in allowed:
+            raise ValueError(
+                f"search.metric {self.search.metric!r} is not reported for {self.task}; "
+                f"choose one of {sorted(allowed)}"
             )
         return self
 
@@ -539,6 +655,42 @@ class PipelineConfig(_Section):
         """A stable hash of the effective config (defaults included)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _space_values(space: dict[str, Dimension]) -> list[tuple[str, Any]]:
+    """(path, value) pairs that probe every dimension: its bounds, or each choice."""
+    probes: list[tuple[str, Any]] = []
+    for path, dim in space.items():
+        bounds = dim.uniform or dim.loguniform or dim.integer
+        probes += [(path, v) for v in (bounds if bounds is not None else dim.choice or [])]
+        for branch in (dim.when or {}).values():
+            probes += _space_values(branch)
+    return probes
+
+
+def _check_space_paths(cfg: PipelineConfig) -> None:
+    """Every path of search.space must exist and accept its values, named when not."""
+    if not cfg.search.space:
+        return
+    base = cfg.model_dump(mode="json", exclude={"search"})
+    for path, value in _space_values(cfg.search.space):
+        doc = json.loads(json.dumps(base))
+        node = doc
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict):
+            raise ValueError(f"search.space.{path}: {'.'.join(parents)} is not a section")
+        node[leaf] = value
+        try:
+            PipelineConfig.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(
+                f"search.space.{path}: value {value!r} does not fit the config "
+                f"({where}: {first['msg']})"
+            ) from None
 
 
 class LoadedConfig(BaseModel):
@@ -598,6 +750,8 @@ def _describe(error: Any) -> str:
         return f"  - {key_path}: unknown key; allowed here: {allowed}"
     if error["type"] == "missing":
         return f"  - {key_path}: required key is missing"
+    if not loc:  # a rule across sections: its message names the keys, the input is all
+        return f"  - {error['msg'].removeprefix('Value error, ')}"
     given = error.get("input")
     return f"  - {key_path}: {error['msg']} (given: {given!r})"
 

@@ -87,6 +87,7 @@ class PipelineResult:
     model_uri: str = ""
     resumed: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    search: dict[str, object] = field(default_factory=dict)
 
 
 class _StageReporter:
@@ -306,11 +307,15 @@ def _run_stages(run: _Run) -> PipelineResult:
     run.tracker.log_text(run.run_id, yaml.safe_dump(config_doc, sort_keys=False), "config.yaml")
     data = _data_stage(run)
     state = _features_stage(run, data)
-    outcome = _train_stage(run, data, state)
+    searched = run.command == "tune" or cfg.search.enabled
+    if searched:
+        outcome, state, search_summary = _search_stage(run, data, state)
+    else:
+        outcome, search_summary = _train_stage(run, data, state), {}
     with tempfile.TemporaryDirectory() as workdir:
         evaluation = _evaluate_stage(run, data, state, outcome, Path(workdir))
         model_uri = _log_model(run, evaluation)
-        if run.command == "run":
+        if run.command in ("run", "tune"):
             registered, decision = _register_stage(run, data, evaluation, model_uri)
             version: str | None = registered
         else:
@@ -336,7 +341,9 @@ def _run_stages(run: _Run) -> PipelineResult:
         promoted=decision.promote,
         decision=decision.reason,
         champion_version=champion,
-        training={
+        training={}
+        if searched
+        else {
             "best_epoch": int(outcome.best_metrics.get("epoch", -1)) + 1,
             "epochs_run": outcome.epochs_run,
             "stopped_early": outcome.stopped_early,
@@ -346,6 +353,7 @@ def _run_stages(run: _Run) -> PipelineResult:
         },
         model_uri=model_uri,
         resumed=run.resuming,
+        search=search_summary,
     )
 
 
@@ -475,6 +483,72 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
         )
         stage.note.append(describe_training(outcome, cfg.train.selection_metric))
     return outcome
+
+
+def _search_stage(
+    run: _Run, data: PreparedData, state: FeatureState
+) -> tuple[TrainingOutcome, FeatureState, dict[str, object]]:
+    """Search the space with Ray Tune; the best trial's model goes on like a trained one."""
+    from ray_mlops.search.stage import (
+        LEADERBOARD_HTML,
+        best_model,
+        record_search,
+        search_inputs,
+    )
+    from ray_mlops.search.tuner import run_search, search_metric
+
+    cfg = run.cfg
+    earlier = run.previous.get("search")
+    metric, _ = search_metric(cfg)
+    budget = f", {cfg.search.time_budget_s:g} s budget" if cfg.search.time_budget_s else ""
+    doing = (
+        f"{cfg.search.mode} search: up to {cfg.search.num_samples} trials{budget}, "
+        f"{cfg.search.algorithm.upper()} + {cfg.search.scheduler} on {metric}"
+    )
+    with run.stage("search", doing, reopen=earlier.info.run_id if earlier else None) as stage:
+        if earlier is None:
+            run.tracker.log_params(
+                stage.run_id,
+                {"search." + k: v for k, v in flatten(cfg.search.model_dump(mode="json")).items()},
+            )
+            log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
+        inputs = search_inputs(
+            cfg,
+            run.loaded.base_dir,
+            data,
+            state,
+            run.tracking_uri,
+            run.tracker.experiment_id,
+            stage.run_id,
+        )
+        outcome = run_search(
+            cfg,
+            inputs,
+            storage_path=Path(DEFAULT_HOME) / "ray_results",
+            name=f"{cfg.name}-search-{stage.run_id}",
+            resume=earlier is not None,
+        )
+        title = f"{cfg.name}: search leaderboard"
+        record_search(run.tracker.client, run.tracker.experiment_id, stage.run_id, outcome, title)
+        run.tracker.set_tags(stage.run_id, {TAG_CHECKPOINT: outcome.best_checkpoint})
+        board = outcome.leaderboard
+        stage.note.append(
+            f"{len(board)} trials ({(board['status'] == 'pruned').sum()} pruned, "
+            f"{outcome.trial_epochs} trial-epochs); best {metric} "
+            f"{outcome.best_metrics[metric]:.4f}"
+        )
+    training, best_state = best_model(outcome)
+    artifact_uri = run.tracker.client.get_run(stage.run_id).info.artifact_uri
+    summary: dict[str, object] = {
+        "trials": len(board),
+        "pruned": int((board["status"] == "pruned").sum()),
+        "trial_epochs": outcome.trial_epochs,
+        "best_trial": outcome.best_trial_id,
+        "best_metric": f"{metric} {outcome.best_metrics[metric]:.4f}",
+        "best_params": outcome.best_params,
+        "leaderboard": f"{artifact_uri}/{LEADERBOARD_HTML}",
+    }
+    return training, best_state, summary
 
 
 def describe_training(outcome: TrainingOutcome, metric: str) -> str:

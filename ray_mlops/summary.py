@@ -32,6 +32,18 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
             f"{training['ingest']} ingest",
         )
         table.add_row("best checkpoint", str(training["checkpoint"]))
+    if result.search:
+        search = result.search
+        table.add_row(
+            "search",
+            f"{search['trials']} trials ({search['pruned']} pruned by the scheduler, "
+            f"{search['trial_epochs']} trial-epochs); best trial {search['best_trial']}: "
+            f"{search['best_metric']}",
+        )
+        params = search["best_params"]
+        assert isinstance(params, dict)
+        table.add_row("best values", ", ".join(f"{k}={v}" for k, v in params.items()))
+        table.add_row("leaderboard", str(search["leaderboard"]))
     if result.model_version is not None:
         table.add_row("model version", f"{result.model_name} v{result.model_version}")
         verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"

@@ -70,3 +70,22 @@ def aggregate_blocks(ds: ray.data.Dataset, *aggs: AggregateFnV2) -> dict[str, An
     )
     rows = combined.to_pylist()
     return rows[0] if rows else {}
+
+
+def aggregate_table(table: pa.Table, *aggs: AggregateFnV2) -> dict[str, Any]:
+    """The same aggregations over one in-memory table, in this process (no Ray task).
+
+    For places where Ray has no CPU to give, such as inside a Tune trial that holds them.
+    """
+    from ray.data._internal.arrow_block import ArrowBlockAccessor
+    from ray.data._internal.planner.exchange.sort_task_spec import SortKey
+
+    partial = _BlockPartials(tuple(aggs))(table)
+    combined, _ = ArrowBlockAccessor._combine_aggregated_blocks(
+        [partial],
+        SortKey(None),
+        tuple(aggs),  # type: ignore[arg-type]  # annotated as a 1-tuple in Ray
+        finalize=True,
+    )
+    rows = combined.to_pylist()
+    return rows[0] if rows else {}

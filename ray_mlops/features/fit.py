@@ -78,8 +78,9 @@ def fit_feature_state(
     A ``map_batches`` derives what the statistics are taken of (log1p values, datetime parts,
     categories as strings) with the same code the transform uses; then one aggregation
     computes them all, per block and combined on the driver (``aggregate_blocks``, no
-    shuffle), so the driver sees only summaries. Exact quantiles (median, robust scaling, quantile buckets) gather one copy of that column's
-    values inside the aggregation, as Ray's ``Quantile`` does; other statistics stream.
+    shuffle), so the driver sees only summaries. Exact quantiles (median, robust scaling,
+    quantile buckets) gather one copy of that column's values inside the aggregation, as
+    Ray's ``Quantile`` does; other statistics stream.
 
     Raises:
         ConfigError: ``features`` names columns that are not of the right kind in ``data``.
@@ -92,6 +93,28 @@ def fit_feature_state(
     stats = aggregate_blocks(
         train.map_batches(inputs, batch_format="pandas"), *_aggregations(inputs, features)
     )
+    return _state_from(stats, data, features, task)
+
+
+def fit_feature_state_frame(
+    train: pd.DataFrame, data: DataConfig, features: FeaturesConfig, task: Task
+) -> FeatureState:
+    """:func:`fit_feature_state` on rows already in this process, without Ray tasks.
+
+    The same statistics by the same aggregations, so the result is identical; used inside
+    search trials, which hold the CPUs Ray Data tasks would wait for.
+    """
+    from ray_mlops.data.aggregate import aggregate_table
+
+    check_feature_columns(data, features)
+    inputs = _FitInputs.plan(data, features, task)
+    stats = aggregate_table(inputs(train), *_aggregations(inputs, features))
+    return _state_from(stats, data, features, task)
+
+
+def _state_from(
+    stats: dict[str, Any], data: DataConfig, features: FeaturesConfig, task: Task
+) -> FeatureState:
     rows = stats.get(_ROWS)
     if not rows:
         raise DataError("the train split is empty: nothing to fit the feature pipeline on")

@@ -23,11 +23,11 @@ from ray_mlops.models.factory import build_model
 from ray_mlops.models.heads import loss_sum, predicted_class
 from ray_mlops.models.spec import ModelSpec
 from ray_mlops.train.checkpoint import Progress, restore_checkpoint, write_checkpoint
-from ray_mlops.train.ingest import ResidentShard, Shard, StreamingShard, shard_name
+from ray_mlops.train.ingest import Shard
 from ray_mlops.train.metric_log import MetricLogger
 from ray_mlops.train.optim import EarlyStopping, build_optimizer, build_scheduler
-
-RESIDENT = "resident"
+from ray_mlops.train.session import RESIDENT as RESIDENT  # re-exported: the ingest names live there
+from ray_mlops.train.session import LoopSession
 
 
 @dataclass(frozen=True)
@@ -110,19 +110,25 @@ def evaluate_shard(
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Train until the last epoch or early stopping; validate and checkpoint every epoch.
+    """Ray Train's entry point on every worker: :func:`run_loop` in a Ray Train session.
 
     Resumes from ``ray.train.get_checkpoint()`` when Ray Train restarts the worker group
     after a failure, or when a run with the same name and storage is started again.
     """
-    import ray.train
-    import ray.train.torch
+    from ray_mlops.train.session import RayTrainSession
 
-    settings = LoopSettings.from_dict(config)
+    run_loop(LoopSettings.from_dict(config), RayTrainSession())
+
+
+def run_loop(settings: LoopSettings, session: LoopSession) -> None:
+    """Train until the last epoch or early stopping; validate and checkpoint every epoch.
+
+    ``session`` says where this runs (a Ray Train worker or a Ray Tune trial): rank, device,
+    data, the checkpoint to resume from, and where each epoch is reported.
+    """
     train = settings.train
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
-    device = ray.train.torch.get_device()
+    rank = session.rank
+    device = session.device
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -132,22 +138,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     spec = ModelSpec.from_json(settings.spec_json)
     torch.manual_seed(train.seed)
     network = build_model(spec)
-    model = ray.train.torch.prepare_model(network)
+    model = session.prepare_model(network)
     optimizer = build_optimizer(model.parameters(), train, device)
     scheduler = build_scheduler(optimizer, train, settings.steps_per_epoch)
     mode = SELECTION_METRICS[settings.task][train.selection_metric]
     stopper = EarlyStopping(mode, train.early_stopping.patience, train.early_stopping.min_delta)
     progress = Progress(epoch=-1, global_step=0)
 
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             progress = restore_checkpoint(Path(directory), network, optimizer, scheduler)
         stopper.load_state_dict(progress.early_stopping)
         progress.restarts += 1
 
-    train_shard = _open_shard("train", settings, device, rank)
-    validation_shard = _open_shard("validation", settings, device, rank)
+    train_shard = session.open_shard("train", settings.ingest, train.prefetch_batches)
+    validation_shard = session.open_shard("validation", settings.ingest, train.prefetch_batches)
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if rank == 0 else None
     if logger is not None and checkpoint is not None:
         # Step = the epoch training continues with, like the per-epoch metrics.
@@ -215,7 +221,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if logger is not None:
             logger.log(metrics, epoch)
             metrics["logging_seconds"] = logger.seconds
-        _report(metrics, network, optimizer, scheduler, progress, settings, rank == 0)
+        _report(session, metrics, network, optimizer, scheduler, progress, settings)
         if stop:
             break
     if logger is not None:
@@ -227,33 +233,18 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
 
 
-def _open_shard(name: str, settings: LoopSettings, device: torch.device, rank: int) -> Shard:
-    import ray.train
-
-    if settings.ingest == RESIDENT:
-        return ResidentShard.load(ray.train.get_dataset_shard(shard_name(name, rank)), device)
-    iterator = ray.train.get_dataset_shard(name)
-    return StreamingShard(
-        iterator,
-        device=device,
-        prefetch_batches=settings.train.prefetch_batches,
-    )
-
-
 def _report(
+    session: LoopSession,
     metrics: dict[str, float],
     network: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: Progress,
     settings: LoopSettings,
-    write_checkpoint_here: bool,
 ) -> None:
-    """Report the epoch to Ray Train; rank 0 attaches the checkpoint (weights are in sync)."""
-    import ray.train
-
-    if not write_checkpoint_here:
-        ray.train.report(metrics)
+    """Report the epoch; rank 0 attaches the checkpoint (the weights are in sync)."""
+    if session.rank != 0:
+        session.report(metrics, None)
         return
     with tempfile.TemporaryDirectory() as tmp:
         write_checkpoint(
@@ -265,4 +256,4 @@ def _report(
             settings.spec_json,
             settings.feature_state_json,
         )
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        session.report(metrics, Path(tmp))

@@ -1,0 +1,139 @@
+"""Glue between the pipeline and a search: its inputs, its MLflow record, its best model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ray_mlops.config import PipelineConfig
+from ray_mlops.features.state import FeatureState
+from ray_mlops.models.factory import build_model
+from ray_mlops.models.predictor import FEATURES_FILE, SPEC_FILE
+from ray_mlops.models.spec import ModelSpec
+from ray_mlops.search.automl import search_space
+from ray_mlops.search.report import render_leaderboard_html
+from ray_mlops.search.trial import (
+    TAG_BEST_TRIAL,
+    TAG_TRIAL_ID,
+    TAG_TRIAL_STATUS,
+    SearchInputs,
+    features_key,
+    to_arrays,
+)
+from ray_mlops.search.tuner import FAILED, SearchOutcome
+from ray_mlops.train.checkpoint import read_weights
+from ray_mlops.train.trainer import TrainingOutcome
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from ray_mlops.data.stage import PreparedData
+
+LEADERBOARD_CSV = "search/leaderboard.csv"
+LEADERBOARD_HTML = "search/leaderboard.html"
+
+
+def search_inputs(
+    cfg: PipelineConfig,
+    base_dir: Path,
+    data: PreparedData,
+    state: FeatureState,
+    tracking_uri: str | None,
+    experiment_id: str | None,
+    search_run_id: str | None,
+) -> SearchInputs:
+    """Encode the splits once with the base features; trials with other features refit.
+
+    The rows travel to the trials through the object store as pandas frames: a search holds
+    its train and validation splits in memory, as each trial trains on them resident.
+    """
+    train = data.splits["train"].to_pandas()
+    validation = data.splits["validation"].to_pandas()
+    arrays = {
+        name: to_arrays(rows, state, cfg.data.target)
+        for name, rows in (("train", train), ("validation", validation))
+    }
+    return SearchInputs(
+        # Trials validate their own config; without the search section they skip its checks.
+        base_doc=cfg.model_dump(mode="json", exclude={"search"}),
+        space=search_space(cfg),
+        base_dir=str(base_dir),
+        train=train,
+        validation=validation,
+        base_features=features_key(cfg.features),
+        base_state_json=state.to_json(),
+        base_arrays=arrays,
+        trial_cpus=cfg.search.trial_cpus,
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        search_run_id=search_run_id,
+    )
+
+
+def best_model(outcome: SearchOutcome) -> tuple[TrainingOutcome, FeatureState]:
+    """The best trial's network, spec and feature state, from its best checkpoint."""
+    directory = Path(outcome.best_checkpoint)
+    spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
+    state = FeatureState.from_json((directory / FEATURES_FILE).read_text())
+    network = build_model(spec)
+    network.load_state_dict(read_weights(directory))
+    metrics = outcome.best_metrics
+    training = TrainingOutcome(
+        network=network.eval(),
+        spec=spec,
+        best_metrics=metrics,
+        last_metrics=metrics,
+        checkpoint_path=str(directory),
+        ingest="resident",
+        epochs_run=outcome.trial_epochs,
+        stopped_early=False,
+        restarts=0,
+    )
+    return training, state
+
+
+def record_search(
+    client: MlflowClient, experiment_id: str, search_run_id: str, outcome: SearchOutcome, title: str
+) -> None:
+    """Tag every trial run with how it ended (the best one too), close them, log the leaderboard."""
+    from mlflow.entities import Metric, Param
+
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{search_run_id}'"
+    )
+    by_trial = {r.data.tags.get(TAG_TRIAL_ID): r for r in runs if TAG_TRIAL_ID in r.data.tags}
+    board = outcome.leaderboard
+    board.insert(
+        2,
+        "mlflow_run_id",
+        [by_trial[t].info.run_id if t in by_trial else None for t in board["trial_id"]],
+    )
+    for _, row in board.iterrows():
+        run = by_trial.get(row["trial_id"])
+        if run is None:
+            continue
+        best = row["trial_id"] == outcome.best_trial_id
+        client.set_tag(run.info.run_id, TAG_TRIAL_STATUS, row["status"])
+        client.set_tag(run.info.run_id, TAG_BEST_TRIAL, str(best).lower())
+        if run.info.status == "RUNNING":  # pruned trials are stopped mid-run by Tune
+            client.set_terminated(
+                run.info.run_id, "FAILED" if row["status"] == FAILED else "FINISHED"
+            )
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "leaderboard.csv"
+        board.to_csv(csv, index=False)
+        page = Path(tmp) / "leaderboard.html"
+        page.write_text(render_leaderboard_html(board, outcome.metric, outcome.mode, title))
+        client.log_artifact(search_run_id, str(csv), "search")
+        client.log_artifact(search_run_id, str(page), "search")
+    client.log_batch(
+        search_run_id,
+        metrics=[
+            Metric(f"best_{outcome.metric}", outcome.best_metrics[outcome.metric], 0, 0),
+            Metric("trials", float(len(board)), 0, 0),
+            Metric("trial_epochs", float(outcome.trial_epochs), 0, 0),
+        ],
+        params=[Param(f"best.{k}", str(v)[:6000]) for k, v in outcome.best_params.items()],
+    )
+    client.set_tag(search_run_id, "ray_mlops.best_trial_id", outcome.best_trial_id)

@@ -1,0 +1,264 @@
+"""The search stage: Ray Tune trials of the project's training loop, Optuna TPE, ASHA.
+
+``Tuner`` runs the trial function (:func:`ray_mlops.search.trial.run_trial`, the Ray 2.60
+pattern; ``Tuner(trainer)`` is deprecated) with ``OptunaSearch`` (TPE, seeded, define-by-run
+over the YAML space) and ASHA, HyperBand or no scheduler. Every epoch is a Tune iteration,
+so the scheduler stops weak trials between epochs. Tune's experiment state (the Optuna study
+inside the searcher's state included) is written under ``storage_path/name``; an
+interrupted search continues from it with ``Tuner.restore`` without repeating finished trials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ray_mlops.config import SELECTION_METRICS, Dimension, PipelineConfig
+from ray_mlops.search.space import decode_params, suggest
+from ray_mlops.search.trial import SearchInputs, run_trial
+
+if TYPE_CHECKING:
+    import ray.tune
+
+# A trial whose last epoch is below the budget and that did not stop itself was pruned.
+COMPLETED, PRUNED, STOPPED_EARLY, FAILED = "completed", "pruned", "stopped early", "failed"
+
+
+@dataclass
+class SearchOutcome:
+    """What a search found."""
+
+    leaderboard: pd.DataFrame
+    best_params: dict[str, Any]
+    best_metrics: dict[str, float]
+    best_checkpoint: str
+    best_trial_id: str
+    trial_epochs: int
+    experiment_path: str
+    metric: str
+    mode: str
+
+
+def search_metric(cfg: PipelineConfig) -> tuple[str, str]:
+    """The metric trials are ranked by and whether lower or higher is better."""
+    metric = cfg.search.metric or cfg.train.selection_metric
+    return metric, SELECTION_METRICS[cfg.task][metric]
+
+
+def max_concurrent_trials(cfg: PipelineConfig) -> int:
+    """Trials at once: the cluster's CPUs (and GPUs) over one trial's, unless configured."""
+    import ray
+
+    if cfg.search.max_concurrent:
+        return cfg.search.max_concurrent
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 1.0) / cfg.search.trial_cpus]
+    if cfg.search.trial_gpus:
+        fits.append(total.get("GPU", 0.0) / cfg.search.trial_gpus)
+    return max(1, math.floor(min(fits) + 1e-9))
+
+
+def _scheduler(cfg: PipelineConfig) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
+    search = cfg.search
+    if search.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=cfg.train.epochs,
+            grace_period=min(search.grace_period, cfg.train.epochs),
+            reduction_factor=search.reduction_factor,
+        )
+    if search.scheduler == "hyperband":
+        return HyperBandScheduler(
+            time_attr="training_iteration",
+            max_t=cfg.train.epochs,
+            reduction_factor=search.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+def _searcher(cfg: PipelineConfig, space: dict[str, Dimension], concurrent: int) -> Any:
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    if cfg.search.algorithm == "random":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.search.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=cfg.search.seed, n_startup_trials=cfg.search.startup_trials
+        )
+    metric, mode = search_metric(cfg)
+    optuna_search = OptunaSearch(
+        space=partial(suggest, space=space), metric=metric, mode=mode, sampler=sampler
+    )
+    return ConcurrencyLimiter(optuna_search, max_concurrent=concurrent)
+
+
+def run_search(
+    cfg: PipelineConfig,
+    inputs: SearchInputs,
+    storage_path: Path,
+    name: str,
+    resume: bool = False,
+) -> SearchOutcome:
+    """Run (or continue) the search; return the leaderboard and the best trial.
+
+    Raises:
+        RuntimeError: no trial reported a result.
+    """
+    from ray import tune
+
+    metric, mode = search_metric(cfg)
+    search = cfg.search
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, inputs=inputs),
+        {"cpu": search.trial_cpus, "gpu": search.trial_gpus},
+    )
+    path = storage_path.resolve() / name
+    # Tune writes its experiment state when trials finish; every few seconds at most.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Per-epoch checkpoints of short trials make Tune warn about snapshot frequency: expected.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        concurrent = max_concurrent_trials(cfg)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=metric,
+                mode=mode,
+                search_alg=_searcher(cfg, inputs.space, concurrent),
+                scheduler=_scheduler(cfg),
+                num_samples=search.num_samples,
+                time_budget_s=search.time_budget_s,
+                max_concurrent_trials=concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage_path.resolve()),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute=metric,
+                    checkpoint_score_order=mode,
+                ),
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    return _outcome(grid, cfg, inputs.space, metric, mode, str(path))
+
+
+def _outcome(
+    grid: ray.tune.ResultGrid,
+    cfg: PipelineConfig,
+    space: dict[str, Dimension],
+    metric: str,
+    mode: str,
+    path: str,
+) -> SearchOutcome:
+    leaderboard = build_leaderboard(grid, cfg, space, metric, mode)
+    scored = leaderboard[leaderboard[metric].notna()]
+    if scored.empty:
+        errors = [str(r.error)[:300] for r in _results(grid) if r.error is not None]
+        raise RuntimeError(
+            "the search finished without any trial reporting "
+            f"{metric}" + (f"; first error: {errors[0]}" if errors else "")
+        )
+    best_row = scored.iloc[0]
+    best = next(
+        r for r in _results(grid) if r.metrics and r.metrics.get("trial_id") == best_row["trial_id"]
+    )
+    checkpoint = best.get_best_checkpoint(metric, mode)
+    if checkpoint is None:
+        raise RuntimeError(f"the best trial {best_row['trial_id']} kept no checkpoint")
+    history = best.metrics_dataframe
+    if history is None or metric not in history:
+        raise RuntimeError(f"the best trial {best_row['trial_id']} has no {metric} history")
+    sign = 1 if mode == "min" else -1
+    best_epoch = history.loc[(sign * history[metric]).idxmin()]
+    return SearchOutcome(
+        leaderboard=leaderboard,
+        best_params=decode_params(space, _params_of(best.config)),
+        best_metrics={k: float(v) for k, v in best_epoch.items() if _is_number(v)},
+        best_checkpoint=checkpoint.path,
+        best_trial_id=str(best_row["trial_id"]),
+        trial_epochs=int(leaderboard["epochs"].sum()),
+        experiment_path=path,
+        metric=metric,
+        mode=mode,
+    )
+
+
+def _params_of(config: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (config or {}).items() if not k.startswith("_")}
+
+
+def build_leaderboard(
+    grid: ray.tune.ResultGrid,
+    cfg: PipelineConfig,
+    space: dict[str, Dimension],
+    metric: str,
+    mode: str,
+) -> pd.DataFrame:
+    """One row per trial, best first: its best metric, epochs, status, seconds and values."""
+    rows = []
+    for order, result in enumerate(_results(grid)):
+        history = result.metrics_dataframe
+        last = result.metrics or {}
+        epochs = int(last.get("training_iteration", 0) or 0)
+        best_value = float("nan")
+        if history is not None and metric in history:
+            values = history[metric].dropna()
+            if len(values):
+                best_value = float(values.min() if mode == "min" else values.max())
+        if result.error is not None:
+            status = FAILED
+        elif last.get("stopped_early"):
+            status = STOPPED_EARLY
+        elif epochs < cfg.train.epochs:
+            status = PRUNED
+        else:
+            status = COMPLETED
+        rows.append(
+            {
+                "trial_id": last.get("trial_id") or f"trial-{order}",
+                "started": float(last.get("timestamp", 0) or 0)
+                - float(last.get("time_total_s", 0) or 0),
+                metric: best_value,
+                "epochs": epochs,
+                "status": status,
+                "seconds": round(float(last.get("time_total_s", 0.0) or 0.0), 2),
+                **{
+                    f"param:{k}": v
+                    for k, v in decode_params(space, _params_of(result.config)).items()
+                },
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["trial_id", metric, "epochs", "status", "seconds"])
+    # Trial number by start time: the order Optuna proposed them.
+    frame = frame.sort_values("started", kind="stable").reset_index(drop=True)
+    frame.insert(0, "trial", range(1, len(frame) + 1))
+    frame = frame.drop(columns=["started"])
+    ranked = frame.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
+    return ranked.reset_index(drop=True)
+
+
+def _results(grid: ray.tune.ResultGrid) -> list[ray.tune.Result]:
+    return [grid[i] for i in range(len(grid))]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

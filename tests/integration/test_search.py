@@ -1,0 +1,164 @@
+"""Searches on real Ray Tune and MLflow (SQLite): nested trial runs, leaderboard, registry."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from ray_mlops.config import load_config, parse_config
+from ray_mlops.pipeline import PipelineResult, run_pipeline
+from ray_mlops.search.space import suggest
+from ray_mlops.search.trial import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+SEARCH: dict[str, Any] = {
+    "num_samples": 4,
+    "trial_cpus": 1,
+    "max_concurrent": 2,
+    "scheduler": "asha",
+    "grace_period": 1,
+    "reduction_factor": 2,
+    "startup_trials": 2,
+    "space": {
+        "train.learning_rate": {"loguniform": [1e-3, 5e-2]},
+        "model.type": {
+            "choice": ["mlp", "linear"],
+            "when": {"mlp": {"model.hidden_sizes": {"choice": [[8], [16]]}}},
+        },
+        "features.categorical.encode": {"choice": ["onehot", "ordinal"]},
+    },
+}
+
+
+def _tune(workspace: Path, tracking_uri: str, name: str, **search: Any) -> PipelineResult:
+    config = write_config(
+        workspace,
+        {
+            "name": name,
+            "tracking": {"tracking_uri": tracking_uri},
+            "train": {"epochs": 4, "batch_size": 128},
+            "search": {**SEARCH, **search},
+        },
+    )
+    previous = Path.cwd()
+    os.chdir(workspace)
+    try:
+        return run_pipeline(load_config(config), Console(quiet=True), command="tune")
+    finally:
+        os.chdir(previous)
+
+
+def _search_run(client: MlflowClient, result: PipelineResult) -> Any:
+    stages = client.search_runs(
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    return next(r for r in stages if r.data.tags.get("ray_mlops.stage") == "search")
+
+
+@pytest.fixture(scope="module")
+def searched(workspace: Path, tracking_uri: str) -> PipelineResult:
+    return _tune(workspace, tracking_uri, "adult-search")
+
+
+def test_every_trial_is_a_nested_run_with_its_params_and_metric_history(
+    searched: PipelineResult, tracking_uri: str
+) -> None:
+    client = MlflowClient(tracking_uri)
+    search_run = _search_run(client, searched)
+    trials = client.search_runs(
+        [searched.experiment_id], f"tags.mlflow.parentRunId = '{search_run.info.run_id}'"
+    )
+    assert len(trials) == 4
+    assert len({t.data.tags[TAG_TRIAL_ID] for t in trials}) == 4
+    for trial in trials:
+        params = trial.data.params
+        assert "train.learning_rate" in params and "model.type" in params
+        assert ("model.hidden_sizes" in params) == (params["model.type"] == "mlp")
+        assert trial.info.status == "FINISHED"
+        history = client.get_metric_history(trial.info.run_id, "val_loss")
+        epochs = [m.step for m in history]
+        assert epochs == list(range(len(epochs))) and epochs
+        status = trial.data.tags[TAG_TRIAL_STATUS]
+        assert (status == "pruned") == (len(epochs) < 4)
+    best = [t for t in trials if t.data.tags[TAG_BEST_TRIAL] == "true"]
+    assert len(best) == 1
+    best_loss = min(m.value for m in client.get_metric_history(best[0].info.run_id, "val_loss"))
+    for trial in trials:
+        losses = client.get_metric_history(trial.info.run_id, "val_loss")
+        assert min(m.value for m in losses) >= best_loss
+    assert search_run.data.metrics["best_val_loss"] == pytest.approx(best_loss)
+
+
+def test_leaderboard_is_logged_ranked_and_the_best_model_is_registered(
+    searched: PipelineResult, tracking_uri: str
+) -> None:
+    client = MlflowClient(tracking_uri)
+    search_run = _search_run(client, searched)
+    path = client.download_artifacts(search_run.info.run_id, "search/leaderboard.csv")
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+    assert len(rows) == 4
+    losses = [float(r["val_loss"]) for r in rows]
+    assert losses == sorted(losses)
+    assert {r["status"] for r in rows} <= {"completed", "pruned", "stopped early"}
+    html = Path(client.download_artifacts(search_run.info.run_id, "search/leaderboard.html"))
+    assert "data:image/png;base64," in html.read_text()
+    assert searched.model_version == "1" and searched.promoted
+    assert searched.search["trials"] == 4
+    version = client.get_model_version(searched.model_name, "1")
+    assert version.run_id == searched.run_id
+
+
+def test_time_budget_stops_the_search_on_time(workspace: Path, tracking_uri: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    result = _tune(
+        workspace,
+        tracking_uri,
+        "adult-search-budget",
+        num_samples=200,
+        time_budget_s=20,
+        scheduler="none",
+    )
+    elapsed = time.perf_counter() - started
+    assert result.search["trials"] < 200
+    # Data, search start-up, evaluation and registration come on top of the budget.
+    assert elapsed < 20 + 60
+
+
+def test_tpe_finds_the_optimum_of_a_synthetic_objective() -> None:
+    cfg = parse_config(
+        {
+            "name": "s",
+            "data": {"path": "d.csv", "target": "y", "numeric": ["a"]},
+            "search": {
+                "space": {
+                    "train.learning_rate": {"loguniform": [1e-4, 1.0]},
+                    "model.type": {"choice": ["mlp", "linear"]},
+                }
+            },
+        }
+    )
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        suggest(trial, cfg.search.space)
+        lr = trial.params["train.learning_rate"]
+        penalty = 0.0 if trial.params["model.type"] == "linear" else 1.0
+        return (
+            optuna.distributions.FloatDistribution(1e-4, 1.0).to_internal_repr(lr) - 0.01
+        ) ** 2 + penalty
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
+    study.optimize(objective, n_trials=40)
+    assert study.best_params["model.type"] == "linear"
+    assert study.best_params["train.learning_rate"] == pytest.approx(0.01, abs=0.01)

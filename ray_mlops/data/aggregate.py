@@ -47,8 +47,6 @@ def aggregate_blocks(ds: ray.data.Dataset, *aggs: AggregateFnV2) -> dict[str, An
         aggregation's value over no rows (``count()`` is 0).
     """
     import ray
-    from ray.data._internal.arrow_block import ArrowBlockAccessor
-    from ray.data._internal.planner.exchange.sort_task_spec import SortKey
 
     partials = ds.map_batches(
         _BlockPartials(tuple(aggs)), batch_format="pyarrow", batch_size=None, zero_copy_batch=True
@@ -62,6 +60,14 @@ def aggregate_blocks(ds: ray.data.Dataset, *aggs: AggregateFnV2) -> dict[str, An
             columns = sorted({c for a in aggs if (c := a.get_target_column()) is not None})
             empty = pa.table({c: pa.array([], pa.null()) for c in columns})
         blocks = [_BlockPartials(tuple(aggs))(empty)]
+    return _combined(blocks, aggs)
+
+
+def _combined(blocks: list[pa.Table], aggs: tuple[AggregateFnV2, ...]) -> dict[str, Any]:
+    """Combine and finalize one-row partials, as Ray's hash aggregation does."""
+    from ray.data._internal.arrow_block import ArrowBlockAccessor
+    from ray.data._internal.planner.exchange.sort_task_spec import SortKey
+
     combined, _ = ArrowBlockAccessor._combine_aggregated_blocks(
         blocks,
         SortKey(None),
@@ -77,15 +83,4 @@ def aggregate_table(table: pa.Table, *aggs: AggregateFnV2) -> dict[str, Any]:
 
     For places where Ray has no CPU to give, such as inside a Tune trial that holds them.
     """
-    from ray.data._internal.arrow_block import ArrowBlockAccessor
-    from ray.data._internal.planner.exchange.sort_task_spec import SortKey
-
-    partial = _BlockPartials(tuple(aggs))(table)
-    combined, _ = ArrowBlockAccessor._combine_aggregated_blocks(
-        [partial],
-        SortKey(None),
-        tuple(aggs),  # type: ignore[arg-type]  # annotated as a 1-tuple in Ray
-        finalize=True,
-    )
-    rows = combined.to_pylist()
-    return rows[0] if rows else {}
+    return _combined([_BlockPartials(tuple(aggs))(table)], aggs)

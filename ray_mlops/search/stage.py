@@ -86,7 +86,7 @@ def best_model(outcome: SearchOutcome) -> tuple[TrainingOutcome, FeatureState]:
         last_metrics=metrics,
         checkpoint_path=str(directory),
         ingest="resident",
-        epochs_run=outcome.trial_epochs,
+        epochs_run=int(metrics.get("training_iteration", 0)),
         stopped_early=False,
         restarts=0,
     )

@@ -173,7 +173,7 @@ def run_trial(params: dict[str, Any], inputs: SearchInputs) -> None:
         Path(inputs.base_dir),
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    shards = {name: _resident(arrays[name], device, cfg.task) for name in ("train", "validation")}
+    shards = {name: _resident(arrays[name], device) for name in ("train", "validation")}
     settings = LoopSettings(
         train=cfg.train,
         spec_json=spec.to_json(),
@@ -188,6 +188,6 @@ def run_trial(params: dict[str, Any], inputs: SearchInputs) -> None:
     run_loop(settings, TuneTrialSession(shards, device))
 
 
-def _resident(arrays: Arrays, device: torch.device, task: str) -> ResidentShard:
+def _resident(arrays: Arrays, device: torch.device) -> ResidentShard:
     x, y = arrays
     return ResidentShard(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))

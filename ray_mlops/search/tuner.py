@@ -22,6 +22,7 @@ import pandas as pd
 from ray_mlops.config import SELECTION_METRICS, Dimension, PipelineConfig
 from ray_mlops.search.space import decode_params, suggest
 from ray_mlops.search.trial import SearchInputs, run_trial
+from ray_mlops.train.trainer import _is_number
 
 if TYPE_CHECKING:
     import ray.tune
@@ -258,7 +259,3 @@ def build_leaderboard(
 
 def _results(grid: ray.tune.ResultGrid) -> list[ray.tune.Result]:
     return [grid[i] for i in range(len(grid))]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -154,9 +154,7 @@ def test_tpe_finds_the_optimum_of_a_synthetic_objective() -> None:
         suggest(trial, cfg.search.space)
         lr = trial.params["train.learning_rate"]
         penalty = 0.0 if trial.params["model.type"] == "linear" else 1.0
-        return (
-            optuna.distributions.FloatDistribution(1e-4, 1.0).to_internal_repr(lr) - 0.01
-        ) ** 2 + penalty
+        return float((lr - 0.01) ** 2 + penalty)
 
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
     study.optimize(objective, n_trials=40)

@@ -557,8 +557,20 @@ class SearchConfig(_Section):
     )
     grace_period: int = Field(1, ge=1, description="Epochs every trial gets before pruning.")
     reduction_factor: int = Field(3, ge=2, description="ASHA/HyperBand: 1/N trials go on.")
-    trial_cpus: float = Field(1.0, gt=0, description="CPUs per trial (fractions allowed).")
-    trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial (fractions allowed).")
+    trial_workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Workers per trial. 1: the trial trains in its own process (no worker group to "
+            "start). More: each trial runs a TorchTrainer with this many data-parallel workers."
+        ),
+    )
+    trial_cpus: float = Field(
+        1.0, gt=0, description="CPUs per trial worker (fractions allowed)."
+    )
+    trial_gpus: float = Field(
+        0.0, ge=0, description="GPUs per trial worker (fractions allowed)."
+    )
     max_concurrent: int | None = Field(
         None, ge=1, description="Trials at once. Default: what the cluster's resources fit."
     )

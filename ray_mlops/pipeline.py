@@ -512,6 +512,7 @@ def _search_stage(
                 {"search." + k: v for k, v in flatten(cfg.search.model_dump(mode="json")).items()},
             )
             log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
+        storage, name = Path(DEFAULT_HOME) / "ray_results", f"{cfg.name}-search-{stage.run_id}"
         inputs = search_inputs(
             cfg,
             run.loaded.base_dir,
@@ -520,14 +521,9 @@ def _search_stage(
             run.tracking_uri,
             run.tracker.experiment_id,
             stage.run_id,
+            trainer_storage=storage / f"{name}-trainers",
         )
-        outcome = run_search(
-            cfg,
-            inputs,
-            storage_path=Path(DEFAULT_HOME) / "ray_results",
-            name=f"{cfg.name}-search-{stage.run_id}",
-            resume=earlier is not None,
-        )
+        outcome = run_search(cfg, inputs, storage, name, resume=earlier is not None)
         title = f"{cfg.name}: search leaderboard"
         record_search(run.tracker.client, run.tracker.experiment_id, stage.run_id, outcome, title)
         run.tracker.set_tags(stage.run_id, {TAG_CHECKPOINT: outcome.best_checkpoint})

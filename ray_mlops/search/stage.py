@@ -42,6 +42,7 @@ def search_inputs(
     tracking_uri: str | None,
     experiment_id: str | None,
     search_run_id: str | None,
+    trainer_storage: Path,
 ) -> SearchInputs:
     """Encode the splits once with the base features; trials with other features refit.
 
@@ -64,7 +65,10 @@ def search_inputs(
         base_features=features_key(cfg.features),
         base_state_json=state.to_json(),
         base_arrays=arrays,
+        trial_workers=cfg.search.trial_workers,
         trial_cpus=cfg.search.trial_cpus,
+        trial_gpus=cfg.search.trial_gpus,
+        trainer_storage=str(trainer_storage.resolve()),
         tracking_uri=tracking_uri,
         experiment_id=experiment_id,
         search_run_id=search_run_id,

@@ -1,9 +1,12 @@
 """One search trial: the base config with the trial's values, trained by the project's loop.
 
-Runs inside a Ray Tune trial on the trial's own resources, as a single worker (see
-:class:`ray_mlops.train.session.TuneTrialSession`). Data comes encoded from the driver when
-the trial keeps the base feature settings; a trial that changes ``features.*`` fits and
-encodes its own, once per worker process and feature settings.
+With ``search.trial_workers: 1`` the trial trains in its own Tune process on the trial's
+resources (:class:`ray_mlops.train.session.TuneTrialSession`): no worker group to start,
+which dominates small trials. With more, the trial is the driver of a ``TorchTrainer``
+whose data-parallel workers run the same loop (the Ray 2.60 pattern for Train inside Tune),
+and ``TuneReportCallback`` forwards each epoch to Tune. Data comes encoded from the search's
+driver when the trial keeps the base feature settings; a trial that changes ``features.*``
+fits and encodes its own, once per process and feature settings.
 """
 
 from __future__ import annotations
@@ -66,7 +69,10 @@ class SearchInputs:
         base_features: ``features_key`` of the base feature settings.
         base_state_json: The feature state fitted on the train split with them.
         base_arrays: Train and validation encoded with that state.
-        trial_cpus: CPUs each trial reserves (its torch threads).
+        trial_workers: Workers per trial (1: in the trial's process).
+        trial_cpus: CPUs each trial worker reserves (its torch threads).
+        trial_gpus: GPUs each trial worker reserves.
+        trainer_storage: Where multi-worker trials keep their Ray Train runs.
         tracking_uri: MLflow tracking URI, or None to log nothing.
         experiment_id: MLflow experiment of the search run.
         search_run_id: The search's MLflow run; each trial is a nested run under it.
@@ -80,17 +86,26 @@ class SearchInputs:
     base_features: str
     base_state_json: str
     base_arrays: dict[str, Arrays]
+    trial_workers: int
     trial_cpus: float
+    trial_gpus: float
+    trainer_storage: str
     tracking_uri: str | None = None
     experiment_id: str | None = None
     search_run_id: str | None = None
 
 
 def trial_config(inputs: SearchInputs, params: dict[str, Any]) -> PipelineConfig:
-    """The base config with the trial's values, trained as one in-process worker."""
+    """The base config with the trial's values, on the trial's workers and resources."""
     doc = apply_params(inputs.base_doc, decode_params(inputs.space, params))
     doc.setdefault("train", {})
-    doc["train"] = {**doc["train"], "num_workers": 1, "cpus_per_worker": inputs.trial_cpus}
+    doc["train"] = {
+        **doc["train"],
+        "num_workers": inputs.trial_workers,
+        "cpus_per_worker": inputs.trial_cpus,
+        "use_gpu": inputs.trial_gpus > 0,
+        "gpus_per_worker": inputs.trial_gpus or 1.0,
+    }
     return parse_config(doc, origin="search trial")
 
 
@@ -172,20 +187,118 @@ def run_trial(params: dict[str, Any], inputs: SearchInputs) -> None:
         len(state.labels) if state.labels else None,
         Path(inputs.base_dir),
     )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    shards = {name: _resident(arrays[name], device) for name in ("train", "validation")}
     settings = LoopSettings(
         train=cfg.train,
         spec_json=spec.to_json(),
         feature_state_json=state.to_json(),
         task=cfg.task,
         ingest=RESIDENT,
-        train_rows_per_worker=len(arrays["train"][1]),
+        train_rows_per_worker=len(arrays["train"][1]) // cfg.train.num_workers,
         target_scale=state.target_scale,
         tracking_uri=inputs.tracking_uri,
         run_id=_trial_run(inputs, params),
     )
+    if cfg.train.num_workers > 1:
+        _run_trainer(cfg, settings, arrays, inputs)
+        return
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    shards = {name: _resident(arrays[name], device) for name in ("train", "validation")}
     run_loop(settings, TuneTrialSession(shards, device))
+
+
+def _run_trainer(
+    cfg: PipelineConfig, settings: Any, arrays: dict[str, Arrays], inputs: SearchInputs
+) -> None:
+    """Train the trial on a ``TorchTrainer`` worker group, each epoch forwarded to Tune.
+
+    The Train run is named after the trial, so a trial that Tune restarts (a resumed
+    search) continues from its last checkpoint.
+    """
+    import ray
+    import ray.tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ray_mlops.config import SELECTION_METRICS
+
+    train = cfg.train
+    resources = {"CPU": train.cpus_per_worker}
+    if train.use_gpu:
+        resources["GPU"] = train.gpus_per_worker
+    metric = train.selection_metric
+    trainer = TorchTrainer(
+        trial_worker_loop,
+        train_loop_config={"settings": settings.to_dict(), "arrays": ray.put(arrays)},
+        scaling_config=ScalingConfig(
+            num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=ray.tune.get_context().get_trial_id(),
+            storage_path=inputs.trainer_storage,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=metric,
+                checkpoint_score_order=SELECTION_METRICS[cfg.task][metric],
+            ),
+            failure_config=FailureConfig(max_failures=train.max_failures),
+        ),
+    )
+    trainer.fit()
+
+
+def trial_worker_loop(config: dict[str, Any]) -> None:
+    """One worker of a multi-worker trial: its rank's rows of the trial's arrays."""
+    import ray
+
+    from ray_mlops.train.loop import LoopSettings, run_loop
+    from ray_mlops.train.session import RayTrainSession
+
+    settings = LoopSettings.from_dict(config["settings"])
+    arrays: dict[str, Arrays] = ray.get(config["arrays"])
+    session = RayTrainSession()
+    world = ray.train.get_context().get_world_size()
+    shards = {
+        name: _resident(rank_rows(arrays[name], session.rank, world, equal=name == "train"),
+                        session.device)
+        for name in ("train", "validation")
+    }
+    run_loop(settings, _ArraySession(session, shards))
+
+
+def rank_rows(arrays: Arrays, rank: int, world: int, equal: bool) -> Arrays:
+    """This rank's contiguous rows; ``equal``: every rank the same count (same step count)."""
+    x, y = arrays
+    if equal:
+        per = len(y) // world
+        start, stop = rank * per, (rank + 1) * per
+    else:
+        bounds = np.linspace(0, len(y), world + 1).astype(int)
+        start, stop = int(bounds[rank]), int(bounds[rank + 1])
+    return x[start:stop], y[start:stop]
+
+
+class _ArraySession:
+    """A Ray Train worker's session whose shards are arrays already in memory."""
+
+    def __init__(self, inner: Any, shards: dict[str, ResidentShard]) -> None:
+        self._inner = inner
+        self.rank = inner.rank
+        self.device = inner.device
+        self._shards = shards
+
+    def prepare_model(self, network: torch.nn.Module) -> torch.nn.Module:
+        return self._inner.prepare_model(network)  # type: ignore[no-any-return]
+
+    def get_checkpoint(self) -> Any:
+        return self._inner.get_checkpoint()
+
+    def open_shard(self, name: str, ingest: str, prefetch_batches: int) -> ResidentShard:
+        return self._shards[name]
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        self._inner.report(metrics, checkpoint_dir)
 
 
 def _resident(arrays: Arrays, device: torch.device) -> ResidentShard:

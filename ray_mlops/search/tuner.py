@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # A trial whose last epoch is below the budget and that did not stop itself was pruned.
 COMPLETED, PRUNED, STOPPED_EARLY, FAILED = "completed", "pruned", "stopped early", "failed"
+# The metric under which ray.tune.integration.ray_train.TuneReportCallback passes checkpoints.
+CHECKPOINT_PATH = "checkpoint_path"
 
 
 @dataclass
@@ -56,13 +58,27 @@ def max_concurrent_trials(cfg: PipelineConfig) -> int:
     """Trials at once: the cluster's CPUs (and GPUs) over one trial's, unless configured."""
     import ray
 
-    if cfg.search.max_concurrent:
-        return cfg.search.max_concurrent
+    search = cfg.search
+    if search.max_concurrent:
+        return search.max_concurrent
     total = ray.cluster_resources()
-    fits = [total.get("CPU", 1.0) / cfg.search.trial_cpus]
-    if cfg.search.trial_gpus:
-        fits.append(total.get("GPU", 0.0) / cfg.search.trial_gpus)
+    fits = [total.get("CPU", 1.0) / (search.trial_cpus * search.trial_workers)]
+    if search.trial_gpus:
+        fits.append(total.get("GPU", 0.0) / (search.trial_gpus * search.trial_workers))
     return max(1, math.floor(min(fits) + 1e-9))
+
+
+def trial_resources(cfg: PipelineConfig) -> dict[str, float]:
+    """What Tune reserves for one trial's process.
+
+    A single-worker trial trains in it. A multi-worker trial only drives its
+    ``TorchTrainer``, whose workers reserve their own CPUs and GPUs.
+    """
+    search = cfg.search
+    if search.trial_workers > 1:
+        # Tune needs some resource in a trial's bundle; the driver only waits on fit().
+        return {"cpu": 0.01}
+    return {"cpu": search.trial_cpus, "gpu": search.trial_gpus}
 
 
 def _scheduler(cfg: PipelineConfig) -> Any:
@@ -120,8 +136,7 @@ def run_search(
     metric, mode = search_metric(cfg)
     search = cfg.search
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, inputs=inputs),
-        {"cpu": search.trial_cpus, "gpu": search.trial_gpus},
+        tune.with_parameters(run_trial, inputs=inputs), trial_resources(cfg)
     )
     path = storage_path.resolve() / name
     # Tune writes its experiment state when trials finish; every few seconds at most.
@@ -180,19 +195,21 @@ def _outcome(
     best = next(
         r for r in _results(grid) if r.metrics and r.metrics.get("trial_id") == best_row["trial_id"]
     )
-    checkpoint = best.get_best_checkpoint(metric, mode)
-    if checkpoint is None:
-        raise RuntimeError(f"the best trial {best_row['trial_id']} kept no checkpoint")
     history = best.metrics_dataframe
     if history is None or metric not in history:
         raise RuntimeError(f"the best trial {best_row['trial_id']} has no {metric} history")
     sign = 1 if mode == "min" else -1
     best_epoch = history.loc[(sign * history[metric]).idxmin()]
+    checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
+    # Multi-worker trials keep their checkpoints in their Ray Train run; Tune gets the path.
+    path_of_best = checkpoint.path if checkpoint else best_epoch.get(CHECKPOINT_PATH)
+    if not isinstance(path_of_best, str) or not path_of_best:
+        raise RuntimeError(f"the best trial {best_row['trial_id']} kept no checkpoint")
     return SearchOutcome(
         leaderboard=leaderboard,
         best_params=decode_params(space, _params_of(best.config)),
         best_metrics={k: float(v) for k, v in best_epoch.items() if _is_number(v)},
-        best_checkpoint=checkpoint.path,
+        best_checkpoint=path_of_best,
         best_trial_id=str(best_row["trial_id"]),
         trial_epochs=int(leaderboard["epochs"].sum()),
         experiment_path=path,

@@ -211,3 +211,81 @@ def test_killed_train_command_resumes_instead_of_starting_over(
     assert epochs[0] == 0 and epochs.count(0) == 1, "epoch 0 was not trained twice"
     assert sorted(set(epochs)) == list(range(6))
     assert client.list_artifacts(parent.info.run_id, "model"), "the packaged model was logged"
+
+
+def _finished_trials(experiments: Path, epochs: int) -> set[str]:
+    """Trial folders of Tune whose result log has all ``epochs`` epochs."""
+    done = set()
+    for log in experiments.glob("*-search-*/*/result.json"):
+        with contextlib.suppress(OSError):
+            if len(log.read_text().splitlines()) >= epochs:
+                done.add(log.parent.name)
+    return done
+
+
+def test_killed_tune_command_resumes_without_repeating_finished_trials(
+    tmp_path: Path, adult_sample: pd.DataFrame
+) -> None:
+    adult_sample.to_csv(tmp_path / "sample.csv", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = write_config(
+        tmp_path,
+        {
+            "train": {"epochs": 3, "batch_size": 64},
+            "tracking": {"tracking_uri": uri},
+            "search": {
+                "num_samples": 5,
+                "max_concurrent": 1,
+                "scheduler": "none",
+                "startup_trials": 2,
+                "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-2]}},
+            },
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        [*CLI, "tune", str(config)], cwd=tmp_path, stdout=log, stderr=log, text=True, env=env
+    )
+    experiments = tmp_path / ".ray-mlops" / "ray_results"
+    deadline = time.monotonic() + 300
+    try:
+        # Kill it once two trials have finished and Tune has had time to record them.
+        while time.monotonic() < deadline and first.poll() is None:
+            if len(_finished_trials(experiments, 3)) >= 2:
+                break
+            time.sleep(0.05)
+        time.sleep(2.5)  # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state is saved by now
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        finished_before = _finished_trials(experiments, 3)
+    finally:
+        _kill_tree(first)
+    assert 2 <= len(finished_before) < 5
+
+    second = _cli(
+        "tune", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming run" in second.stderr
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("adult-test")
+    searches = client.search_runs([experiment.experiment_id], "tags.`ray_mlops.stage` = 'search'")
+    assert len(searches) == 1, "the search run was reopened, not duplicated"
+    trials = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{searches[0].info.run_id}'",
+    )
+    # Five trials in all: the study went on from where it was, not from the start.
+    assert len(trials) == 5
+    for trial in trials:
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")]
+        # A finished trial was not trained again: each epoch logged exactly once.
+        assert sorted(steps) == [0, 1, 2], trial.data.tags
+    # The trial folders finished before the kill are still the same, untouched trials.
+    assert finished_before <= _finished_trials(experiments, 3)
+    for name in finished_before:
+        lines = (next(experiments.glob(f"*-search-*/{name}")) / "result.json").read_text()
+        assert len(lines.splitlines()) == 3
+    board = client.download_artifacts(searches[0].info.run_id, "search/leaderboard.csv")
+    assert len(pd.read_csv(board)) == 5

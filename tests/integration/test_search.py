@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -160,3 +161,73 @@ def test_tpe_finds_the_optimum_of_a_synthetic_objective() -> None:
     study.optimize(objective, n_trials=40)
     assert study.best_params["model.type"] == "linear"
     assert study.best_params["train.learning_rate"] == pytest.approx(0.01, abs=0.01)
+
+
+def test_multi_worker_trials_run_a_torch_trainer_each(workspace: Path, tracking_uri: str) -> None:
+    result = _tune(
+        workspace,
+        tracking_uri,
+        "adult-search-ddp",
+        num_samples=2,
+        trial_workers=2,
+        trial_cpus=0.5,
+        max_concurrent=None,
+        scheduler="none",
+        space={"train.learning_rate": {"loguniform": [1e-3, 5e-2]}},
+    )
+    assert result.search["trials"] == 2
+    client = MlflowClient(tracking_uri)
+    search_run = _search_run(client, result)
+    trials = client.search_runs(
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{search_run.info.run_id}'"
+    )
+    assert len(trials) == 2
+    for trial in trials:
+        # Each epoch logged once by rank 0 of the trial's worker group, all 4 epochs.
+        history = client.get_metric_history(trial.info.run_id, "val_loss")
+        assert [m.step for m in history] == [0, 1, 2, 3]
+    # Every trial ran as its own Ray Train run with 2 workers, kept beside the search.
+    trainers = Path(workspace, ".ray-mlops", "ray_results").glob("adult-search-ddp-search-*-trainers")
+    runs = [d for root in trainers for d in root.iterdir() if d.is_dir()]
+    assert len(runs) == 2
+    # The registered model is the best trial's checkpoint from its Train run.
+    assert result.model_version == "1"
+    checkpoint = client.get_run(search_run.info.run_id).data.tags["ray_mlops.checkpoint"]
+    assert any(checkpoint.startswith(str(r.resolve())) for r in runs)
+
+
+def test_automl_with_a_plugin_family_gives_a_leaderboard_and_a_registered_model(
+    workspace: Path, tracking_uri: str
+) -> None:
+    plugin = Path(__file__).parents[2] / "configs" / "models" / "residual_mlp.py"
+    result = _tune(
+        workspace,
+        tracking_uri,
+        "adult-automl",
+        mode="automl",
+        plugins=[f"{plugin}:build"],
+        num_samples=6,
+        # All trials from the seeded sampler's start-up draws: the same families every run.
+        startup_trials=6,
+        seed=3,
+        space={"train.batch_size": {"choice": [128, 256]}},
+    )
+    client = MlflowClient(tracking_uri)
+    search_run = _search_run(client, result)
+    board = pd.read_csv(client.download_artifacts(search_run.info.run_id, "search/leaderboard.csv"))
+    assert len(board) == 6
+    # The ready space was searched: families (the plug-in among them), encodings, scaling.
+    assert {"mlp", "custom"} <= set(board["param:model.type"])
+    assert set(board.loc[board["param:model.type"] == "custom", "param:model.builder"]) == {
+        f"{plugin}:build"
+    }
+    assert board["param:features.categorical.encode"].nunique() > 1
+    assert set(board["param:train.batch_size"]) <= {128, 256}  # the config's override
+    assert list(board["val_loss"].dropna()) == sorted(board["val_loss"].dropna())
+    # The best trial's model went through evaluation and registration like a trained one.
+    assert result.model_version == "1"
+    version = client.get_model_version("adult-automl", "1")
+    assert version.run_id == result.run_id
+    best = board.iloc[0]
+    assert search_run.data.params.get("search.mode") == "automl"
+    assert search_run.data.metrics["best_val_loss"] == pytest.approx(best["val_loss"])

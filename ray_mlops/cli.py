@@ -115,8 +115,9 @@ def tune(
 
     Trials are sampled by Optuna TPE (search.algorithm), weak ones stopped between epochs
     by ASHA (search.scheduler), as many at once as the cluster fits (search.trial_cpus,
-    search.trial_gpus). Each trial is a nested MLflow run; the leaderboard (CSV, HTML)
-    is an artifact of the search run.
+    search.trial_gpus per worker; search.trial_workers > 1 runs each trial as a
+    TorchTrainer of that many workers). Each trial is a nested MLflow run; the leaderboard
+    (CSV, HTML) is an artifact of the search run.
 
     An interrupted search continues with --resume, without repeating finished trials:
     ray-mlops tune configs/search.yaml --resume

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from ray_mlops.errors import ConfigError, RayMlopsError
+from ray_mlops.registry_cli import models_app, promote, rollback
 
 app = typer.Typer(
     name="ray-mlops",
@@ -306,6 +307,11 @@ def _try_one_request(base_url: str, model_name: str) -> None:
     print(json.dumps(response.json(), indent=2))
     if response.status_code != 200:
         raise RayMlopsError(f"prediction request failed with HTTP {response.status_code}")
+
+
+app.add_typer(models_app, name="models")
+app.command()(promote)
+app.command()(rollback)
 
 
 def main() -> None:

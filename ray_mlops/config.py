@@ -565,12 +565,8 @@ class SearchConfig(_Section):
             "start). More: each trial runs a TorchTrainer with this many data-parallel workers."
         ),
     )
-    trial_cpus: float = Field(
-        1.0, gt=0, description="CPUs per trial worker (fractions allowed)."
-    )
-    trial_gpus: float = Field(
-        0.0, ge=0, description="GPUs per trial worker (fractions allowed)."
-    )
+    trial_cpus: float = Field(1.0, gt=0, description="CPUs per trial worker (fractions allowed).")
+    trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial worker (fractions allowed).")
     max_concurrent: int | None = Field(
         None, ge=1, description="Trials at once. Default: what the cluster's resources fit."
     )
@@ -578,6 +574,8 @@ class SearchConfig(_Section):
 
 
 class EvaluateConfig(_Section):
+    """How a candidate is evaluated on the test split."""
+
     primary_metric: str | None = Field(
         None,
         description=(
@@ -585,6 +583,78 @@ class EvaluateConfig(_Section):
             "multiclass, rmse for regression."
         ),
     )
+    slices: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Named slices of the test split as pandas query expressions, e.g. "
+            "{young: 'age < 30'}; every categorical value and numeric bucket is a slice too."
+        ),
+    )
+    numeric_buckets: int = Field(4, ge=2, le=20, description="Quantile buckets per numeric column.")
+    min_slice_rows: int = Field(
+        30, ge=1, description="Slices with fewer test rows are listed but not judged."
+    )
+    importance: bool = Field(True, description="Permutation importance of the input columns.")
+    importance_rows: int = Field(
+        2000, ge=50, description="Test rows sampled for permutation importance."
+    )
+    batch_inference_min_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Test splits of this many rows or more are scored with Ray Data batch inference.",
+    )
+
+
+class GateConfig(_Section):
+    """Rules a candidate must pass before it takes the champion alias."""
+
+    minimums: dict[str, float] = Field(
+        default_factory=dict,
+        description="Test metric -> lowest allowed value (metrics where higher is better).",
+    )
+    maximums: dict[str, float] = Field(
+        default_factory=dict,
+        description="Test metric -> highest allowed value (log_loss, rmse, calibration_error...).",
+    )
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "The candidate must beat the champion on the primary metric by more than this, "
+            "at the lower bound of a paired bootstrap confidence interval."
+        ),
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of that interval.")
+    bootstrap_samples: int = Field(1000, ge=50, le=100_000, description="Bootstrap resamples.")
+    slice_tolerance: float | None = Field(
+        0.05,
+        ge=0,
+        description=(
+            "No slice may be worse than the champion's same slice by more than this on the "
+            "primary metric. null: no slice rule."
+        ),
+    )
+    max_demographic_parity_difference: float | None = Field(
+        None, ge=0, le=1, description="Largest allowed over the sensitive columns."
+    )
+    max_equalized_odds_difference: float | None = Field(
+        None, ge=0, le=1, description="Largest allowed over the sensitive columns."
+    )
+    latency_p95_ms: float | None = Field(
+        None, gt=0, description="Budget for the p95 of a single-row prediction, in ms."
+    )
+    max_size_mb: float | None = Field(None, gt=0, description="Largest packaged model, in MB.")
+
+
+class NotifyConfig(_Section):
+    """Webhooks on new versions, promotions, rejections and rollbacks."""
+
+    webhook_url: str | None = Field(
+        None,
+        description="URL that receives a JSON POST per event. Default: $RAY_MLOPS_WEBHOOK_URL.",
+    )
+    retries: int = Field(5, ge=0, le=20, description="Retries of a failed delivery, with backoff.")
+    timeout_s: float = Field(5.0, gt=0, description="Timeout of one delivery attempt.")
 
 
 class TrackingConfig(_Section):
@@ -602,6 +672,12 @@ class RegistryConfig(_Section):
     model_name: str | None = Field(None, description="Registered model name. Default: the name.")
     champion_alias: str = Field(
         "champion", pattern=r"^[A-Za-z][\w-]*$", description="Alias of the model that serves."
+    )
+    intended_use: str = Field(
+        "", description="What the model is for and who uses it (the model card's first section)."
+    )
+    limitations: list[str] = Field(
+        default_factory=list, description="Known limits to state on the model card."
     )
 
 
@@ -632,6 +708,8 @@ class PipelineConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

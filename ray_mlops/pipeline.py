@@ -26,20 +26,31 @@ from ray_mlops.data.source import resolve_source
 from ray_mlops.data.split import SplitPlan
 from ray_mlops.data.stage import PreparedData, prepare_data
 from ray_mlops.errors import ConfigError, ResumeError
-from ray_mlops.evaluate.holdout import score_model
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.features.fit import check_feature_columns, fit_feature_state
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.from_config import make_spec
+from ray_mlops.notify import Notifier, notifier_for
 from ray_mlops.registry.champion import (
     AliasDecision,
-    apply_alias_decision,
     champion_version,
-    decide_alias,
     load_version,
     register_version,
 )
+from ray_mlops.registry.gate import GateResult
 from ray_mlops.registry.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
+from ray_mlops.registry.promotion import Judged, judge, promotion_gate
+from ray_mlops.registry.record import (
+    CARD_HTML,
+    EVALUATION_HTML,
+    EVALUATION_JSON,
+    GATE_JSON,
+    GATE_MD,
+    HOLDOUT_FILE,
+    Judgement,
+    metric_tags,
+    record_candidate,
+)
 from ray_mlops.tracking import (
     DEFAULT_HOME,
     FEATURE_STATE_FILE,
@@ -62,6 +73,8 @@ from ray_mlops.tracking import (
     resolve_tracking_uri,
 )
 from ray_mlops.train.trainer import TrainingOutcome, train_model
+
+NOTIFY_GRACE_S = 5.0
 
 
 @dataclass
@@ -88,6 +101,8 @@ class PipelineResult:
     resumed: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
     search: dict[str, object] = field(default_factory=dict)
+    gate: str = ""
+    reports: dict[str, str] = field(default_factory=dict)
 
 
 class _StageReporter:
@@ -312,15 +327,22 @@ def _run_stages(run: _Run) -> PipelineResult:
         outcome, state, search_summary = _search_stage(run, data, state)
     else:
         outcome, search_summary = _train_stage(run, data, state), {}
-    with tempfile.TemporaryDirectory() as workdir:
-        evaluation = _evaluate_stage(run, data, state, outcome, Path(workdir))
-        model_uri = _log_model(run, evaluation)
-        if run.command in ("run", "tune"):
-            registered, decision = _register_stage(run, data, evaluation, model_uri)
-            version: str | None = registered
-        else:
-            version = None
-            decision = AliasDecision(False, "not registered (ray-mlops train logs the model only)")
+    notifier = notifier_for(cfg.notify)
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            evaluation = _evaluate_stage(run, data, state, outcome, Path(workdir))
+            model_uri = _log_model(run, evaluation)
+            if run.command in ("run", "tune"):
+                registered, decision = _register_stage(run, data, evaluation, model_uri, notifier)
+                version: str | None = registered
+            else:
+                version = None
+                decision = AliasDecision(
+                    False, "not registered (ray-mlops train logs the model only)"
+                )
+    finally:
+        # Deliveries run in the background; the run waits a little for them, never long.
+        notifier.close(timeout_s=NOTIFY_GRACE_S)
     if decision.promote:
         champion: str | None = version
     else:
@@ -354,7 +376,18 @@ def _run_stages(run: _Run) -> PipelineResult:
         model_uri=model_uri,
         resumed=run.resuming,
         search=search_summary,
+        gate=evaluation.judgement.gate.verdict,
+        reports=_report_links(run, registered=version is not None),
     )
+
+
+def _report_links(run: _Run, registered: bool) -> dict[str, str]:
+    """Where the evaluation report, the gate and the model card are."""
+    root = run.tracker.client.get_run(run.run_id).info.artifact_uri
+    links = {"evaluation": f"{root}/{EVALUATION_HTML}", "gate": f"{root}/{GATE_MD}"}
+    if registered:
+        links["model card"] = f"{root}/{CARD_HTML}"
+    return links
 
 
 def _data_stage(run: _Run) -> PreparedData:
@@ -567,61 +600,115 @@ class _Evaluation:
     champion: ModelVersion | None
     champion_score: float | None
     model_dir: Path
+    judgement: Judgement
 
 
 def _evaluate_stage(
     run: _Run, data: PreparedData, state: FeatureState, outcome: TrainingOutcome, workdir: Path
 ) -> _Evaluation:
-    """Package the candidate, then score it and the champion on the same test rows."""
+    """Package the candidate, judge it and the champion on the same test rows, run the gate."""
     import mlflow.pyfunc
 
     cfg = run.cfg
     metric = cfg.evaluate.primary_metric or default_primary_metric(
         cfg.task, len(state.labels) if state.labels else None
     )
-    with run.stage("evaluate", "scoring candidate and champion on the test split") as stage:
-        holdout = data.splits["test"].to_pandas()
+    with run.stage("evaluate", "judging candidate and champion on the test split") as stage:
+        holdout = data.splits["test"].to_pandas().reset_index(drop=True)
         model_dir = workdir / MODEL_ARTIFACT_PATH
         example = input_example(holdout, state)
         save_pyfunc_model(model_dir, outcome.network, outcome.spec, state, example)
-        # Score what will be registered: the packaged model, not the in-memory network.
-        candidate = mlflow.pyfunc.load_model(str(model_dir))
-        test_metrics = score_model(candidate, holdout, cfg.task, cfg.data.target)
-        if metric not in test_metrics:
-            raise ConfigError(
-                f"evaluate.primary_metric: {metric!r} is not computed for this task; "
-                f"choose one of {sorted(test_metrics)}"
+        # Judge what will be registered: the packaged model, not the in-memory network.
+        candidate_model = mlflow.pyfunc.load_model(str(model_dir))
+        try:
+            candidate = judge(
+                cfg, candidate_model, model_dir, holdout, metric, "candidate", full=True
             )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        test_metrics = {k: float(v) for k, v in candidate.report.metrics.items()}
         run.tracker.log_metrics(stage.run_id, test_metrics)
         log_lineage(run.tracker, stage.run_id, data, cfg.name, context="evaluation")
         run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
-        champion, champion_score = _score_champion(run, holdout, metric, workdir)
+        champion, champion_judged, champion_error = _judge_champion(run, holdout, metric, workdir)
+        try:
+            gate = promotion_gate(cfg, metric, holdout, candidate, champion_judged, champion_error)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        champion_score = champion_judged.scored.metrics.get(metric) if champion_judged else None
         if champion_score is not None:
             run.tracker.log_metrics(stage.run_id, {f"champion_{metric}": champion_score})
-        stage.note.append(", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
-    return _Evaluation(metric, test_metrics, champion, champion_score, model_dir)
+        _log_evaluation(run, stage.run_id, candidate, gate, holdout, workdir)
+        stage.note.append(
+            ", ".join(f"{k} {test_metrics[k]:.4f}" for k in _headline(test_metrics, metric))
+            + f"; gate {gate.verdict}"
+        )
+    judgement = Judgement(
+        metric=metric,
+        report=candidate.report,
+        gate=gate,
+        champion_version=str(champion.version) if champion else None,
+        champion_metrics=dict(champion_judged.scored.metrics) if champion_judged else None,
+    )
+    return _Evaluation(metric, test_metrics, champion, champion_score, model_dir, judgement)
 
 
-def _score_champion(
+def _headline(metrics: dict[str, float], metric: str) -> list[str]:
+    """The primary metric first, then a few others: the line a stage prints."""
+    others = [
+        k for k in ("accuracy", "f1", "f1_macro", "log_loss", "rmse", "mae", "r2") if k in metrics
+    ]
+    return [metric, *[k for k in others if k != metric][:3]]
+
+
+def _log_evaluation(
+    run: _Run,
+    stage_run_id: str,
+    candidate: Judged,
+    gate: GateResult,
+    holdout: pd.DataFrame,
+    workdir: Path,
+) -> None:
+    """The report (JSON, HTML), the gate (JSON, Markdown) and the frozen holdout, in MLflow.
+
+    They go to the parent run, the run the model version points at, so ``ray-mlops
+    promote`` finds the same rows and ``models show`` the same numbers later.
+    """
+    client = run.tracker.client
+    title = f"{run.cfg.name}: evaluation on the test split"
+    for run_id in (run.run_id, stage_run_id):
+        client.log_text(run_id, json.dumps(candidate.report.to_dict(), indent=2), EVALUATION_JSON)
+        client.log_text(run_id, candidate.report.render_html(title), EVALUATION_HTML)
+        client.log_text(run_id, gate.to_json(), GATE_JSON)
+        client.log_text(run_id, gate.to_markdown(), GATE_MD)
+    frozen = workdir / "holdout" / Path(HOLDOUT_FILE).name
+    frozen.parent.mkdir(parents=True, exist_ok=True)
+    holdout.to_parquet(frozen, index=False)
+    client.log_artifact(run.run_id, str(frozen), str(Path(HOLDOUT_FILE).parent))
+
+
+def _judge_champion(
     run: _Run, holdout: pd.DataFrame, metric: str, workdir: Path
-) -> tuple[ModelVersion | None, float | None]:
-    """Score the current champion on the same holdout rows; ``None`` if it cannot be scored."""
+) -> tuple[ModelVersion | None, Judged | None, str | None]:
+    """Judge the current champion on the same holdout rows; an error if it cannot be."""
     from mlflow.exceptions import MlflowException
 
     cfg = run.cfg
     champion = champion_version(run.tracker.client, cfg.model_name, cfg.registry.champion_alias)
     if champion is None:
-        return None, None
+        return None, None, None
     try:
-        model = load_version(
+        model, local = load_version(
             run.tracking_uri, cfg.model_name, champion.version, str(workdir / "champion")
         )
-        scores = score_model(model, holdout, cfg.task, cfg.data.target)
+        judged = judge(
+            cfg, model, local, holdout, metric, f"champion v{champion.version}", full=False
+        )
     except (MlflowException, KeyError, ValueError, OSError) as exc:
         problem = f"{type(exc).__name__}: {exc}"[:500]
         run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": problem})
-        return champion, None
-    return champion, scores.get(metric)
+        return champion, None, problem
+    return champion, judged, None
 
 
 def _log_model(run: _Run, evaluation: _Evaluation) -> str:
@@ -632,11 +719,11 @@ def _log_model(run: _Run, evaluation: _Evaluation) -> str:
 
 
 def _register_stage(
-    run: _Run, data: PreparedData, evaluation: _Evaluation, source: str
+    run: _Run, data: PreparedData, evaluation: _Evaluation, source: str, notifier: Notifier
 ) -> tuple[str, AliasDecision]:
     cfg = run.cfg
     metric, score = evaluation.metric, evaluation.test_metrics[evaluation.metric]
-    with run.stage("register", "registering and deciding the alias") as stage:
+    with run.stage("register", "registering, the gate's decision, the model card") as stage:
         client = run.tracker.client
         version = register_version(
             client,
@@ -647,16 +734,27 @@ def _register_stage(
                 TAG_FINGERPRINT: data.fingerprint,
                 TAG_CONFIG_HASH: cfg.config_hash(),
                 f"test_{metric}": f"{score:.6f}",
+                **metric_tags(evaluation.test_metrics),
             },
             description=f"{cfg.name}: test {metric} {score:.4f}",
         )
-        decision = decide_alias(metric, score, evaluation.champion_score, evaluation.champion)
-        apply_alias_decision(client, cfg.model_name, cfg.registry.champion_alias, version, decision)
+        data_summary: dict[str, object] = {
+            "source": data.source.uri,
+            "dataset fingerprint": data.fingerprint,
+            "rows read": data.rows_read,
+            "rows quarantined": data.quarantine.rows,
+            **{f"rows {split}": n for split, n in data.split_counts.items()},
+            "schema": ", ".join(f"{k}: {v}" for k, v in data.schema.items()),
+        }
+        decision = record_candidate(
+            client, cfg, version, evaluation.judgement, data_summary, notifier, run.run_id
+        )
         run.tracker.set_tags(
             stage.run_id,
             {
                 "ray_mlops.model_version": version.version,
                 "ray_mlops.promoted": str(decision.promote).lower(),
+                "ray_mlops.gate": evaluation.judgement.gate.verdict,
             },
         )
         moved = "moved to it" if decision.promote else "stays"

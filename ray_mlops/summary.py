@@ -51,6 +51,11 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
         table.add_row(f"alias @{result.alias}", f"{verdict}: {result.decision}; now {champion}")
     else:
         table.add_row("model", f"{result.model_uri} ({result.decision})")
+    if result.gate:
+        colour = {"passed": "green", "failed": "red"}.get(result.gate, "yellow")
+        table.add_row("promotion gate", f"[{colour}]{result.gate}[/]")
+    for name, link in result.reports.items():
+        table.add_row(name, link)
     table.add_row("MLflow run", f"{result.run_id} (experiment {result.experiment_id})")
     table.add_row("tracking URI", result.tracking_uri)
     console.print(table)

@@ -7,7 +7,8 @@ from sklearn import metrics as skm
 
 from ray_mlops.config import Task
 
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error", "rmse", "mae", "mape"})
+CALIBRATION_BINS = 10
 
 
 def default_primary_metric(task: Task, n_classes: int | None) -> str:
@@ -27,39 +28,149 @@ def is_improvement(metric: str, candidate: float, incumbent: float) -> bool:
     return candidate > incumbent if higher_is_better(metric) else candidate < incumbent
 
 
+def label_indices(y_true: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Position of each true label in ``labels``; -1 for a label the model never saw."""
+    position = {label: i for i, label in enumerate(labels)}
+    return np.array([position.get(y, -1) for y in y_true], dtype=np.int64)
+
+
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, labels: list[str]
 ) -> dict[str, float]:
-    """Accuracy, F1, ROC-AUC and log loss of class probabilities ``(n, n_classes)``.
+    """Metrics of class probabilities ``(n, n_classes)``, in the order of ``labels``.
 
-    Rows whose true label the model never saw count as errors, not as missing.
+    Binary: accuracy, precision, recall and f1 of the positive class ``labels[1]``, f1_macro,
+    roc_auc, pr_auc (average precision), log_loss, brier and calibration_error (expected
+    calibration error of the positive-class probability). Multiclass: accuracy, f1_macro,
+    f1_weighted, precision_macro, recall_macro, roc_auc (one-vs-rest) and log_loss.
+
+    Rows whose true label the model never saw count as errors, not as missing, in the metrics
+    of predicted classes; the probability metrics (roc_auc, pr_auc, log_loss, brier,
+    calibration_error) are undefined for them and use the other rows. A metric that is
+    undefined on these rows (roc_auc when a class is absent) is left out rather than NaN.
+
+    Args:
+        y_true: True labels, as strings.
+        probabilities: One column per entry of ``labels``.
+        labels: The model's classes, in its order.
+
+    Returns:
+        Metric name -> value.
     """
-    y_index = np.array([labels.index(y) if y in labels else -1 for y in y_true])
+    y_index = label_indices(y_true, labels)
     predicted = probabilities.argmax(axis=1)
-    known = y_index >= 0
+    classes = range(len(labels))
     result = {
-        "accuracy": float(np.mean(predicted == y_index)),
-        "f1_macro": float(
-            skm.f1_score(y_index, predicted, average="macro", labels=range(len(labels)))
-        ),
+        "accuracy": float(np.mean(predicted == y_index)) if len(y_index) else float("nan"),
+        "f1_macro": _f1(y_index, predicted, classes, "macro"),
     }
-    if known.any() and len(np.unique(y_index[known])) > 1:
-        p, yk = probabilities[known], y_index[known]
-        if len(labels) == 2:
-            result["roc_auc"] = float(skm.roc_auc_score(yk, p[:, 1]))
-        else:
-            result["roc_auc"] = float(
-                skm.roc_auc_score(yk, p, multi_class="ovr", labels=range(len(labels)))
+    if len(labels) == 2:
+        # labels=[1] scores the positive class alone; unseen true labels (-1) that were
+        # predicted positive still count as false positives.
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            y_index, predicted, labels=[1], average=None, zero_division=0
+        )
+        result |= {"precision": float(precision[0]), "recall": float(recall[0])}
+        result["f1"] = float(f1[0])
+    else:
+        result["f1_weighted"] = _f1(y_index, predicted, classes, "weighted")
+        result["precision_macro"] = float(
+            skm.precision_score(
+                y_index, predicted, labels=classes, average="macro", zero_division=0
             )
-        result["log_loss"] = float(skm.log_loss(yk, p, labels=range(len(labels))))
+        )
+        result["recall_macro"] = float(
+            skm.recall_score(y_index, predicted, labels=classes, average="macro", zero_division=0)
+        )
+    known = y_index >= 0
+    if not known.any():
+        return result
+    p, yk = probabilities[known], y_index[known]
+    present = np.unique(yk)
+    result["log_loss"] = float(skm.log_loss(yk, p, labels=classes))
+    if len(labels) == 2:
+        positive = p[:, 1]
+        if len(present) == 2:
+            result["roc_auc"] = float(skm.roc_auc_score(yk, positive))
+            result["pr_auc"] = float(skm.average_precision_score(yk, positive))
+        result["brier"] = float(skm.brier_score_loss(yk, positive, pos_label=1))
+        result["calibration_error"] = expected_calibration_error(yk == 1, positive)
+    elif len(present) == len(labels):
+        # One-vs-rest AUC needs every class among the true labels; sklearn gives NaN otherwise.
+        result["roc_auc"] = float(skm.roc_auc_score(yk, p, multi_class="ovr", labels=classes))
     return result
 
 
+def per_class_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, labels: list[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of each class (binary and multiclass).
+
+    Args:
+        y_true: True labels, as strings; an unseen label is a false positive of the class
+            predicted for it.
+        probabilities: One column per entry of ``labels``.
+        labels: The model's classes, in its order.
+
+    Returns:
+        Label -> {"precision", "recall", "f1", "support"}.
+    """
+    y_index = label_indices(y_true, labels)
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_index, predicted, labels=range(len(labels)), average=None, zero_division=0
+    )
+    return {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
+def expected_calibration_error(
+    y_positive: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """Expected calibration error over equal-width probability bins, weighted by bin count.
+
+    Bins are ``[0, 0.1), [0.1, 0.2), ..., [0.9, 1.0]`` for 10 bins; each contributes
+    ``|observed positive rate - mean predicted probability|`` times its share of the rows.
+
+    Args:
+        y_positive: Whether each row is of the positive class.
+        probability: Predicted probability of the positive class.
+        bins: Number of bins.
+
+    Returns:
+        The error, in [0, 1]; NaN when there are no rows.
+    """
+    if len(probability) == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # side="right" puts a probability equal to an inner edge in the bin it opens.
+    which = np.searchsorted(edges[1:-1], probability, side="right")
+    observed = np.asarray(y_positive, dtype=np.float64)
+    error = 0.0
+    for b in np.unique(which):
+        members = which == b
+        gap = abs(observed[members].mean() - probability[members].mean())
+        error += gap * members.sum() / len(probability)
+    return float(error)
+
+
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R2."""
+    """RMSE, MAE, R2 and MAPE (a fraction, not a percentage, as scikit-learn gives it)."""
     y = y_true.astype(np.float64)
     return {
         "rmse": float(np.sqrt(skm.mean_squared_error(y, predicted))),
         "mae": float(skm.mean_absolute_error(y, predicted)),
         "r2": float(skm.r2_score(y, predicted)),
+        "mape": float(skm.mean_absolute_percentage_error(y, predicted)),
     }
+
+
+def _f1(y_index: np.ndarray, predicted: np.ndarray, classes: range, average: str) -> float:
+    return float(skm.f1_score(y_index, predicted, labels=classes, average=average, zero_division=0))

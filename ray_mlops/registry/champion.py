@@ -1,17 +1,16 @@
-"""Register model versions and move the champion alias."""
+"""Register model versions; find and load the champion."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-
-from ray_mlops.evaluate.metrics import is_improvement
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -63,39 +62,10 @@ def register_version(
     return version
 
 
-def decide_alias(
-    metric: str,
-    candidate_score: float,
-    champion_score: float | None,
-    champion: ModelVersion | None,
-) -> AliasDecision:
-    """Take the alias when there is no champion, or when the candidate scores better."""
-    if champion is None:
-        return AliasDecision(True, "no champion yet")
-    if champion_score is None:
-        return AliasDecision(
-            False, f"champion v{champion.version} could not be scored on this holdout"
-        )
-    comparison = (
-        f"{metric} {candidate_score:.4f} vs champion v{champion.version} {champion_score:.4f}"
-    )
-    if is_improvement(metric, candidate_score, champion_score):
-        return AliasDecision(True, f"better on the test split: {comparison}")
-    return AliasDecision(False, f"not better on the test split: {comparison}")
-
-
-def apply_alias_decision(
-    client: MlflowClient, name: str, alias: str, version: ModelVersion, decision: AliasDecision
-) -> None:
-    """Record the decision on the version and, on promotion, move the alias (one call)."""
-    client.set_model_version_tag(name, version.version, TAG_PROMOTED, str(decision.promote).lower())
-    client.set_model_version_tag(name, version.version, TAG_DECISION, decision.reason)
-    if decision.promote:
-        client.set_registered_model_alias(name, alias, version.version)
-
-
-def load_version(tracking_uri: str, name: str, version: str, workdir: str) -> PyFuncModel:
-    """Download a registered version into ``workdir`` and load it as a pyfunc model.
+def load_version(
+    tracking_uri: str, name: str, version: str, workdir: str
+) -> tuple[PyFuncModel, Path]:
+    """Download a registered version into ``workdir``; the loaded pyfunc model and its folder.
 
     Uses the given tracking URI explicitly rather than MLflow's process-global one.
     """
@@ -107,4 +77,4 @@ def load_version(tracking_uri: str, name: str, version: str, workdir: str) -> Py
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=source, dst_path=workdir, tracking_uri=tracking_uri
     )
-    return mlflow.pyfunc.load_model(local)
+    return mlflow.pyfunc.load_model(local), Path(local)

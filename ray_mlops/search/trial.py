@@ -236,7 +236,8 @@ def _run_trainer(
         run_config=RunConfig(
             name=ray.tune.get_context().get_trial_id(),
             storage_path=inputs.trainer_storage,
-            callbacks=[TuneReportCallback()],
+            # Train V2's UserCallback, which its RunConfig accepts; typed as the V1 base.
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=metric,
@@ -260,8 +261,9 @@ def trial_worker_loop(config: dict[str, Any]) -> None:
     session = RayTrainSession()
     world = ray.train.get_context().get_world_size()
     shards = {
-        name: _resident(rank_rows(arrays[name], session.rank, world, equal=name == "train"),
-                        session.device)
+        name: _resident(
+            rank_rows(arrays[name], session.rank, world, equal=name == "train"), session.device
+        )
         for name in ("train", "validation")
     }
     run_loop(settings, _ArraySession(session, shards))
@@ -289,7 +291,8 @@ class _ArraySession:
         self._shards = shards
 
     def prepare_model(self, network: torch.nn.Module) -> torch.nn.Module:
-        return self._inner.prepare_model(network)  # type: ignore[no-any-return]
+        prepared: torch.nn.Module = self._inner.prepare_model(network)
+        return prepared
 
     def get_checkpoint(self) -> Any:
         return self._inner.get_checkpoint()

@@ -53,7 +53,7 @@ class ModelServer:
         self._workdir = tempfile.TemporaryDirectory()
         self.model: Any = load_version(
             settings["tracking_uri"], self.model_name, self.version, self._workdir.name
-        )
+        )[0]
         self.schema = InputSchema.from_signature(self.model.metadata.get_input_schema())
         self.example = self._example_records()
         # The decorator's defaults are replaced by the config's.

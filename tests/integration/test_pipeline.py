@@ -91,7 +91,7 @@ def test_a_worse_run_is_registered_but_does_not_take_the_alias(
     client = MlflowClient(tracking_uri)
     assert worse.model_version != trained.model_version
     assert worse.test_metrics["roc_auc"] < trained.test_metrics["roc_auc"]
-    assert not worse.promoted and "not better" in worse.decision
+    assert not worse.promoted and "gate failed: beats champion on roc_auc" in worse.decision
     champion = client.get_model_version_by_alias("adult-test", "champion")
     assert str(champion.version) == trained.model_version
     rejected = client.get_model_version("adult-test", worse.model_version)

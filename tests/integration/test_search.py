@@ -187,7 +187,9 @@ def test_multi_worker_trials_run_a_torch_trainer_each(workspace: Path, tracking_
         history = client.get_metric_history(trial.info.run_id, "val_loss")
         assert [m.step for m in history] == [0, 1, 2, 3]
     # Every trial ran as its own Ray Train run with 2 workers, kept beside the search.
-    trainers = Path(workspace, ".ray-mlops", "ray_results").glob("adult-search-ddp-search-*-trainers")
+    trainers = Path(workspace, ".ray-mlops", "ray_results").glob(
+        "adult-search-ddp-search-*-trainers"
+    )
     runs = [d for root in trainers for d in root.iterdir() if d.is_dir()]
     assert len(runs) == 2
     # The registered model is the best trial's checkpoint from its Train run.

@@ -1,0 +1,222 @@
+"""Judge a candidate against the champion on the frozen holdout: evaluation, cost, the gate.
+
+Used by the pipeline (``ray-mlops run`` and ``tune``) and by ``ray-mlops promote``, so both
+apply the same rules to the same rows. Both models are packaged pyfunc models, scored
+through their signatures exactly as serving will call them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ray_mlops.config import PipelineConfig
+from ray_mlops.evaluate.holdout import conform_to_signature
+from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
+from ray_mlops.models.predictor import PROBABILITY_PREFIX
+from ray_mlops.registry.gate import GateResult, RuleResult, ScoredModel, run_gate
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
+ROW_ID = "_ray_mlops_row"
+LATENCY_CALLS, LATENCY_WARMUP = 200, 20
+
+
+@dataclass
+class Judged:
+    """What was measured of one model on the holdout."""
+
+    report: EvaluationReport
+    scored: ScoredModel
+
+
+def predict_holdout(
+    model: PyFuncModel, model_dir: Path, holdout: pd.DataFrame, batch_min_rows: int
+) -> pd.DataFrame:
+    """The model's predictions for every holdout row, in the holdout's order.
+
+    From ``batch_min_rows`` rows on, the rows are scored with Ray Data batch inference (a
+    pool of actors, each loading the model from ``model_dir`` once); below, in this process.
+    """
+    inputs = conform_to_signature(holdout, model.metadata.get_input_schema())
+    if len(inputs) < batch_min_rows:
+        return pd.DataFrame(model.predict(inputs)).reset_index(drop=True)
+    return _predict_with_ray_data(str(model_dir), inputs)
+
+
+class _BatchScorer:
+    """A Ray Data actor holding one loaded copy of the model."""
+
+    def __init__(self, model_uri: str) -> None:
+        import mlflow.pyfunc
+
+        self.model = mlflow.pyfunc.load_model(model_uri)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = batch.pop(ROW_ID).to_numpy()
+        out = pd.DataFrame(self.model.predict(batch)).reset_index(drop=True)
+        out[ROW_ID] = rows
+        return out
+
+
+def _predict_with_ray_data(model_uri: str, inputs: pd.DataFrame) -> pd.DataFrame:
+    import ray
+    import ray.data
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    frame = inputs.reset_index(drop=True)
+    frame[ROW_ID] = np.arange(len(frame))
+    predicted = (
+        ray.data.from_pandas(frame)
+        .repartition(max(cpus * 2, 2))
+        .map_batches(
+            _BatchScorer,
+            fn_constructor_kwargs={"model_uri": model_uri},
+            batch_format="pandas",
+            batch_size=4096,
+            concurrency=(1, max(cpus, 1)),
+        )
+        .to_pandas()
+    )
+    # Ray Data returns blocks as they finish; the row ids put them back in order.
+    return predicted.sort_values(ROW_ID).drop(columns=[ROW_ID]).reset_index(drop=True)
+
+
+def single_row_latency_p95_ms(model: PyFuncModel, holdout: pd.DataFrame) -> float:
+    """p95 of one-row predictions through the pyfunc model, in milliseconds."""
+    inputs = conform_to_signature(holdout, model.metadata.get_input_schema())
+    rows = [inputs.iloc[[i % len(inputs)]] for i in range(LATENCY_CALLS + LATENCY_WARMUP)]
+    timings = []
+    for i, row in enumerate(rows):
+        started = time.perf_counter()
+        model.predict(row)
+        if i >= LATENCY_WARMUP:
+            timings.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(timings, 95))
+
+
+def folder_size_mb(path: Path) -> float:
+    """Total size of the files under ``path``."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def judge(
+    cfg: PipelineConfig,
+    model: PyFuncModel,
+    model_dir: Path,
+    holdout: pd.DataFrame,
+    metric: str,
+    label: str,
+    *,
+    full: bool,
+) -> Judged:
+    """Evaluate a packaged model on the holdout.
+
+    ``full`` (the candidate) adds permutation importance, the single-row latency and the
+    size; the champion needs only what the comparison uses.
+    """
+    predictions = predict_holdout(model, model_dir, holdout, cfg.evaluate.batch_inference_min_rows)
+    labels = _labels_of(predictions) if cfg.task == "classification" else None
+    evaluate = cfg.evaluate
+    schema = model.metadata.get_input_schema()
+
+    def predict(rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(model.predict(conform_to_signature(rows, schema)))
+
+    report = evaluate_holdout(
+        holdout,
+        predictions,
+        cfg.data.target,
+        cfg.task,
+        labels,
+        categorical=[c for c in cfg.data.categorical if c in holdout],
+        numeric=[c for c in cfg.data.numeric if c in holdout],
+        sensitive=[c for c in cfg.data.sensitive if c in holdout],
+        slices=evaluate.slices,
+        numeric_buckets=evaluate.numeric_buckets,
+        min_slice_rows=evaluate.min_slice_rows,
+        predict=predict if full and evaluate.importance else None,
+        importance_metric=metric,
+        importance_columns=[c for c in schema.input_names() if c in holdout],
+        importance_rows=evaluate.importance_rows,
+    )
+    if metric not in report.metrics:
+        raise ValueError(
+            f"evaluate.primary_metric: {metric!r} is not computed for this task; "
+            f"choose one of {sorted(report.metrics)}"
+        )
+    scored = ScoredModel(
+        label=label,
+        predictions=predictions,
+        metrics=dict(report.metrics),
+        slices={
+            s.name: float(s.metrics[metric])
+            for s in report.slices
+            if not s.too_small and metric in s.metrics
+        },
+        fairness={
+            column: {
+                "demographic_parity_difference": _float(
+                    getattr(result, "demographic_parity_difference", None)
+                ),
+                "equalized_odds_difference": _float(
+                    getattr(result, "equalized_odds_difference", None)
+                ),
+            }
+            for column, result in report.fairness.items()
+        },
+        latency_p95_ms=single_row_latency_p95_ms(model, holdout) if full else None,
+        size_mb=folder_size_mb(model_dir) if full else None,
+    )
+    return Judged(report, scored)
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _labels_of(predictions: pd.DataFrame) -> list[str]:
+    return [
+        c.removeprefix(PROBABILITY_PREFIX)
+        for c in predictions.columns
+        if c.startswith(PROBABILITY_PREFIX)
+    ]
+
+
+def promotion_gate(
+    cfg: PipelineConfig,
+    metric: str,
+    holdout: pd.DataFrame,
+    candidate: Judged,
+    champion: Judged | None,
+    champion_error: str | None = None,
+) -> GateResult:
+    """The gate's verdict; a champion that exists but could not be scored fails it."""
+    result = run_gate(
+        cfg.gate,
+        cfg.task,
+        metric,
+        holdout[cfg.data.target].reset_index(drop=True),
+        candidate.scored,
+        champion.scored if champion else None,
+        seed=cfg.data.split.seed,
+    )
+    if champion_error is not None:
+        result.rules.insert(
+            0,
+            RuleResult(
+                "champion scored on this holdout",
+                None,
+                None,
+                False,
+                f"the champion could not be scored, so nothing shows the candidate is better: "
+                f"{champion_error}",
+            ),
+        )
+    return result

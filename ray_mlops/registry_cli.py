@@ -1,0 +1,263 @@
+"""Registry commands: ``ray-mlops models list|show|search|history|lineage``, ``promote``,
+``rollback``. Tables on stdout (Rich), messages on stderr."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from rich.table import Table
+
+from ray_mlops.errors import ConfigError, RegistryError
+from ray_mlops.registry.aliases import alias_history
+from ray_mlops.registry.catalog import (
+    all_versions,
+    search_versions,
+    version_aliases,
+    version_metrics,
+)
+from ray_mlops.registry.gate import GateResult
+from ray_mlops.registry.lineage import version_lineage
+from ray_mlops.registry.record import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
+from ray_mlops.tracking import TAG_FINGERPRINT, resolve_tracking_uri
+
+out = Console()
+err = Console(stderr=True)
+
+models_app = typer.Typer(
+    name="models",
+    help=(
+        "The model catalog in MLflow's registry: list models, show versions with their "
+        "metrics, gate and aliases, search them, and trace a version's history and lineage."
+    ),
+    no_args_is_help=True,
+)
+TRACKING_OPT = typer.Option(
+    None,
+    "--tracking-uri",
+    help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else the embedded SQLite "
+    "store under .ray-mlops/ in this directory.",
+)
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    return MlflowClient(resolve_tracking_uri(tracking_uri))
+
+
+def _time(millis: int | None) -> str:
+    if not millis:
+        return "—"
+    return dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+@models_app.command("list")
+def list_models(tracking_uri: str | None = TRACKING_OPT) -> None:
+    """Every registered model: versions, aliases and the newest version's date."""
+    client = _client(tracking_uri)
+    table = Table(title="registered models")
+    for column in ("model", "versions", "aliases", "latest", "updated"):
+        table.add_column(column)
+    for model in client.search_registered_models(max_results=1000):
+        versions = all_versions(client, model.name)
+        aliases = ", ".join(f"@{a} -> v{v}" for a, v in sorted((model.aliases or {}).items()))
+        table.add_row(
+            model.name,
+            str(len(versions)),
+            aliases or "—",
+            f"v{versions[0].version}" if versions else "—",
+            _time(model.last_updated_timestamp),
+        )
+    out.print(table)
+
+
+def _versions_table(client: MlflowClient, title: str, versions: list[ModelVersion]) -> Table:
+    table = Table(title=title)
+    for column in ("model", "version", "aliases", "gate", "metrics", "fingerprint", "created"):
+        table.add_column(column)
+    for v in versions:
+        metrics = version_metrics(v)
+        shown = ", ".join(f"{k} {val:.4f}" for k, val in sorted(metrics.items())[:4])
+        table.add_row(
+            v.name,
+            str(v.version),
+            ", ".join("@" + a for a in version_aliases(client, v)) or "—",
+            (v.tags or {}).get(TAG_GATE, "—"),
+            shown or "—",
+            (v.tags or {}).get(TAG_FINGERPRINT, "—")[:12],
+            _time(v.creation_timestamp),
+        )
+    return table
+
+
+@models_app.command()
+def show(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str | None = typer.Argument(None, help="A version; all versions if omitted."),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """A model's versions, or one version: metrics, gate result, tags, card, lineage."""
+    client = _client(tracking_uri)
+    if version is None:
+        versions = all_versions(client, name)
+        if not versions:
+            raise RegistryError(f"no registered model named {name!r}")
+        out.print(_versions_table(client, f"{name}: versions", versions))
+        return
+    try:
+        found = client.get_model_version(name, version)
+    except MlflowException:
+        raise RegistryError(f"model {name!r} has no version {version!r}") from None
+    tags = found.tags or {}
+    out.print(f"[bold]{name} v{found.version}[/]  {found.description or ''}")
+    out.print(f"aliases: {', '.join('@' + a for a in found.aliases or []) or 'none'}")
+    out.print(f"created: {_time(found.creation_timestamp)}; run: {found.run_id}")
+    out.print(f"gate: {tags.get(TAG_GATE, 'not run')}")
+    if TAG_GATE_REASONS in tags:
+        out.print(f"gate failures: {tags[TAG_GATE_REASONS]}")
+    metrics = Table(title="test metrics")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key, value in sorted(version_metrics(found).items()):
+        metrics.add_row(key, f"{value:.4f}")
+    out.print(metrics)
+    other = {k: v for k, v in tags.items() if not k.startswith("ray_mlops.metric.")}
+    for key in sorted(other):
+        out.print(f"  {key} = {other[key]}")
+    if TAG_CARD in tags:
+        out.print(f"model card: {tags[TAG_CARD]}")
+
+
+@models_app.command()
+def search(
+    query: str = typer.Argument(
+        ...,
+        help="Terms that must all hold: name:GLOB, tag:KEY[=VALUE], fingerprint:PREFIX, "
+        "alias:NAME, or METRIC>=NUMBER (>, <, <=, = too). "
+        "Example: 'name:adult* roc_auc>=0.85 tag:team=risk'.",
+    ),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """Find model versions by name, tag, test metric threshold or dataset fingerprint."""
+    client = _client(tracking_uri)
+    try:
+        found = search_versions(client, query)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not found:
+        err.print(f"no model version matches {query!r}")
+        raise typer.Exit(1)
+    out.print(_versions_table(client, f"versions matching {query!r}", found))
+
+
+@models_app.command()
+def history(
+    name: str = typer.Argument(..., help="Registered model name."),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """Every alias move of a model: when, from, to, who, why."""
+    client = _client(tracking_uri)
+    try:
+        moves = alias_history(client, name)
+    except MlflowException:
+        raise RegistryError(f"no registered model named {name!r}") from None
+    table = Table(title=f"{name}: alias history")
+    for column in ("#", "when (UTC)", "alias", "from", "to", "kind", "who", "why"):
+        table.add_column(column)
+    for m in moves:
+        table.add_row(
+            str(m.sequence),
+            m.time,
+            m.alias,
+            f"v{m.from_version}" if m.from_version else "—",
+            f"v{m.to_version}",
+            m.kind,
+            m.who,
+            m.why,
+        )
+    out.print(table)
+
+
+@models_app.command()
+def lineage(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Model version."),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """Version -> training run -> search trial -> dataset and schema -> config -> git commit."""
+    try:
+        chain = version_lineage(_client(tracking_uri), name, version)
+    except LookupError as exc:
+        raise RegistryError(str(exc)) from None
+    for depth, (label, value) in enumerate(chain.steps()):
+        arrow = "  " * depth + ("└─ " if depth else "")
+        out.print(f"{arrow}[bold]{label}[/]: {value}", highlight=False)
+
+
+def promote(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="The version to make champion."),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the alias history."),
+    force: bool = typer.Option(
+        False, "--force", help="Skip the gate (recorded as forced, with --reason)."
+    ),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """Make VERSION the champion if it passes the gate against the current champion.
+
+    The gate scores both on the version's frozen test split, with the gate rules of the
+    config it was trained with. A failure leaves the champion where it is, tags the version
+    with the reasons and exits 1. --force moves the alias without the gate.
+    """
+    from ray_mlops.registry.operations import promote as run_promote
+
+    outcome = run_promote(resolve_tracking_uri(tracking_uri), name, version, reason, force)
+    if outcome.gate is not None:
+        _print_gate(outcome.gate)
+    if not outcome.moved:
+        err.print(f"[red]not promoted:[/] {outcome.reason}", highlight=False)
+        raise typer.Exit(1)
+    move = outcome.move
+    assert move is not None
+    previous = f"v{move.from_version}" if move.from_version else "nothing"
+    err.print(
+        f"[green]@{move.alias}[/] {previous} -> v{move.to_version} ({move.kind}, by {move.who})",
+        highlight=False,
+    )
+
+
+def rollback(
+    name: str = typer.Argument(..., help="Registered model name."),
+    reason: str = typer.Option("rollback", "--reason", help="Why: recorded in the alias history."),
+    tracking_uri: str | None = TRACKING_OPT,
+) -> None:
+    """Point the champion alias back at the previous champion."""
+    from ray_mlops.registry.operations import rollback as run_rollback
+
+    move = run_rollback(resolve_tracking_uri(tracking_uri), name, reason)
+    err.print(
+        f"[green]@{move.alias}[/] v{move.from_version} -> v{move.to_version} (rollback)",
+        highlight=False,
+    )
+
+
+def _print_gate(gate: GateResult) -> None:
+    table = Table(title=f"promotion gate: {gate.verdict}")
+    for column in ("rule", "measured", "threshold", "result", "detail"):
+        table.add_column(column)
+    for r in gate.rules:
+        table.add_row(
+            r.rule,
+            _fmt(r.measured),
+            _fmt(r.threshold),
+            "[green]PASS[/]" if r.passed else "[red]FAIL[/]",
+            r.detail,
+        )
+    out.print(table)

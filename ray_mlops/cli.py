@@ -188,27 +188,53 @@ def serve(
         help="Send one real prediction request (the model's input example), print request and "
         "response, then shut down. Without it, serve until Ctrl-C.",
     ),
+    export: Path | None = typer.Option(
+        None,
+        "--export",
+        help="Write a Serve config YAML (for `serve deploy` or a KubeRay RayService's "
+        "serveConfigV2) to this file and exit, without serving.",
+    ),
     verbose: bool = VERBOSE_OPT,
 ) -> None:
-    """Serve the champion model over HTTP with Ray Serve.
+    """Serve the champion model over HTTP with Ray Serve (HAProxy ingress by default).
 
-    POST /v1/models/NAME:predict with {"records": [{column: value, ...}]} returns predictions,
-    class probabilities and the version that answered. GET /v1/models/NAME describes the
-    inputs and gives an example request.
+    REST: POST /v1/models/NAME:predict with {"records": [{column: value, ...}]} or
+    {"columns": {column: [...]}} returns predictions, class probabilities and the version
+    that answered; GET /v1/models/NAME describes the inputs with an example request.
+
+    Open Inference Protocol v2 (KServe, Triton clients): /v2/health/live, /v2/health/ready,
+    /v2/models/NAME, POST /v2/models/NAME/infer. Prometheus: /metrics. Docs: /docs.
+
+    serve.autoscaling, serve.auth (API keys), serve.rate_limit, serve.capture (traffic
+    sample to Parquet) and serve.rollout (canary or shadow of @challenger) in the config.
+    Replicas follow the alias: promote a version and they switch without a failed request.
     """
     from ray_mlops.config import load_config
     from ray_mlops.runtime import ray_runtime
-    from ray_mlops.serve.launch import deploy_model, stop_serving
+    from ray_mlops.serve.launch import (
+        deploy_model,
+        serve_config,
+        stop_serving,
+        use_ha_proxy,
+        write_serve_config,
+    )
     from ray_mlops.tracking import resolve_tracking_uri
 
-    cfg = load_config(config).pipeline
+    loaded = load_config(config)
+    cfg = loaded.pipeline
     if port is not None:
         cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
     name, alias = _parse_model_ref(model)
     tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    if export is not None:
+        document = serve_config(cfg, str(config), tracking_uri, model)
+        write_serve_config(document, export)
+        console.print(f"wrote {export}: serve deploy {export}")
+        return
+    use_ha_proxy(cfg)
     with ray_runtime(address, verbose):
         with console.status("starting Ray Serve and loading the model..."):
-            served = deploy_model(cfg, tracking_uri, name, alias)
+            served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir)
         console.print(
             f"[green]serving[/] {served.model_name}@{served.alias} (v{served.version}) at "
             f"{served.predict_url}"
@@ -307,6 +333,27 @@ def _try_one_request(base_url: str, model_name: str) -> None:
     print(json.dumps(response.json(), indent=2))
     if response.status_code != 200:
         raise RayMlopsError(f"prediction request failed with HTTP {response.status_code}")
+
+
+@app.command("serve-key")
+def serve_key(
+    name: str = typer.Argument(..., help="Who holds the key (shown in logs and limits)."),
+    role: str = typer.Option("predict", "--role", help="predict, or admin (also /metrics)."),
+) -> None:
+    """Make an API key for serve.auth: prints the key once, and the entry to add to the
+    config's serve.auth.keys (or its keys_file), which holds only the key's SHA-256."""
+    import yaml
+
+    from ray_mlops.serve.guard import new_key_entry
+
+    try:
+        key, entry = new_key_entry(name, role)
+    except ValueError as exc:
+        raise ConfigError(f"serve-key: {exc}") from None
+    console.print("key (shown once; give it to the client):")
+    print(key)
+    console.print("entry for serve.auth.keys:")
+    print(yaml.safe_dump([entry], sort_keys=False), end="")
 
 
 app.add_typer(models_app, name="models")

@@ -681,18 +681,124 @@ class RegistryConfig(_Section):
     )
 
 
+class AutoscalingConfig(_Section):
+    """Ray Serve autoscaling of the model replicas (used when max_replicas > min_replicas)."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas (0 scales to zero).")
+    max_replicas: int = Field(1, ge=1, description="Most replicas.")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Requests in flight per replica that autoscaling aims at."
+    )
+    upscale_delay_s: float = Field(5.0, ge=0, description="Load must last this long to add one.")
+    downscale_delay_s: float = Field(
+        30.0, ge=0, description="Idleness must last this long to remove one."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class ApiKeyConfig(_Section):
+    """One API key, stored as the SHA-256 of the key (never the key itself)."""
+
+    name: str = Field(pattern=r"^[\w.@-]+$", description="Who holds the key (for logs and limits).")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key.")
+    role: Literal["predict", "admin"] = Field(
+        "predict", description="predict: predictions and metadata; admin: also /metrics."
+    )
+    requests_per_s: float | None = Field(
+        None, gt=0, description="This key's rate limit. Default: serve.rate_limit."
+    )
+    burst: int | None = Field(
+        None, ge=1, description="This key's burst. Default: serve.rate_limit.burst."
+    )
+
+
+class AuthConfig(_Section):
+    """API keys: requests carry 'Authorization: Bearer KEY' or 'X-API-Key: KEY'."""
+
+    enabled: bool = Field(False, description="Require an API key on every model endpoint.")
+    keys: list[ApiKeyConfig] = Field(default_factory=list, description="Accepted keys.")
+    keys_file: str | None = Field(
+        None, description="YAML list of keys (same fields), relative to the config file."
+    )
+
+
+class RateLimitConfig(_Section):
+    """Per-key token bucket on each replica."""
+
+    requests_per_s: float = Field(100.0, gt=0, description="Sustained requests per second.")
+    burst: int = Field(200, ge=1, description="Requests allowed at once above the rate.")
+
+
+class CaptureConfig(_Section):
+    """A sample of requests and responses written to Parquet, for monitoring."""
+
+    enabled: bool = Field(False, description="Capture a sample of traffic.")
+    sample_rate: float = Field(0.1, ge=0, le=1, description="Share of requests captured.")
+    path: str = Field(
+        ".ray-mlops/capture", description="Folder of the Parquet files (relative to the workdir)."
+    )
+    max_buffer: int = Field(10_000, ge=1, description="Records held before new ones are dropped.")
+    flush_rows: int = Field(1000, ge=1, description="Rows per Parquet file at most.")
+    flush_interval_s: float = Field(5.0, gt=0, description="Longest wait before a write.")
+
+
+class RolloutConfig(_Section):
+    """How the challenger alias shares traffic with the champion."""
+
+    mode: Literal["none", "canary", "shadow"] = Field(
+        "none",
+        description=(
+            "canary: canary_share of requests answered by the challenger; shadow: every "
+            "request also sent to the challenger, whose answer is discarded."
+        ),
+    )
+    challenger_alias: str = Field("challenger", pattern=r"^[A-Za-z][\w-]*$")
+    canary_share: float = Field(0.1, ge=0, le=1, description="Share of traffic for canary mode.")
+
+
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
-    num_replicas: int = Field(1, ge=1, description="Model replicas.")
+    proxy: Literal["haproxy", "default"] = Field(
+        "haproxy",
+        description=(
+            "haproxy: Ray Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1), much faster; "
+            "default: Ray Serve's Python proxy."
+        ),
+    )
+    num_replicas: int = Field(1, ge=1, description="Model replicas (without autoscaling).")
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Autoscale the replicas instead of a fixed num_replicas."
+    )
     cpus_per_replica: float = Field(
         1.0, gt=0, description="CPUs reserved by each replica (fractions share a core)."
     )
+    gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica (fractions allowed).")
     max_batch_size: int = Field(32, ge=1, description="Requests batched into one model call.")
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, description="Longest wait for a batch to fill."
     )
     max_records: int = Field(1000, ge=1, description="Most records in one request (413 above).")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body in bytes (413 above)."
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="A request not answered by then gets 504."
+    )
+    alias_poll_s: float = Field(
+        2.0, gt=0, description="How often replicas check whether the alias moved."
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
 
 class PipelineConfig(_Section):

@@ -1,121 +1,483 @@
-"""The Ray Serve application: one deployment that serves ``models:/<name>@<alias>``.
+"""The Ray Serve application: one autoscaling deployment that serves ``models:/<name>@<alias>``.
 
-``POST /v1/models/{name}:predict`` takes ``{"records": [...]}`` and answers predictions,
-class probabilities, and the model name and version that answered. Requests are batched
-with ``@serve.batch`` across clients.
+Every replica is its own HTTP ingress (behind Serve's HAProxy or its Python proxy), so a
+request costs one hop. A replica holds the champion and, in canary or shadow mode, the
+challenger (:mod:`ray_mlops.serve.slots`), batches requests across clients with
+``@serve.batch``, and swaps versions when an alias moves without failing a request.
+
+APIs:
+- REST: ``POST /v1/models/{name}:predict`` with ``{"records": [...]}`` or
+  ``{"columns": {name: [...]}}``; ``GET /v1/models/{name}``.
+- Open Inference Protocol v2: ``/v2/health/live``, ``/v2/health/ready``,
+  ``/v2/models/{name}``, ``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``.
+- ``/metrics`` (Prometheus), ``/docs`` and ``/openapi.json``.
+
+Every answer names the version that produced it (body and ``X-Model-Version``). A client's
+mistake is a 4xx with a message (400 bad JSON, 401/403 keys, 404 model, 413 size, 422 fields,
+429 rate, 504 deadline), never a 500.
 """
 
+# No "from __future__ import annotations": FastAPI reads the endpoints' annotations at
+# runtime to tell the Request parameter from query parameters.
 import asyncio
 import itertools
-import json
-import tempfile
+import logging
+import os
+import random
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
-from ray_mlops.serve.schema import (
-    InputSchema,
-    RequestError,
-    parse_body,
-    predictions_body,
-    records_frame,
-)
+from ray_mlops.config import ServeConfig
+from ray_mlops.serve.schema import RequestError, parse_body, predictions_body, request_frame
+from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
+
+_log = logging.getLogger(__name__)
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+_PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["records"],
+                        "properties": {
+                            "records": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": ["number", "string", "null"]},
+                                },
+                            }
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["columns"],
+                        "properties": {
+                            "columns": {
+                                "type": "object",
+                                "additionalProperties": {
+                                    "type": "array",
+                                    "items": {"type": ["number", "string", "null"]},
+                                },
+                            }
+                        },
+                    },
+                ]
+            }
+        }
+    },
+}
+_INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "inputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "shape", "datatype", "data"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "shape": {"type": "array", "items": {"type": "integer"}},
+                                "datatype": {"type": "string"},
+                                "data": {"type": "array"},
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                    },
+                },
+            }
+        }
+    },
+}
 
 api = FastAPI(
     title="ray-mlops model server",
-    description="Predictions from the registered champion model.",
+    description=(
+        "Predictions from a registered model. REST (/v1) and the Open Inference Protocol v2 "
+        "(/v2). Send 'Authorization: Bearer KEY' or 'X-API-Key: KEY' when keys are configured."
+    ),
 )
 
 
 @serve.deployment
 @serve.ingress(api)
 class ModelServer:
-    """A replica holding one registered model version.
+    """A replica holding the served model versions.
 
     Args:
-        settings: ``model_name``, ``alias``, ``tracking_uri``, ``max_batch_size``,
-            ``batch_wait_timeout_s``, ``max_records``.
+        settings: ``model_name``, ``tracking_uri``, ``champion_alias``, ``base_dir`` and
+            ``serve`` (the config's ``serve`` section as a dict).
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
+        from ray_mlops.serve.capture import TrafficCapture
+        from ray_mlops.serve.guard import KeyStore, RateLimiter
+        from ray_mlops.serve.telemetry import ServerMetrics
 
-        from ray_mlops.registry.champion import load_version
-
+        self.cfg = ServeConfig.model_validate(settings["serve"])
         self.model_name: str = settings["model_name"]
-        self.max_records: int = settings["max_records"]
-        client = MlflowClient(settings["tracking_uri"])
-        version = client.get_model_version_by_alias(self.model_name, settings["alias"])
-        self.version = str(version.version)
-        self._workdir = tempfile.TemporaryDirectory()
-        self.model: Any = load_version(
-            settings["tracking_uri"], self.model_name, self.version, self._workdir.name
-        )[0]
-        self.schema = InputSchema.from_signature(self.model.metadata.get_input_schema())
-        self.example = self._example_records()
-        # The decorator's defaults are replaced by the config's.
-        self.predict_batch.set_max_batch_size(settings["max_batch_size"])  # type: ignore[attr-defined]
-        self.predict_batch.set_batch_wait_timeout_s(settings["batch_wait_timeout_s"])  # type: ignore[attr-defined]
-        # Warm up before taking traffic: the first call pays for lazy initialisation.
-        self.model.predict(records_frame({"records": self.example}, self.schema, 1000))
+        tracking_uri: str = settings["tracking_uri"]
+        base_dir = Path(settings.get("base_dir", "."))
+        self.replica = serve.get_replica_context().replica_tag
+        rollout = self.cfg.rollout
+        slots: dict[str, ModelSlot | None] = {
+            CHAMPION: load_slot(tracking_uri, self.model_name, settings["champion_alias"])
+        }
+        self.aliases = {CHAMPION: settings["champion_alias"]}
+        if rollout.mode != "none":
+            self.aliases[CHALLENGER] = rollout.challenger_alias
+            try:
+                slots[CHALLENGER] = load_slot(
+                    tracking_uri, self.model_name, rollout.challenger_alias
+                )
+            except Exception:  # no challenger yet: champion only until one appears
+                slots[CHALLENGER] = None
+        self.metrics = ServerMetrics(self.model_name)
+        self.keys = KeyStore.from_config(self.cfg.auth, base_dir)
+        self.limiter = RateLimiter(self.cfg.rate_limit.requests_per_s, self.cfg.rate_limit.burst)
+        self.capture = TrafficCapture.from_config(self.cfg.capture, base_dir, self.replica)
+        self._captured_drops = 0
+        self._random = random.Random()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.slots = slots
+        # Ray exports a gauge's last value once: the watcher sets them again every poll.
+        self.watcher = AliasWatcher(
+            tracking_uri,
+            self.model_name,
+            AliasView(slots, self.aliases),
+            self.cfg.alias_poll_s,
+            on_poll=self._report_gauges,
+        )
+        self._report_gauges()
+        self.predict_batch.set_max_batch_size(self.cfg.max_batch_size)  # type: ignore[attr-defined]
+        self.predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    def _example_records(self) -> list[dict[str, Any]]:
-        example = self.model.input_example
-        if not isinstance(example, pd.DataFrame):
-            return []
-        # JSON-ready: ISO strings for times, None for missing values.
-        return json.loads(example.to_json(orient="records", date_format="iso"))
+    def _report_gauges(self) -> None:
+        """The versions this replica serves, and that it is up."""
+        for role, slot in list(self.slots.items()):
+            if slot is not None:
+                self.metrics.version.set(
+                    float(slot.version), tags={"model": self.model_name, "alias": role}
+                )
+        self.metrics.replica_up.set(1, tags={"model": self.model_name})
+
+    # -- model calls -------------------------------------------------------------------
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def predict_batch(self, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-        """One model call for the records of every request in the batch."""
-        joined = pd.concat(frames, ignore_index=True)
-        predicted = await asyncio.to_thread(self.model.predict, joined)
-        bounds = list(itertools.accumulate((len(frame) for frame in frames), initial=0))
-        return [predicted.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+    async def predict_batch(
+        self, items: list[tuple[ModelSlot, pd.DataFrame]]
+    ) -> list[pd.DataFrame]:
+        """One model call per model version for the records of every request in the batch."""
+        self.metrics.batch_size.observe(len(items), tags={"model": self.model_name})
+        results: list[pd.DataFrame | None] = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for i, (slot, _) in enumerate(items):
+            groups.setdefault(id(slot), []).append(i)
+        for members in groups.values():
+            slot = items[members[0]][0]
+            frames = [items[i][1] for i in members]
+            joined = pd.concat(frames, ignore_index=True)
+            predicted = await asyncio.to_thread(slot.predict, joined)
+            bounds = list(itertools.accumulate((len(f) for f in frames), initial=0))
+            for i, (a, b) in zip(members, itertools.pairwise(bounds), strict=True):
+                results[i] = predicted.iloc[a:b].reset_index(drop=True)
+        return [r for r in results if r is not None]
 
-    @api.get("/v1/models/{name}")
-    async def metadata(self, name: str) -> JSONResponse:
-        """Model name, version, input columns and an example request body."""
-        if name != self.model_name:
-            return self._unknown_model(name)
-        return JSONResponse(
-            {
-                "model_name": self.model_name,
-                "model_version": self.version,
-                "inputs": {"numeric": self.schema.numeric, "categorical": self.schema.categorical},
-                "example_request": {"records": self.example},
-            }
-        )
+    def _choose(self) -> ModelSlot:
+        """The champion, or in canary mode the challenger for its share of requests."""
+        champion = self.slots[CHAMPION]
+        assert champion is not None
+        challenger = self.slots.get(CHALLENGER)
+        rollout = self.cfg.rollout
+        if (
+            rollout.mode == "canary"
+            and challenger is not None
+            and self._random.random() < rollout.canary_share
+        ):
+            return challenger
+        return champion
 
-    @api.post("/v1/models/{name}:predict")
-    async def predict(self, name: str, request: Request) -> JSONResponse:
-        """Predict for ``{"records": [...]}``."""
-        if name != self.model_name:
-            return self._unknown_model(name)
+    async def _answer(self, slot: ModelSlot, frame: pd.DataFrame) -> pd.DataFrame:
+        predicted = await self.predict_batch((slot, frame))
+        challenger = self.slots.get(CHALLENGER)
+        if self.cfg.rollout.mode == "shadow" and challenger is not None:
+            # Mirrored after the answer is ready; its result and errors stay here.
+            task = asyncio.create_task(self._shadow(challenger, frame))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+        return predicted
+
+    async def _shadow(self, slot: ModelSlot, frame: pd.DataFrame) -> None:
         try:
-            frame = records_frame(parse_body(await request.body()), self.schema, self.max_records)
+            predicted = await self.predict_batch((slot, frame))
+            self._capture(f"shadow-{uuid.uuid4()}", slot, frame, predicted, 0.0)
+        except Exception:
+            self.metrics.shadow_errors.inc(1, tags={"model": self.model_name})
+
+    # -- the request path ----------------------------------------------------------------
+
+    async def _handle(
+        self, request: Request, name: str, route: str, role: str, work: Any
+    ) -> JSONResponse | PlainTextResponse:
+        """Checks every request goes through, then ``work``, within the deadline."""
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        version = ""
+        headers = {"X-Request-ID": request_id}
+        try:
+            if name and name != self.model_name:
+                raise RequestError(
+                    404,
+                    f"model {name!r} is not served here; this server serves {self.model_name!r}",
+                )
+            principal = self.keys.authenticate(request.headers)
+            self.keys.authorize(principal, role)
+            self.limiter.check(principal)
+            response, version = await asyncio.wait_for(
+                work(request, request_id), timeout=self.cfg.request_timeout_s
+            )
+            status = 200
         except RequestError as exc:
-            return JSONResponse(exc.to_body(), status_code=exc.status)
-        predicted = await self.predict_batch(frame)
-        return JSONResponse(
-            {
+            status = exc.status
+            headers |= getattr(exc, "headers", None) or {}
+            response = JSONResponse(exc.to_body(), status_code=status)
+        except TimeoutError:
+            status = 504
+            response = JSONResponse(
+                {
+                    "error": f"no answer within the deadline of {self.cfg.request_timeout_s:g} s",
+                    "details": [],
+                },
+                status_code=504,
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        if version:
+            headers["X-Model-Version"] = version
+        response.headers.update(headers)
+        self.metrics.request(route, status, version, latency_ms)
+        return response
+
+    async def _body(self, request: Request) -> Any:
+        limit = self.cfg.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"request body of {declared} bytes; the limit is {limit}")
+        body = await request.body()
+        if len(body) > limit:
+            raise RequestError(413, f"request body of {len(body)} bytes; the limit is {limit}")
+        return parse_body(body)
+
+    def _capture(
+        self,
+        request_id: str,
+        slot: ModelSlot,
+        frame: pd.DataFrame,
+        predicted: pd.DataFrame,
+        latency_ms: float,
+    ) -> None:
+        if self.capture is None:
+            return
+        answer = predictions_body(predicted)
+        self.capture.offer(
+            request_id=request_id,
+            model_name=self.model_name,
+            model_version=slot.version,
+            records=frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
+            predictions=answer["predictions"],
+            probabilities=answer.get("probabilities"),
+            latency_ms=latency_ms,
+        )
+        dropped = self.capture.stats()["dropped"]
+        if dropped > self._captured_drops:
+            self.metrics.capture_dropped.inc(
+                dropped - self._captured_drops, tags={"model": self.model_name}
+            )
+            self._captured_drops = dropped
+
+    # -- REST v1 ---------------------------------------------------------------------------
+
+    @api.post("/v1/models/{name}:predict", openapi_extra={"requestBody": _PREDICT_BODY})
+    async def predict(self, name: str, request: Request) -> Any:
+        """Predict for ``{"records": [...]}`` or ``{"columns": {...}}``."""
+
+        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+            started = time.perf_counter()
+            slot = self._choose()
+            frame = request_frame(await self._body(req), slot.schema, self.cfg.max_records)
+            predicted = await self._answer(slot, frame)
+            body = {
                 "model_name": self.model_name,
-                "model_version": self.version,
+                "model_version": slot.version,
+                "alias": slot.alias,
                 **predictions_body(predicted),
             }
-        )
+            self._capture(
+                request_id, slot, frame, predicted, (time.perf_counter() - started) * 1000
+            )
+            return JSONResponse(body), slot.version
+
+        return await self._handle(request, name, "v1_predict", "predict", work)
+
+    @api.get("/v1/models/{name}")
+    async def metadata(self, name: str, request: Request) -> Any:
+        """Model name, version, input columns and an example request body."""
+
+        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+            slot = self.slots[CHAMPION]
+            assert slot is not None
+            schema = slot.schema
+            return JSONResponse(
+                {
+                    "model_name": self.model_name,
+                    "model_version": slot.version,
+                    "inputs": {
+                        "numeric": schema.numeric,
+                        "categorical": schema.categorical,
+                        "datetime": schema.datetime,
+                    },
+                    "labels": slot.labels,
+                    "example_request": {"records": slot.example},
+                }
+            ), slot.version
+
+        return await self._handle(request, name, "v1_metadata", "predict", work)
+
+    # -- Open Inference Protocol v2 ------------------------------------------------------
+
+    @api.get("/v2/health/live")
+    async def live(self) -> dict[str, bool]:
+        """The replica process is up."""
+        return {"live": True}
+
+    @api.get("/v2/health/ready")
+    async def ready(self) -> dict[str, bool]:
+        """The replica holds a loaded, warmed-up model."""
+        return {"ready": self.slots.get(CHAMPION) is not None}
+
+    @api.get("/v2/models/{name}/ready")
+    async def model_ready(self, name: str, request: Request) -> Any:
+        """The named model is loaded here."""
+
+        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+            slot = self.slots[CHAMPION]
+            assert slot is not None
+            return JSONResponse({"name": self.model_name, "ready": True}), slot.version
+
+        return await self._handle(request, name, "v2_ready", "predict", work)
+
+    @api.get("/v2/models/{name}")
+    async def v2_metadata(self, name: str, request: Request) -> Any:
+        """OIP v2 model metadata: input and output tensors."""
+        from ray_mlops.serve.oip import model_metadata
+
+        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+            slot = self.slots[CHAMPION]
+            assert slot is not None
+            meta = model_metadata(self.model_name, slot.version, slot.schema, slot.labels)
+            return JSONResponse(meta), slot.version
+
+        return await self._handle(request, name, "v2_metadata", "predict", work)
+
+    @api.post("/v2/models/{name}/infer", openapi_extra={"requestBody": _INFER_BODY})
+    async def infer(self, name: str, request: Request) -> Any:
+        """OIP v2 inference: one tensor per input column."""
+        from ray_mlops.serve.oip import infer_response, output_names, parse_infer_request
+
+        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+            started = time.perf_counter()
+            slot = self._choose()
+            parsed = parse_infer_request(
+                await self._body(req),
+                slot.schema,
+                self.cfg.max_records,
+                known_outputs=output_names(slot.labels),
+            )
+            predicted = await self._answer(slot, parsed.frame)
+            body = infer_response(
+                self.model_name, slot.version, parsed.id or request_id, predicted, parsed.outputs
+            )
+            self._capture(
+                request_id, slot, parsed.frame, predicted, (time.perf_counter() - started) * 1000
+            )
+            return JSONResponse(body), slot.version
+
+        return await self._handle(request, name, "v2_infer", "predict", work)
+
+    # -- operations ------------------------------------------------------------------------
+
+    @api.get("/metrics")
+    async def prometheus(self, request: Request) -> Any:
+        """Prometheus text format: this project's and Serve's series, from every node."""
+        from ray_mlops.serve.telemetry import scrape_metrics
+
+        async def work(req: Request, request_id: str) -> tuple[PlainTextResponse, str]:
+            text = await asyncio.to_thread(scrape_metrics)
+            return PlainTextResponse(text, media_type="text/plain; version=0.0.4"), ""
+
+        return await self._handle(request, "", "metrics", "admin", work)
 
     @api.get("/healthz")
-    async def health(self) -> dict[str, str]:
-        """Liveness: the replica is up and holds a model."""
-        return {"status": "ok", "model_version": self.version}
+    async def health(self) -> dict[str, Any]:
+        """Liveness: the replica is up and holds a model; which replica and process answered."""
+        slot = self.slots[CHAMPION]
+        return {
+            "status": "ok",
+            "model_version": slot.version if slot else "",
+            "replica": self.replica,
+            "pid": os.getpid(),
+        }
 
-    def _unknown_model(self, name: str) -> JSONResponse:
-        return JSONResponse(
-            {"error": f"model {name!r} is not served here; this server serves {self.model_name!r}"},
-            status_code=404,
-        )
+    def check_health(self) -> None:
+        """Serve's health check: a replica without its champion is replaced."""
+        if self.slots.get(CHAMPION) is None:
+            raise RuntimeError("no champion loaded")
+
+    def __del__(self) -> None:
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
+        capture = getattr(self, "capture", None)
+        if capture is not None:
+            capture.close(timeout_s=5.0)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Application builder for ``serve run`` / ``serve deploy`` / KubeRay ``RayService``.
+
+    ``import_path: ray_mlops.serve.app:build_app`` with ``args: {config: PATH}`` (and
+    optionally ``tracking_uri``, ``model``: NAME@ALIAS).
+    """
+    from ray_mlops.config import load_config
+    from ray_mlops.serve.launch import bind_server
+    from ray_mlops.tracking import resolve_tracking_uri
+
+    loaded = load_config(Path(args["config"]))
+    name, _, alias = str(args.get("model") or "").partition("@")
+    return bind_server(
+        loaded.pipeline,
+        resolve_tracking_uri(args.get("tracking_uri") or loaded.pipeline.tracking.tracking_uri),
+        loaded.base_dir,
+        model_name=name or None,
+        alias=alias or None,
+    )

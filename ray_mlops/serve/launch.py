@@ -1,12 +1,27 @@
-"""Start, probe and stop the model server on the current Ray instance."""
+"""Deploy, probe and stop the model server; write the Serve config that ``serve deploy`` and a
+KubeRay ``RayService`` accept.
+
+Ingress: Ray Serve's HAProxy proxy (``serve.proxy: haproxy``, the default) needs
+``RAY_SERVE_ENABLE_HA_PROXY=1`` in the environment of the Ray cluster's processes, so it is
+set before this process starts a local Ray (:func:`ray_mlops.runtime.ray_runtime`) and must
+be in the cluster's environment elsewhere (the exported Serve config says so).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
 from ray_mlops.registry.champion import champion_version
+
+HA_PROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
+IMPORT_PATH = "ray_mlops.serve.app:build_app"
 
 
 @dataclass(frozen=True)
@@ -24,11 +39,66 @@ class ServedModel:
         return f"{self.base_url}/v1/models/{self.model_name}:predict"
 
 
+def use_ha_proxy(cfg: PipelineConfig) -> None:
+    """Ask for the HAProxy ingress in Ray processes this process starts."""
+    if cfg.serve.proxy == "haproxy":
+        os.environ.setdefault(HA_PROXY_ENV, "1")
+
+
+def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
+    """Replicas (fixed or autoscaled), their CPUs and GPUs, health checks."""
+    serve_cfg = cfg.serve
+    options: dict[str, Any] = {
+        "ray_actor_options": {
+            "num_cpus": serve_cfg.cpus_per_replica,
+            "num_gpus": serve_cfg.gpus_per_replica,
+        },
+        # Enough requests in flight per replica for full batches.
+        "max_ongoing_requests": max(2 * serve_cfg.max_batch_size, 16),
+        "health_check_period_s": 5,
+        "graceful_shutdown_timeout_s": 10,
+    }
+    scaling = serve_cfg.autoscaling
+    if scaling is None:
+        options["num_replicas"] = serve_cfg.num_replicas
+    else:
+        options["autoscaling_config"] = {
+            "min_replicas": scaling.min_replicas,
+            "initial_replicas": max(scaling.min_replicas, 1),
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+            "upscale_delay_s": scaling.upscale_delay_s,
+            "downscale_delay_s": scaling.downscale_delay_s,
+        }
+    return options
+
+
+def bind_server(
+    cfg: PipelineConfig,
+    tracking_uri: str,
+    base_dir: Path,
+    model_name: str | None = None,
+    alias: str | None = None,
+) -> Any:
+    """The Serve application of the model server, bound to its settings."""
+    from ray_mlops.serve.app import ModelServer
+
+    settings = {
+        "model_name": model_name or cfg.model_name,
+        "champion_alias": alias or cfg.registry.champion_alias,
+        "tracking_uri": tracking_uri,
+        "base_dir": str(base_dir.resolve()),
+        "serve": cfg.serve.model_dump(mode="json"),
+    }
+    return ModelServer.options(**deployment_options(cfg)).bind(settings)  # type: ignore[attr-defined]
+
+
 def deploy_model(
     cfg: PipelineConfig,
     tracking_uri: str,
     model_name: str | None = None,
     alias: str | None = None,
+    base_dir: Path = Path("."),
 ) -> ServedModel:
     """Deploy ``models:/<name>@<alias>`` (the config's champion by default) with Ray Serve.
 
@@ -37,8 +107,6 @@ def deploy_model(
     """
     from mlflow.tracking import MlflowClient
     from ray import serve
-
-    from ray_mlops.serve.app import ModelServer
 
     name = model_name or cfg.model_name
     alias = alias or cfg.registry.champion_alias
@@ -49,21 +117,49 @@ def deploy_model(
             "run `ray-mlops run CONFIG` first"
         )
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
-    settings = {
-        "model_name": name,
-        "alias": alias,
-        "tracking_uri": tracking_uri,
-        "max_batch_size": cfg.serve.max_batch_size,
-        "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
-        "max_records": cfg.serve.max_records,
-    }
-    app = ModelServer.options(  # type: ignore[attr-defined]
-        num_replicas=cfg.serve.num_replicas,
-        ray_actor_options={"num_cpus": cfg.serve.cpus_per_replica},
-    ).bind(settings)
+    app = bind_server(cfg, tracking_uri, base_dir, name, alias)
     serve.run(app, name=name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
     return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, str(version.version))
+
+
+def serve_config(
+    cfg: PipelineConfig, config_path: str, tracking_uri: str, model: str | None = None
+) -> dict[str, Any]:
+    """A Serve config file (``serve deploy FILE``; the ``serveConfigV2`` of a ``RayService``).
+
+    The application is built on the cluster by :func:`ray_mlops.serve.app.build_app` from the
+    pipeline config, which must be readable there at ``config_path``.
+    """
+    options = deployment_options(cfg)
+    deployment: dict[str, Any] = {"name": "ModelServer", **options}
+    env = {HA_PROXY_ENV: "1"} if cfg.serve.proxy == "haproxy" else {}
+    args: dict[str, Any] = {"config": config_path, "tracking_uri": tracking_uri}
+    if model:
+        args["model"] = model
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": cfg.serve.port},
+        "applications": [
+            {
+                "name": model.partition("@")[0] if model else cfg.model_name,
+                "route_prefix": "/",
+                "import_path": IMPORT_PATH,
+                "args": args,
+                "runtime_env": {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri, **env}},
+                "deployments": [deployment],
+            }
+        ],
+    }
+
+
+def write_serve_config(document: dict[str, Any], path: Path) -> None:
+    """Write the Serve config YAML, with a note on the proxy's environment variable."""
+    note = (
+        f"# Generated by ray-mlops. HAProxy ingress needs {HA_PROXY_ENV}=1 in the Ray\n"
+        "# cluster's environment (e.g. the RayService's head and worker pod env).\n"
+    )
+    path.write_text(note + yaml.safe_dump(document, sort_keys=False))
 
 
 def stop_serving() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,20 @@ from ray_mlops.features.primitives import datetime_values
 class RequestError(Exception):
     """A request the server refuses, with its HTTP status and per-field problems."""
 
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors or []
+        # Response headers the answer must carry, e.g. Retry-After on a 429.
+        self.headers: dict[str, str] = dict(headers or {})
 
     def to_body(self) -> dict[str, Any]:
         """JSON body of the error response."""
@@ -69,12 +79,55 @@ def parse_body(body: bytes) -> Any:
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
 
 
+def request_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
+    """Validate a ``{"records": [...]}`` or ``{"columns": {name: [...]}}`` body into a frame."""
+    if isinstance(payload, dict) and "columns" in payload and "records" not in payload:
+        return records_frame({"records": _columns_to_records(payload)}, schema, max_records)
+    return records_frame(payload, schema, max_records)
+
+
+def _columns_to_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    unknown_keys = sorted(set(payload) - {"columns"})
+    if unknown_keys:
+        raise RequestError(
+            422,
+            "unknown top-level keys",
+            [{"loc": ["body", k], "msg": "unknown key"} for k in unknown_keys],
+        )
+    columns = payload["columns"]
+    if not isinstance(columns, dict) or not columns:
+        raise RequestError(
+            422,
+            "'columns' must be an object of equally long lists",
+            [{"loc": ["body", "columns"], "msg": "expected a non-empty object"}],
+        )
+    errors = [
+        {"loc": ["body", "columns", name], "msg": "expected a list"}
+        for name, values in columns.items()
+        if not isinstance(values, list)
+    ]
+    if errors:
+        raise RequestError(422, f"{len(errors)} invalid column(s)", errors)
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise RequestError(
+            422,
+            "columns of different lengths",
+            [
+                {"loc": ["body", "columns", name], "msg": f"{n} values"}
+                for name, n in lengths.items()
+            ],
+        )
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
     """Validate ``{"records": [{column: value, ...}, ...]}`` and return it as a frame."""
     if not isinstance(payload, dict) or "records" not in payload:
         raise RequestError(
             422,
-            'expected a JSON object {"records": [{...}, ...]}',
+            'expected a JSON object {"records": [{...}, ...]} or {"columns": {...}}',
             [{"loc": ["body"], "msg": "missing key 'records'"}],
         )
     unknown_keys = sorted(set(payload) - {"records"})
@@ -131,8 +184,10 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             errors.append({"loc": [*where, column], "msg": f"expected a number, got {value!r}"})
-        elif isinstance(value, float) and math.isinf(value):
-            errors.append({"loc": [*where, column], "msg": "expected a finite number"})
+        elif isinstance(value, float) and not math.isfinite(value):
+            errors.append(
+                {"loc": [*where, column], "msg": "expected a finite number (null for missing)"}
+            )
     for column in schema.categorical:
         value = record.get(column)
         if value is not None and not isinstance(value, str):

@@ -1,24 +1,39 @@
-"""The served champion over real HTTP, against the same model loaded without Ray."""
+"""The served champion over real HTTP (Ray Serve behind HAProxy), as clients, operators and
+attackers meet it: predictions equal to the pyfunc model, every error status, OIP v2 from
+tritonclient, API keys and rate limits, capture, metrics, alias moves under load, canary,
+shadow, autoscaling, a killed replica, and a schemathesis fuzz of the OpenAPI schema."""
+
+from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import requests
+from mlflow.tracking import MlflowClient
 
-from ray_mlops.config import load_config
+from ray_mlops.config import PipelineConfig, load_config
 from ray_mlops.pipeline import PipelineResult
+from ray_mlops.serve.capture import read_capture
+from ray_mlops.serve.guard import generate_key, hash_key
 from ray_mlops.serve.launch import ServedModel, deploy_model, stop_serving
 
+MODEL = "adult-test"
 LOAD_WITHOUT_RAY = """
 import json, sys
 import mlflow.pyfunc, pandas as pd
-model = mlflow.pyfunc.load_model("models:/adult-test@champion")
+model = mlflow.pyfunc.load_model(sys.argv[1])
 records = json.load(sys.stdin)["records"]
 # The signature declares numeric inputs as doubles: MLflow refuses int64 -> double.
 numeric = ["age", "education_num", "capital_gain", "hours_per_week"]
@@ -27,16 +42,90 @@ out = model.predict(frame)
 assert not any(m == "ray" or m.startswith("ray.") for m in sys.modules), "ray was imported"
 print(out.to_json(orient="records", double_precision=15))
 """
+KEYS = {"alice": generate_key(), "ops": generate_key(), "slow": generate_key()}
+
+
+def _auth(who: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[who]}"}
+
+
+def _serve_section(workspace: Path, **changes: Any) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "auth": {
+            "enabled": True,
+            "keys": [
+                {"name": "alice", "sha256": hash_key(KEYS["alice"]), "role": "predict"},
+                {"name": "ops", "sha256": hash_key(KEYS["ops"]), "role": "admin"},
+                {
+                    "name": "slow",
+                    "sha256": hash_key(KEYS["slow"]),
+                    "role": "predict",
+                    "requests_per_s": 0.5,
+                    "burst": 1,
+                },
+            ],
+        },
+        "rate_limit": {"requests_per_s": 1000, "burst": 1000},
+        "capture": {
+            "enabled": True,
+            "sample_rate": 1.0,
+            "path": str(workspace / "capture"),
+            "flush_interval_s": 0.5,
+        },
+        "max_body_bytes": 20_000,
+        "max_records": 50,
+        "alias_poll_s": 0.5,
+        "cpus_per_replica": 0.25,
+    }
+    section.update(changes)
+    return section
+
+
+def _cfg(base: PipelineConfig, section: dict[str, Any]) -> PipelineConfig:
+    serve = base.serve.model_validate({**base.serve.model_dump(mode="json"), **section})
+    return base.model_copy(update={"serve": serve})
 
 
 @pytest.fixture(scope="module")
-def served(trained: PipelineResult, workspace: Path, tracking_uri: str) -> Iterator[ServedModel]:
-    cfg = load_config(workspace / "adult-test.yaml").pipeline
-    yield deploy_model(cfg, tracking_uri)
+def base_cfg(trained: PipelineResult, workspace: Path) -> PipelineConfig:
+    return load_config(workspace / "adult-test.yaml").pipeline
+
+
+@pytest.fixture(scope="module")
+def deploy(
+    base_cfg: PipelineConfig, workspace: Path, tracking_uri: str
+) -> Iterator[Callable[..., ServedModel]]:
+    """Deploy (or redeploy in place) the server with changes to the serve section."""
+
+    def run(**changes: Any) -> ServedModel:
+        cfg = _cfg(base_cfg, _serve_section(workspace, **changes))
+        return deploy_model(cfg, tracking_uri, base_dir=workspace)
+
+    yield run
     stop_serving()
 
 
-def _records(sample: pd.DataFrame, rows: int) -> list[dict[str, object]]:
+@pytest.fixture(scope="module")
+def served(deploy: Callable[..., ServedModel]) -> ServedModel:
+    return deploy()
+
+
+@pytest.fixture(scope="module")
+def champion(trained: PipelineResult, tracking_uri: str) -> str:
+    client = MlflowClient(tracking_uri)
+    return str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+@pytest.fixture(scope="module")
+def twin(champion: str, tracking_uri: str) -> str:
+    """A new version of the champion's model files: same answers, another version number."""
+    client = MlflowClient(tracking_uri)
+    source = client.get_model_version(MODEL, champion)
+    copy = client.create_model_version(MODEL, source=source.source, run_id=source.run_id)
+    return str(copy.version)
+
+
+def _records(sample: pd.DataFrame, rows: int, start: int = 0) -> list[dict[str, object]]:
     columns = [
         "age",
         "education_num",
@@ -48,22 +137,26 @@ def _records(sample: pd.DataFrame, rows: int) -> list[dict[str, object]]:
         "occupation",
         "sex",
     ]
-    frame = sample[columns].iloc[:rows].astype(object)
+    frame = sample[columns].iloc[start : start + rows].astype(object)
     return json.loads(frame.where(frame.notna(), None).to_json(orient="records"))
 
 
+def _post(served: ServedModel, body: Any, who: str = "alice", **kw: Any) -> requests.Response:
+    return requests.post(served.predict_url, json=body, headers=_auth(who), timeout=60, **kw)
+
+
 def test_http_and_a_ray_free_process_give_the_same_predictions(
-    served: ServedModel, trained: PipelineResult, adult_sample: pd.DataFrame, tracking_uri: str
+    served: ServedModel, champion: str, adult_sample: pd.DataFrame, tracking_uri: str
 ) -> None:
     records = _records(adult_sample, 40)
     assert any(r["workclass"] is None for r in records), "cover missing values too"
-    response = requests.post(served.predict_url, json={"records": records}, timeout=60)
+    response = _post(served, {"records": records})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == "adult-test"
-    assert body["model_version"] == trained.model_version
+    assert (body["model_name"], body["model_version"]) == (MODEL, champion)
+    assert response.headers["X-Model-Version"] == champion
     done = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_RAY],
+        [sys.executable, "-c", LOAD_WITHOUT_RAY, f"models:/{MODEL}/{champion}"],
         input=json.dumps({"records": records}),
         capture_output=True,
         text=True,
@@ -76,38 +169,366 @@ def test_http_and_a_ray_free_process_give_the_same_predictions(
     for served_p, local_row in zip(body["probabilities"], local, strict=True):
         for label, p in served_p.items():
             assert p == pytest.approx(local_row[f"probability_{label}"], abs=1e-12)
+    # The same rows as columns give the same answer.
+    columns = {k: [r[k] for r in records] for k in records[0]}
+    as_columns = _post(served, {"columns": columns}).json()
+    assert as_columns["predictions"] == body["predictions"]
 
 
 def test_concurrent_requests_are_answered_each_with_its_own_rows(
     served: ServedModel, adult_sample: pd.DataFrame
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     records = _records(adult_sample, 16)
-    single = requests.post(served.predict_url, json={"records": records}, timeout=60).json()
+    single = _post(served, {"records": records}).json()
 
     def one(i: int) -> str:
-        body = requests.post(served.predict_url, json={"records": [records[i]]}, timeout=60)
-        return str(body.json()["predictions"][0])
+        return str(_post(served, {"records": [records[i]]}).json()["predictions"][0])
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(16))) == single["predictions"]
 
 
-def test_client_mistakes_are_4xx_with_messages(served: ServedModel) -> None:
-    bad_json = requests.post(served.predict_url, data=b"{oops", timeout=30)
+def test_every_client_mistake_is_a_4xx_with_a_message(
+    served: ServedModel, adult_sample: pd.DataFrame
+) -> None:
+    url = served.predict_url
+    good = _records(adult_sample, 1)
+    bad_json = requests.post(url, data=b"{oops", headers=_auth(), timeout=30)
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]
-    missing = requests.post(served.predict_url, json={"records": [{"age": 30}]}, timeout=30)
+    no_key = requests.post(url, json={"records": good}, timeout=30)
+    assert no_key.status_code == 401 and "Authorization: Bearer" in no_key.json()["error"]
+    wrong = requests.post(url, json={"records": good}, headers={"X-API-Key": "nope"}, timeout=30)
+    assert wrong.status_code == 401 and "invalid API key" in wrong.json()["error"]
+    metrics = requests.get(f"{served.base_url}/metrics", headers=_auth("alice"), timeout=30)
+    assert metrics.status_code == 403 and "'admin'" in metrics.json()["error"]
+    other = url.replace(MODEL, "other-model")
+    assert (
+        requests.post(other, json={"records": good}, headers=_auth(), timeout=30).status_code == 404
+    )
+    huge = _post(served, {"records": good * 200})
+    assert huge.status_code == 413 and "limit" in huge.json()["error"]
+    too_many = _post(served, {"records": good * 51})
+    assert too_many.status_code == 413 and "limit is 50" in too_many.json()["error"]
+    missing = _post(served, {"records": [{"age": 30}]})
     assert missing.status_code == 422
-    locs = {tuple(d["loc"]) for d in missing.json()["details"]}
-    assert ("body", "records", 0, "sex") in locs
-    other = served.predict_url.replace("adult-test", "other-model")
-    assert requests.post(other, json={"records": []}, timeout=30).status_code == 404
+    assert ["body", "records", 0, "sex"] in [d["loc"] for d in missing.json()["details"]]
+    typed = _post(served, {"records": [{**good[0], "age": "old", "extra": 1}]})
+    messages = {tuple(d["loc"][-1:]): d["msg"] for d in typed.json()["details"]}
+    assert typed.status_code == 422
+    assert (
+        messages[("age",)].startswith("expected a number")
+        and messages[("extra",)] == "unknown field"
+    )
+    nan = requests.post(
+        url,
+        data=json.dumps({"records": [{**good[0], "age": float("nan")}]}),
+        headers={**_auth(), "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert nan.status_code == 422 and "finite" in json.dumps(nan.json())
 
 
-def test_metadata_describes_inputs_and_gives_a_working_example(served: ServedModel) -> None:
-    meta = requests.get(f"{served.base_url}/v1/models/adult-test", timeout=30).json()
-    assert meta["inputs"]["numeric"] == ["age", "education_num", "capital_gain", "hours_per_week"]
-    answer = requests.post(served.predict_url, json=meta["example_request"], timeout=30)
-    assert answer.status_code == 200
-    assert len(answer.json()["predictions"]) == len(meta["example_request"]["records"])
+def test_rate_limit_answers_429_with_retry_after(
+    served: ServedModel, adult_sample: pd.DataFrame
+) -> None:
+    body = {"records": _records(adult_sample, 1)}
+    statuses = [_post(served, body, who="slow") for _ in range(3)]
+    assert statuses[0].status_code == 200
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, [r.status_code for r in statuses]
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert "rate limit" in limited[0].json()["error"]
+    # Another key is not affected.
+    assert _post(served, body).status_code == 200
+
+
+def test_open_inference_protocol_v2_from_tritonclient(
+    served: ServedModel, champion: str, adult_sample: pd.DataFrame
+) -> None:
+    import numpy as np
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=served.base_url.removeprefix("http://"))
+    headers = _auth()
+    assert client.is_server_live(headers=headers) and client.is_server_ready(headers=headers)
+    assert client.is_model_ready(MODEL, headers=headers)
+    meta = client.get_model_metadata(MODEL, headers=headers)
+    assert meta["versions"] == [champion]
+    records = _records(adult_sample, 12)
+    frame = pd.DataFrame.from_records(records)
+    inputs = []
+    for spec in meta["inputs"]:
+        values = frame[spec["name"]]
+        if spec["datatype"] == "BYTES":
+            array = np.array([v if v is not None else "" for v in values], dtype=object)
+        else:
+            array = values.astype("float64").to_numpy()
+        tensor = triton.InferInput(spec["name"], [len(array)], spec["datatype"])
+        tensor.set_data_from_numpy(array, binary_data=False)
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(o["name"], binary_data=False) for o in meta["outputs"]]
+    result = client.infer(MODEL, inputs, outputs=outputs, headers=headers)
+    rest = _post(
+        served, {"records": [{**r, "workclass": r["workclass"] or ""} for r in records]}
+    ).json()
+    assert [
+        p.decode() if isinstance(p, bytes) else p for p in result.as_numpy("prediction")
+    ] == rest["predictions"]
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (12, 2)
+    assert probabilities[:, 1] == pytest.approx(
+        [p[">50K"] for p in rest["probabilities"]], abs=1e-12
+    )
+
+
+def test_metrics_export_requests_latency_batches_and_version(
+    served: ServedModel, champion: str
+) -> None:
+    deadline = time.monotonic() + 40
+    text = ""
+    while time.monotonic() < deadline:
+        response = requests.get(f"{served.base_url}/metrics", headers=_auth("ops"), timeout=30)
+        assert response.status_code == 200
+        text = response.text
+        if 'status="422"' in text and "ray_mlops_batch_size_bucket" in text:
+            break
+        time.sleep(1)
+    assert (
+        "ray_ray_mlops_requests_total" in text and 'status="200"' in text and 'status="422"' in text
+    )
+    assert "ray_ray_mlops_request_latency_ms_bucket" in text
+    assert "ray_ray_mlops_batch_size_bucket" in text
+    version_lines = [x for x in text.splitlines() if x.startswith("ray_ray_mlops_model_version{")]
+    names = sorted({x.split("{")[0].split(" ")[0] for x in text.splitlines() if "mlops" in x})
+    assert any(x.endswith(f" {float(champion)}") for x in version_lines), names
+    assert any(x.startswith("ray_ray_mlops_replica_up{") for x in text.splitlines())
+
+
+def test_a_sample_of_traffic_is_captured_to_parquet(
+    served: ServedModel, workspace: Path, champion: str
+) -> None:
+    deadline = time.monotonic() + 20
+    captured = pd.DataFrame()
+    while time.monotonic() < deadline:
+        captured = read_capture(workspace / "capture")
+        if len(captured) >= 40:
+            break
+        time.sleep(0.5)
+    assert len(captured) >= 40
+    row = captured.iloc[0]
+    assert row["model_name"] == MODEL and row["model_version"] == champion
+    assert "age" in json.loads(row["features"]) and row["latency_ms"] >= 0
+    assert captured["request_id"].nunique() > 1
+
+
+def test_schemathesis_fuzzing_finds_no_server_error(served: ServedModel, tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "schemathesis"
+    done = subprocess.run(
+        [
+            str(cli), "run", f"{served.base_url}/openapi.json",
+            "--checks", "not_a_server_error",
+            "--max-examples", "40",
+            "--header", f"Authorization: Bearer {KEYS['ops']}",
+            "--generation-deterministic",
+            "--report-dir", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    # Both predict APIs were fuzzed (a summary line per operation), none answered a 5xx.
+    assert "predict" in done.stdout and "infer" in done.stdout, done.stdout[-4000:]
+
+
+def _load(
+    served: ServedModel, body: Any, seconds: float, threads: int = 4
+) -> list[tuple[int, str]]:
+    """Steady traffic: (status, version) of every request."""
+    results: list[tuple[int, str]] = []
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        session = requests.Session()
+        while time.monotonic() < stop:
+            try:
+                response = session.post(served.predict_url, json=body, headers=_auth(), timeout=30)
+                version = response.json().get("model_version", "") if response.ok else ""
+                results.append((response.status_code, version))
+            except requests.RequestException:
+                results.append((0, ""))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return results
+
+
+def test_alias_move_under_load_switches_versions_without_a_failed_request(
+    served: ServedModel, champion: str, twin: str, tracking_uri: str, adult_sample: pd.DataFrame
+) -> None:
+    client = MlflowClient(tracking_uri)
+    body = {"records": _records(adult_sample, 2)}
+    mover = threading.Timer(3.0, client.set_registered_model_alias, (MODEL, "champion", twin))
+    mover.start()
+    try:
+        results = _load(served, body, seconds=12)
+    finally:
+        mover.join()
+        client.set_registered_model_alias(MODEL, "champion", champion)
+    statuses = Counter(status for status, _ in results)
+    assert statuses == Counter({200: len(results)}), statuses
+    versions = [v for _, v in results]
+    assert versions[0] == champion and versions[-1] == twin
+    switched = versions.index(twin)
+    assert set(versions[switched + 20 :]) <= {twin}
+    # Back to the champion for the tests that follow.
+    deadline = time.monotonic() + 20
+    while _post(served, body).json()["model_version"] != champion and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def test_canary_sends_its_share_to_the_challenger(
+    deploy: Callable[..., ServedModel],
+    champion: str,
+    twin: str,
+    tracking_uri: str,
+    adult_sample: pd.DataFrame,
+) -> None:
+    MlflowClient(tracking_uri).set_registered_model_alias(MODEL, "challenger", twin)
+    served = deploy(rollout={"mode": "canary", "canary_share": 0.3})
+    body = {"records": _records(adult_sample, 1)}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: _post(served, body).json(), range(400)))
+    share = sum(a["model_version"] == twin for a in answers) / len(answers)
+    assert 0.22 <= share <= 0.38, share
+    assert {a["model_version"] for a in answers} == {champion, twin}
+
+
+def test_shadow_traffic_reaches_the_challenger_but_never_the_caller(
+    deploy: Callable[..., ServedModel],
+    champion: str,
+    twin: str,
+    workspace: Path,
+    adult_sample: pd.DataFrame,
+) -> None:
+    served = deploy(rollout={"mode": "shadow"})
+    started = pd.Timestamp.now(tz="UTC")
+    body = {"records": _records(adult_sample, 1)}
+    answers = [_post(served, body).json() for _ in range(30)]
+    assert {a["model_version"] for a in answers} == {champion}
+    deadline = time.monotonic() + 20
+    shadowed = pd.DataFrame()
+    while time.monotonic() < deadline:
+        captured = read_capture(workspace / "capture")
+        shadowed = captured[(captured["model_version"] == twin) & (captured["time"] >= started)]
+        if len(shadowed) >= 30:
+            break
+        time.sleep(0.5)
+    assert len(shadowed) >= 30  # the challenger answered every mirrored request
+
+
+def _replicas(app: str = MODEL) -> int:
+    from ray import serve
+
+    states = serve.status().applications[app].deployments["ModelServer"].replica_states
+    return int(states.get("RUNNING", 0))
+
+
+def test_autoscaling_adds_replicas_under_load_and_removes_them_after(
+    deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
+) -> None:
+    served = deploy(
+        autoscaling={
+            "min_replicas": 1,
+            "max_replicas": 2,
+            "target_ongoing_requests": 1,
+            "upscale_delay_s": 0.5,
+            "downscale_delay_s": 3,
+        }
+    )
+    assert _replicas() == 1
+    body = {"records": _records(adult_sample, 20)}
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _replicas())
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 60
+        while peak < 2 and time.monotonic() < deadline:
+            _load(served, body, seconds=3, threads=8)
+    finally:
+        stop.set()
+        watcher.join()
+    assert peak == 2
+    deadline = time.monotonic() + 60
+    while _replicas() > 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _replicas() == 1
+
+
+def test_a_killed_replica_under_load_costs_almost_nothing_and_is_replaced(
+    deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
+) -> None:
+    served = deploy(num_replicas=2, autoscaling=None)
+
+    def replica_pids() -> set[int]:
+        """The processes of the replicas that answer, seen through the load balancer."""
+        session = requests.Session()
+        return {
+            session.get(f"{served.base_url}/healthz", timeout=10).json()["pid"] for _ in range(40)
+        }
+
+    before = replica_pids()
+    assert len(before) == 2
+    victim = min(before)
+    killer = threading.Timer(3.0, os.kill, (victim, signal.SIGKILL))
+    killer.start()
+    results = _load(served, {"records": _records(adult_sample, 1)}, seconds=12, threads=4)
+    killer.join()
+    ok = sum(status == 200 for status, _ in results)
+    assert len(results) > 500
+    assert ok / len(results) >= 0.999, Counter(s for s, _ in results)
+    deadline = time.monotonic() + 60
+    now = replica_pids()
+    while (len(now) != 2 or victim in now) and time.monotonic() < deadline:
+        time.sleep(1)
+        now = replica_pids()
+    assert len(now) == 2 and victim not in now
+
+
+def test_a_request_over_its_deadline_is_a_504(
+    deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
+) -> None:
+    served = deploy(request_timeout_s=0.0001)
+    response = _post(served, {"records": _records(adult_sample, 5)})
+    assert response.status_code == 504 and "deadline" in response.json()["error"]
+
+
+def test_serve_config_export_is_what_serve_deploy_accepts(
+    base_cfg: PipelineConfig, workspace: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    out = tmp_path / "serve.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "ray_mlops", "serve", "adult-test.yaml", "--export", str(out)],
+        cwd=workspace, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import yaml
+
+    document = yaml.safe_load(out.read_text())
+    parsed = ServeDeploySchema.model_validate(document)
+    app = parsed.applications[0]
+    assert app.import_path == "ray_mlops.serve.app:build_app"
+    assert app.runtime_env["env_vars"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert app.deployments[0]["name"] == "ModelServer"

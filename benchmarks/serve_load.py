@@ -1,0 +1,376 @@
+"""Serving load: ray-mlops on Ray Serve against plain FastAPI and ``mlflow models serve``.
+
+The same registered model (the quick start's pipeline trained on the bundled Adult data, one
+epoch) is served in the same run by:
+
+(a) ray-mlops (``ray_mlops.serve``): Ray Serve behind its HAProxy ingress, one replica,
+    ``@serve.batch``, input validation, version in every answer; auth and capture off;
+(b) plain FastAPI + uvicorn in one process calling the pyfunc model: what a user writes;
+(c) ``mlflow models serve`` (MLflow's scoring server, local env manager).
+
+Each takes one-record JSON requests from an asyncio HTTP client (aiohttp, keep-alive) at
+concurrency 1, 16 and 64 for ``--seconds`` each: requests/s, p50 and p99 latency, errors.
+Also: ray-mlops with capture on (every request sampled) against off, and the seconds from a
+load step to a second replica serving under autoscaling. On a GPU node (``--device cuda``)
+batching on against off is measured too (goal: 3x); here that case is not run.
+
+Goals on a 2-core machine: (a) at least (b)'s requests/s at concurrency 64, p50 at
+concurrency 1 within 1 ms of (b), at least 2x (c); capture costing at most 5%.
+
+Usage:
+    python benchmarks/serve_load.py --quick --out /tmp/serve.json
+    python benchmarks/serve_load.py --out benchmarks/results/serve_load-cpu2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PLAIN_APP = """
+import os, mlflow.pyfunc, pandas as pd
+from fastapi import FastAPI, Request
+app = FastAPI()
+model = mlflow.pyfunc.load_model(os.environ["MODEL_URI"])
+schema = model.metadata.get_input_schema()
+numeric = [s.name for s in schema.inputs if "string" not in str(s.type).lower()]
+
+@app.post("/predict")
+async def predict(request: Request):
+    records = (await request.json())["records"]
+    frame = pd.DataFrame.from_records(records).astype({c: "float64" for c in numeric})
+    out = model.predict(frame)
+    return {"predictions": out["prediction"].tolist()}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout_s: float = 120.0, method: str = "GET", body: Any = None) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = requests.request(method, url, json=body, timeout=2)
+            if response.status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        if response.status != 200:
+                            errors += 1
+                            continue
+                except aiohttp.ClientError:
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+        "requests": len(latencies),
+        "errors": errors,
+    }
+
+
+def load(url: str, record: dict[str, Any], concurrency: int, seconds: float) -> dict[str, Any]:
+    body = json.dumps({"records": [record]}).encode()
+    asyncio.run(_load(url, body, concurrency, 1.0))  # warm-up: connections, lazy imports
+    return asyncio.run(_load(url, body, concurrency, seconds))
+
+
+def train_model(work: Path) -> tuple[str, dict[str, Any], Any]:
+    """Register the quick start's model (one epoch) in a fresh SQLite store."""
+    from rich.console import Console
+
+    from ray_mlops.config import load_config
+    from ray_mlops.pipeline import run_pipeline
+
+    loaded = load_config(ROOT / "configs" / "quickstart.yaml")
+    doc = loaded.pipeline.model_dump(mode="json")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    doc["tracking"] = {"tracking_uri": uri}
+    doc["train"] |= {"epochs": 1, "num_workers": 1}
+    doc["gate"] = {}
+    doc["data"]["path"] = str(loaded.base_dir / loaded.pipeline.data.path)
+    config = work / "bench.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(doc))
+    previous = Path.cwd()
+    os.chdir(work)
+    try:
+        result = run_pipeline(load_config(config), Console(quiet=True))
+    finally:
+        os.chdir(previous)
+    from mlflow.tracking import MlflowClient
+
+    model = MlflowClient(uri).get_model_version(result.model_name, result.model_version)
+    import mlflow.pyfunc
+
+    example = mlflow.pyfunc.load_model(model.source).input_example
+    record = json.loads(example.head(1).to_json(orient="records"))[0]
+    return uri, record, load_config(config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--quick", action="store_true", help="3 s per level")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 3.0
+
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    import ray
+
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")  # fmt: skip
+    uri, record, loaded = train_model(work)
+    cfg = loaded.pipeline
+    model_uri = f"models:/{cfg.model_name}@champion"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MODEL_URI": model_uri}
+    cases: dict[str, dict[str, Any]] = {}
+
+    # (b) plain FastAPI + uvicorn, (c) mlflow models serve: one at a time, alone with Ray idle.
+    (work / "plain_app.py").write_text(PLAIN_APP)
+    port = free_port()
+    plain = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "plain_app:app", "--port", str(port), "--log-level",
+         "warning"], cwd=work, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/predict"
+        wait_for(url, method="POST", body={"records": [record]})
+        cases["(b) FastAPI + uvicorn"] = {
+            str(c): load(url, record, c, args.seconds) for c in args.concurrency
+        }
+    finally:
+        os.killpg(plain.pid, signal.SIGTERM)
+        plain.wait(30)
+    port = free_port()
+    scorer = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "-p",
+         str(port), "--env-manager", "local"], cwd=work, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/invocations"
+        wait_for(f"http://127.0.0.1:{port}/ping", timeout_s=180)
+        mlflow_body = {"dataframe_records": [record]}
+        cases["(c) mlflow models serve"] = {
+            str(c): _load_raw(url, mlflow_body, c, args.seconds) for c in args.concurrency
+        }
+    finally:
+        os.killpg(scorer.pid, signal.SIGTERM)
+        scorer.wait(30)
+
+    # (a) ray-mlops, then with capture on.
+    from ray_mlops.serve.launch import deploy_model, stop_serving
+
+    serve_port = free_port()
+    base = cfg.serve.model_copy(update={"port": serve_port, "cpus_per_replica": 1.0})
+    served = deploy_model(cfg.model_copy(update={"serve": base}), uri, base_dir=work)
+    cases["(a) ray-mlops"] = {
+        str(c): load(served.predict_url, record, c, args.seconds) for c in args.concurrency
+    }
+    capture = base.capture.model_copy(
+        update={"enabled": True, "sample_rate": 1.0, "path": str(work / "capture")}
+    )
+    served = deploy_model(
+        cfg.model_copy(update={"serve": base.model_copy(update={"capture": capture})}),
+        uri,
+        base_dir=work,
+    )
+    middle = str(args.concurrency[len(args.concurrency) // 2])
+    cases["(a) ray-mlops, capture on"] = {
+        middle: load(served.predict_url, record, int(middle), args.seconds)
+    }
+    scale_up_s = _scale_up_seconds(cfg, base, uri, work, record)
+    stop_serving()
+    ray.shutdown()
+    write(args, cases, scale_up_s, middle)
+
+
+def _load_raw(url: str, body: Any, concurrency: int, seconds: float) -> dict[str, Any]:
+    data = json.dumps(body).encode()
+    asyncio.run(_load(url, data, concurrency, 1.0))
+    return asyncio.run(_load(url, data, concurrency, seconds))
+
+
+def _scale_up_seconds(
+    cfg: Any, base: Any, uri: str, work: Path, record: dict[str, Any]
+) -> float | None:
+    """Seconds from the start of a load step to a second replica RUNNING."""
+    import threading
+
+    from ray import serve
+
+    from ray_mlops.config import AutoscalingConfig
+    from ray_mlops.serve.launch import deploy_model
+
+    scaling = AutoscalingConfig(
+        min_replicas=1, max_replicas=2, target_ongoing_requests=1, upscale_delay_s=1.0,
+        downscale_delay_s=60,
+    )  # fmt: skip
+    serve_cfg = base.model_copy(update={"autoscaling": scaling, "cpus_per_replica": 0.5})
+    served = deploy_model(cfg.model_copy(update={"serve": serve_cfg}), uri, base_dir=work)
+    body = json.dumps({"records": [record] * 20}).encode()
+    started = time.perf_counter()
+    loader = threading.Thread(
+        target=lambda: asyncio.run(_load(served.predict_url, body, 16, 60.0)), daemon=True
+    )
+    loader.start()
+    while time.perf_counter() - started < 60:
+        app = serve.status().applications[cfg.model_name]
+        if app.deployments["ModelServer"].replica_states.get("RUNNING", 0) >= 2:
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    return None
+
+
+def write(
+    args: argparse.Namespace,
+    cases: dict[str, dict[str, Any]],
+    scale_up_s: float | None,
+    middle: str,
+) -> None:
+    ours, plain, scorer = "(a) ray-mlops", "(b) FastAPI + uvicorn", "(c) mlflow models serve"
+    results = []
+    for c in map(str, args.concurrency):
+        for base, goal in (
+            (plain, 1.0 if c == str(max(args.concurrency)) else None),
+            (scorer, 2.0),
+        ):
+            row = {
+                "case": f"concurrency={c}",
+                "metric": "requests/s",
+                "higher_is_better": True,
+                "baseline": {"name": base, "value": cases[base][c]["requests_per_s"]},
+                "candidate": {"name": ours, "value": cases[ours][c]["requests_per_s"]},
+                "ratio": cases[ours][c]["requests_per_s"] / cases[base][c]["requests_per_s"],
+            }
+            if goal is not None:
+                row["goal"] = goal
+            results.append(row)
+    low = str(min(args.concurrency))
+    results.append(
+        {
+            "case": f"concurrency={low}",
+            "metric": "p50 ms",
+            "higher_is_better": False,
+            "baseline": {"name": plain, "value": cases[plain][low]["p50_ms"]},
+            "candidate": {"name": ours, "value": cases[ours][low]["p50_ms"]},
+            "difference_ms": cases[ours][low]["p50_ms"] - cases[plain][low]["p50_ms"],
+            "goal": "difference <= 1 ms",
+        }
+    )
+    captured = f"{ours}, capture on"
+    results.append(
+        {
+            "case": f"capture of every request, concurrency={middle}",
+            "metric": "requests/s",
+            "higher_is_better": True,
+            "baseline": {"name": ours, "value": cases[ours][middle]["requests_per_s"]},
+            "candidate": {"name": captured, "value": cases[captured][middle]["requests_per_s"]},
+            "ratio": cases[captured][middle]["requests_per_s"]
+            / cases[ours][middle]["requests_per_s"],
+            "goal": 0.95,
+        }
+    )
+    results.append(
+        {
+            "case": "load step to a second replica serving (autoscaling, upscale_delay_s 1)",
+            "metric": "seconds",
+            "higher_is_better": False,
+            "candidate": {"name": ours, "value": scale_up_s},
+        }
+    )
+    import mlflow
+    import ray
+    import torch
+
+    import ray_mlops
+
+    document = {
+        "benchmark": "serve_load",
+        "date": dt.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
+        "device": "cpu",
+        "versions": {
+            "ray": ray.__version__,
+            "torch": torch.__version__,
+            "mlflow": mlflow.__version__,
+            "ray_mlops": ray_mlops.__version__,
+            "python": platform.python_version(),
+        },
+        "quick": args.quick,
+        "setup": {
+            "model": "quick start MLP on UCI Adult (1 epoch), one record per request",
+            "seconds_per_level": args.seconds,
+            "client": "aiohttp, keep-alive, in the same machine",
+            "ingress": "Ray Serve HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1), 1 replica x 1 CPU",
+            "gpu_batching": "not measured: no GPU on this machine",
+        },
+        "results": results,
+        "cases": cases,
+    }
+    text = json.dumps(document, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

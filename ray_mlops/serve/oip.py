@@ -1,0 +1,512 @@
+"""The Open Inference Protocol v2 (KServe / Triton HTTP/REST) for a tabular model. Ray-free.
+
+A request carries one tensor per input column; this module checks the tensors' structure
+(names, datatypes, shapes, lengths), then hands the rows to :func:`records_frame`, so a value
+is accepted or refused exactly as in a ``{"records": [...]}`` request and the frame has the
+same dtypes. Only JSON tensor data is supported, not the binary-data or shared-memory
+extensions.
+
+Example:
+    >>> schema = InputSchema(numeric=["age"], categorical=["sex"], order=["age", "sex"])
+    >>> request = parse_infer_request(
+    ...     {"inputs": [
+    ...         {"name": "age", "shape": [2], "datatype": "FP64", "data": [30, None]},
+    ...         {"name": "sex", "shape": [2, 1], "datatype": "BYTES", "data": [["F"], ["M"]]},
+    ...     ]},
+    ...     schema,
+    ...     max_records=10,
+    ... )
+    >>> request.frame["age"].tolist(), request.frame["sex"].tolist()
+    ([30.0, nan], ['F', 'M'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from ray_mlops.serve.schema import InputSchema, RequestError, records_frame
+
+PLATFORM = "ray-mlops"
+PREDICTION_OUTPUT = "prediction"
+PROBABILITIES_OUTPUT = "probabilities"
+NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "INT64", "INT32"})
+INTEGER_DATATYPES = frozenset({"INT64", "INT32"})
+TEXT_DATATYPE = "BYTES"
+
+_REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+_TENSOR_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+_OUTPUT_KEYS = frozenset({"name", "parameters"})
+# Parameters that move tensor data out of the JSON body; honouring them needs the raw body.
+_OUT_OF_BAND_PARAMETERS = ("binary_data_size", "shared_memory_region")
+# Same cap as records_frame: a client fixes a few errors at a time; a huge body stays cheap.
+_MAX_ERRORS = 50
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated inference request.
+
+    Attributes:
+        id: The client's request id, echoed in the response; ``None`` when not given.
+        frame: One row per instance, columns in the schema's order, typed as by
+            :func:`records_frame`.
+        outputs: Output names to return, in the requested order; ``None`` for all.
+    """
+
+    id: str | None
+    frame: pd.DataFrame
+    outputs: list[str] | None
+
+
+class _Tensor(NamedTuple):
+    """A well-formed input tensor: its place in ``inputs``, its datatype and flat data."""
+
+    position: int
+    datatype: str
+    data: list[Any]
+
+
+def output_names(labels: list[str] | None) -> list[str]:
+    """Outputs a model produces: ``prediction``, and ``probabilities`` for a classifier.
+
+    Args:
+        labels: Class labels of a classifier; ``None`` for regression.
+
+    Returns:
+        The output tensor names, in response order.
+    """
+    return [PREDICTION_OUTPUT] if labels is None else [PREDICTION_OUTPUT, PROBABILITIES_OUTPUT]
+
+
+def model_metadata(
+    name: str, version: str, schema: InputSchema, labels: list[str] | None
+) -> dict[str, Any]:
+    """The body of ``GET /v2/models/{name}``.
+
+    Args:
+        name: Registered model name.
+        version: Registered model version being served.
+        schema: The model's input columns.
+        labels: Class labels of a classifier; ``None`` for regression.
+
+    Returns:
+        Name, versions, platform, and one input tensor per column and the output tensors.
+    """
+    inputs = [
+        {"name": column, "datatype": _column_datatype(column, schema), "shape": [-1]}
+        for column in schema.order
+    ]
+    outputs: list[dict[str, Any]] = [
+        {
+            "name": PREDICTION_OUTPUT,
+            "datatype": "FP64" if labels is None else TEXT_DATATYPE,
+            "shape": [-1],
+        }
+    ]
+    if labels is not None:
+        outputs.append(
+            {"name": PROBABILITIES_OUTPUT, "datatype": "FP64", "shape": [-1, len(labels)]}
+        )
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": PLATFORM,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+def parse_infer_request(
+    payload: Any,
+    schema: InputSchema,
+    max_records: int,
+    *,
+    known_outputs: Sequence[str] = (PREDICTION_OUTPUT, PROBABILITIES_OUTPUT),
+) -> InferRequest:
+    """Validate a ``POST /v2/models/{name}/infer`` body and return its rows as a frame.
+
+    Args:
+        payload: The decoded JSON body.
+        schema: The model's input columns; one tensor is expected per column.
+        max_records: Most rows one request may carry.
+        known_outputs: Output names a request may ask for; pass :func:`output_names` of the
+            served model so that a regression model refuses ``probabilities``.
+
+    Returns:
+        The request id, the typed frame and the requested outputs.
+
+    Raises:
+        RequestError: 422 with one error per bad field (its ``loc`` is
+            ``["body", "inputs", i, field]``), or 413 over ``max_records`` rows.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise RequestError(
+            422,
+            'expected a JSON object {"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
+            [{"loc": ["body", "inputs"], "msg": "expected a list of input tensors"}],
+        )
+    errors = [
+        {"loc": ["body", key], "msg": "unknown key"}
+        for key in sorted(set(payload) - _REQUEST_KEYS, key=str)
+    ]
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        errors.append({"loc": ["body", "id"], "msg": f"expected a string, got {request_id!r}"})
+    outputs, output_errors = _requested_outputs(payload.get("outputs"), known_outputs)
+    columns, tensor_errors = _column_tensors(payload["inputs"], schema)
+    errors += output_errors + tensor_errors
+    if errors:
+        raise RequestError(422, _summary(errors, "invalid field"), errors[:_MAX_ERRORS])
+    rows = len(next(iter(columns.values())).data) if columns else 0
+    if rows > max_records:
+        raise RequestError(413, f"{rows} rows in one request; the limit is {max_records}")
+    if rows == 0:
+        raise RequestError(
+            422,
+            "the input tensors hold no rows",
+            [{"loc": ["body", "inputs"], "msg": "expected at least one row"}],
+        )
+    frame = _checked_frame(columns, schema, max_records)
+    return InferRequest(id=request_id, frame=frame, outputs=outputs)
+
+
+def infer_response(
+    name: str,
+    version: str,
+    request_id: str | None,
+    predictions: pd.DataFrame,
+    outputs: list[str] | None,
+) -> dict[str, Any]:
+    """The body answering ``POST /v2/models/{name}/infer``.
+
+    Args:
+        name: Registered model name.
+        version: Registered model version that answered.
+        request_id: The request's ``id``, echoed when not ``None``.
+        predictions: The predictor's frame: ``prediction`` and, for a classifier, one
+            ``probability_<label>`` column per class.
+        outputs: Output names to return, in this order; ``None`` for all the model has.
+
+    Returns:
+        Model name and version, the id, and the output tensors with JSON data.
+
+    Raises:
+        RequestError: 422 when an output is asked for that the model does not produce.
+    """
+    # Imported here, as in schema.py: the predictor module pulls in torch.
+    from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+
+    proba_columns = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
+    labels = [c.removeprefix(PROBABILITY_PREFIX) for c in proba_columns] or None
+    available = output_names(labels)
+    requested = available if outputs is None else outputs
+    missing = [output for output in requested if output not in available]
+    if missing:
+        raise RequestError(
+            422,
+            f"this model does not produce output(s) {missing}; it produces {available}",
+            [{"loc": ["body", "outputs"], "msg": f"unknown output {m!r}"} for m in missing],
+        )
+    rows = len(predictions)
+    tensors: list[dict[str, Any]] = []
+    for output in requested:
+        if output == PREDICTION_OUTPUT:
+            values = predictions[PREDICTION_COLUMN]
+            tensors.append(
+                {
+                    "name": PREDICTION_OUTPUT,
+                    # Labels go out as strings whatever their type, as the metadata promises.
+                    "datatype": TEXT_DATATYPE if labels else "FP64",
+                    "shape": [rows],
+                    "data": [str(v) for v in values]
+                    if labels
+                    else values.to_numpy(dtype="float64").tolist(),
+                }
+            )
+        else:
+            tensors.append(
+                {
+                    "name": PROBABILITIES_OUTPUT,
+                    "datatype": "FP64",
+                    "shape": [rows, len(proba_columns)],
+                    "data": predictions[proba_columns].to_numpy(dtype="float64").ravel().tolist(),
+                    "parameters": {"labels": labels},
+                }
+            )
+    body: dict[str, Any] = {"model_name": name, "model_version": version}
+    if request_id is not None:
+        body["id"] = request_id
+    body["outputs"] = tensors
+    return body
+
+
+def _column_datatype(column: str, schema: InputSchema) -> str:
+    return "FP64" if column in schema.numeric else TEXT_DATATYPE
+
+
+def _summary(errors: list[dict[str, Any]], what: str) -> str:
+    return f"{len(errors)} {what}(s): " + "; ".join(e["msg"] for e in errors[:3])
+
+
+def _requested_outputs(
+    outputs: Any, known: Sequence[str]
+) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    """The requested output names, or None for all; errors for malformed or unknown ones."""
+    # An empty list reads as no choice (tritonclient sends none then), not as "return nothing".
+    if outputs is None or outputs == []:
+        return None, []
+    where: list[Any] = ["body", "outputs"]
+    if not isinstance(outputs, list):
+        return None, [{"loc": where, "msg": "expected a list of {'name': ...} objects"}]
+    names: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for i, output in enumerate(outputs):
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            errors.append({"loc": [*where, i], "msg": "expected an object with a 'name'"})
+            continue
+        name = output["name"]
+        errors += [
+            {"loc": [*where, i, key], "msg": f"output {name!r}: unknown field"}
+            for key in sorted(set(output) - _OUTPUT_KEYS, key=str)
+        ]
+        parameters = output.get("parameters", {})
+        if not isinstance(parameters, dict):
+            errors.append({"loc": [*where, i, "parameters"], "msg": "expected an object"})
+        elif "classification" in parameters:
+            # Triton's classification extension would change the output's meaning: refuse it
+            # rather than answer something the client did not ask for.
+            errors.append(
+                {
+                    "loc": [*where, i, "parameters"],
+                    "msg": f"output {name!r}: the classification extension is not supported",
+                }
+            )
+        if name not in known:
+            errors.append(
+                {
+                    "loc": [*where, i, "name"],
+                    "msg": f"unknown output {name!r}; known: {list(known)}",
+                }
+            )
+        elif name in names:
+            errors.append({"loc": [*where, i, "name"], "msg": f"duplicate output {name!r}"})
+        else:
+            names.append(name)
+    return names, errors
+
+
+def _column_tensors(
+    tensors: list[Any], schema: InputSchema
+) -> tuple[dict[str, _Tensor], list[dict[str, Any]]]:
+    """Each column's tensor index and flat data; errors for the tensors' structure."""
+    columns: dict[str, _Tensor] = {}
+    errors: list[dict[str, Any]] = []
+    for i, tensor in enumerate(tensors):
+        data, tensor_errors = _tensor_data(i, tensor, schema)
+        errors += tensor_errors
+        if data is None:
+            continue
+        name = tensor["name"]
+        if name in columns:
+            errors.append(
+                {"loc": ["body", "inputs", i, "name"], "msg": f"duplicate tensor {name!r}"}
+            )
+        else:
+            columns[name] = _Tensor(i, tensor["datatype"], data)
+    # A malformed tensor for a column has been reported already; only absent ones are missing.
+    named = {
+        t.get("name") for t in tensors if isinstance(t, dict) and isinstance(t.get("name"), str)
+    }
+    errors += [
+        {"loc": ["body", "inputs"], "msg": f"missing tensor {column!r}"}
+        for column in schema.order
+        if column not in named
+    ]
+    if columns:
+        # The first well-formed tensor sets the row count; every other one is measured by it.
+        first, reference = next(iter(columns.items()))
+        errors += [
+            {
+                "loc": ["body", "inputs", tensor.position, "shape"],
+                "msg": f"tensor {name!r} has {len(tensor.data)} rows; tensor {first!r} has "
+                f"{len(reference.data)}",
+            }
+            for name, tensor in columns.items()
+            if len(tensor.data) != len(reference.data)
+        ]
+    return columns, errors
+
+
+def _tensor_data(
+    index: int, tensor: Any, schema: InputSchema
+) -> tuple[list[Any] | None, list[dict[str, Any]]]:
+    """The tensor's data as a flat list, or None with the reasons it is malformed."""
+    where: list[Any] = ["body", "inputs", index]
+    if not isinstance(tensor, dict):
+        return None, [{"loc": where, "msg": f"expected an object, got {type(tensor).__name__}"}]
+    name = tensor.get("name")
+    if not isinstance(name, str):
+        return None, [{"loc": [*where, "name"], "msg": f"expected a tensor name, got {name!r}"}]
+    if name not in schema.order:
+        return None, [
+            {"loc": [*where, "name"], "msg": f"unknown tensor {name!r}; inputs: {schema.order}"}
+        ]
+    errors = [
+        {"loc": [*where, key], "msg": f"tensor {name!r}: unknown field"}
+        for key in sorted(set(tensor) - _TENSOR_KEYS, key=str)
+    ]
+    errors += _datatype_errors(where, name, tensor.get("datatype"), schema)
+    errors += _parameter_errors(where, name, tensor.get("parameters", {}))
+    shape = _shape(tensor.get("shape"))
+    if shape is None:
+        errors.append(
+            {
+                "loc": [*where, "shape"],
+                "msg": f"tensor {name!r}: expected shape [n] or [n, 1], got "
+                f"{tensor.get('shape')!r}",
+            }
+        )
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        errors.append(
+            {"loc": [*where, "data"], "msg": f"tensor {name!r}: expected a list of values"}
+        )
+        return None, errors
+    flat = _flatten(data)
+    if flat is None:
+        errors.append(
+            {
+                "loc": [*where, "data"],
+                "msg": f"tensor {name!r}: expected a flat list, or one-element lists",
+            }
+        )
+    elif shape is not None and flat is not data and len(shape) != 2:
+        errors.append(
+            {"loc": [*where, "data"], "msg": f"tensor {name!r}: nested data needs shape [n, 1]"}
+        )
+    elif shape is not None and shape[0] != len(flat):
+        errors.append(
+            {
+                "loc": [*where, "shape"],
+                "msg": f"tensor {name!r}: shape {shape} does not match {len(flat)} values",
+            }
+        )
+    return (flat if not errors else None), errors
+
+
+def _datatype_errors(
+    where: list[Any], name: str, datatype: Any, schema: InputSchema
+) -> list[dict[str, Any]]:
+    allowed = sorted(NUMERIC_DATATYPES) if name in schema.numeric else [TEXT_DATATYPE]
+    if datatype in allowed:
+        return []
+    return [
+        {
+            "loc": [*where, "datatype"],
+            "msg": f"tensor {name!r}: datatype {datatype!r} is not one of {allowed}",
+        }
+    ]
+
+
+def _parameter_errors(where: list[Any], name: str, parameters: Any) -> list[dict[str, Any]]:
+    if not isinstance(parameters, dict):
+        return [{"loc": [*where, "parameters"], "msg": f"tensor {name!r}: expected an object"}]
+    if any(key in parameters for key in _OUT_OF_BAND_PARAMETERS):
+        return [
+            {
+                "loc": [*where, "parameters"],
+                "msg": f"tensor {name!r}: binary and shared-memory data are not supported; "
+                "send the values in 'data' (tritonclient: binary_data=False)",
+            }
+        ]
+    return []
+
+
+def _shape(shape: Any) -> list[int] | None:
+    """The shape when it is ``[n]`` or ``[n, 1]`` with ``n >= 0``; else None."""
+    if not isinstance(shape, list) or len(shape) not in (1, 2):
+        return None
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return None
+    return shape if len(shape) == 1 or shape[1] == 1 else None
+
+
+def _flatten(data: list[Any]) -> list[Any] | None:
+    """``data`` itself when flat; one-element rows unwrapped; None when otherwise nested."""
+    if not any(isinstance(value, list) for value in data):
+        return data
+    if all(isinstance(value, list) and len(value) == 1 for value in data):
+        return [value[0] for value in data]
+    return None
+
+
+def _checked_frame(
+    columns: dict[str, _Tensor], schema: InputSchema, max_records: int
+) -> pd.DataFrame:
+    """Check the values as :func:`records_frame` does, plus what only a tensor can get wrong."""
+    records = [dict(zip(schema.order, row, strict=True)) for row in _rows(columns, schema)]
+    errors: list[dict[str, Any]] = []
+    frame: pd.DataFrame | None = None
+    try:
+        frame = records_frame({"records": records}, schema, max_records)
+    except RequestError as exc:
+        errors = [_tensor_loc(error, columns) for error in exc.errors]
+    # One error per value: where the records checks spoke already, theirs is the message.
+    reported = {tuple(error["loc"]) for error in errors}
+    for column in schema.numeric:
+        errors += [
+            error
+            for error in _number_errors(column, columns[column])
+            if tuple(error["loc"]) not in reported
+        ]
+        if len(errors) >= _MAX_ERRORS:
+            break
+    if errors or frame is None:
+        raise RequestError(422, _summary(errors, "invalid value"), errors[:_MAX_ERRORS])
+    return frame
+
+
+def _number_errors(column: str, tensor: _Tensor) -> list[dict[str, Any]]:
+    """NaN, and fractions in an INT tensor: a tensor's values must fit its datatype.
+
+    ``null`` is the missing value. The records checks may refuse NaN too; then theirs wins.
+    """
+    integer = tensor.datatype in INTEGER_DATATYPES
+    errors: list[dict[str, Any]] = []
+    for row, value in enumerate(tensor.data):
+        if not isinstance(value, float):
+            continue
+        if math.isnan(value):
+            msg = "expected a finite number, got NaN (send null for a missing value)"
+        elif integer:
+            msg = f"expected an integer ({tensor.datatype}), got {value!r}"
+        else:
+            continue
+        errors.append(
+            {
+                "loc": ["body", "inputs", tensor.position, "data", row],
+                "msg": f"tensor {column!r} row {row}: {msg}",
+            }
+        )
+    return errors
+
+
+def _rows(columns: dict[str, _Tensor], schema: InputSchema) -> zip[tuple[Any, ...]]:
+    return zip(*(columns[column].data for column in schema.order), strict=True)
+
+
+def _tensor_loc(error: dict[str, Any], columns: dict[str, _Tensor]) -> dict[str, Any]:
+    """A records error (``["body", "records", row, column]``) as the column tensor's error."""
+    loc = error["loc"]
+    if len(loc) != 4:
+        return error
+    row, column = loc[2], loc[3]
+    return {
+        "loc": ["body", "inputs", columns[column].position, "data", row],
+        "msg": f"tensor {column!r} row {row}: {error['msg']}",
+    }

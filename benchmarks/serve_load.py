@@ -170,7 +170,10 @@ def main() -> None:
     if args.quick:
         args.seconds = 3.0
 
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    from ray_mlops.serve.launch import HA_PROXY_SETTINGS
+
+    for key, value in HA_PROXY_SETTINGS.items():
+        os.environ.setdefault(key, value)
     import ray
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))

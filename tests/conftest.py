@@ -73,7 +73,10 @@ def ray_session() -> Iterator[None]:
 
     # Serve's HAProxy ingress (the default serve.proxy) is read from the environment of the
     # processes Ray starts; metrics reach the nodes' agents every second instead of ten.
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    from ray_mlops.serve.launch import HA_PROXY_SETTINGS
+
+    for key, value in HA_PROXY_SETTINGS.items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
     ray.init(
         num_cpus=4,

@@ -84,8 +84,10 @@ def _predict_with_ray_data(model_uri: str, inputs: pd.DataFrame) -> pd.DataFrame
         )
         .to_pandas()
     )
-    # Ray Data returns blocks as they finish; the row ids put them back in order.
-    return predicted.sort_values(ROW_ID).drop(columns=[ROW_ID]).reset_index(drop=True)
+    # Ray Data returns blocks as they finish; the row ids put them back in order. Columns
+    # come back Arrow-backed: as NumPy, they match what the model returns in process.
+    ordered = predicted.sort_values(ROW_ID).drop(columns=[ROW_ID]).reset_index(drop=True)
+    return pd.DataFrame({c: ordered[c].to_numpy() for c in ordered.columns}).infer_objects()
 
 
 def single_row_latency_p95_ms(model: PyFuncModel, holdout: pd.DataFrame) -> float:

@@ -231,10 +231,11 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
     config = write_config(
         tmp_path,
         {
-            "train": {"epochs": 3, "batch_size": 64},
+            # Small batches: trials of a few seconds, so the kill lands mid-search.
+            "train": {"epochs": 3, "batch_size": 8},
             "tracking": {"tracking_uri": uri},
             "search": {
-                "num_samples": 5,
+                "num_samples": 6,
                 "max_concurrent": 1,
                 "scheduler": "none",
                 "startup_trials": 2,
@@ -255,12 +256,12 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
             if len(_finished_trials(experiments, 3)) >= 2:
                 break
             time.sleep(0.05)
-        time.sleep(2.5)  # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state is saved by now
+        time.sleep(1.5)  # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state is saved by now
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         finished_before = _finished_trials(experiments, 3)
     finally:
         _kill_tree(first)
-    assert 2 <= len(finished_before) < 5
+    assert 2 <= len(finished_before) < 6
 
     second = _cli(
         "tune", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
@@ -276,8 +277,8 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         [experiment.experiment_id],
         f"tags.`mlflow.parentRunId` = '{searches[0].info.run_id}'",
     )
-    # Five trials in all: the study went on from where it was, not from the start.
-    assert len(trials) == 5
+    # Six trials in all: the study went on from where it was, not from the start.
+    assert len(trials) == 6
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")]
         # A finished trial was not trained again: each epoch logged exactly once.
@@ -288,4 +289,4 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         lines = (next(experiments.glob(f"*-search-*/{name}")) / "result.json").read_text()
         assert len(lines.splitlines()) == 3
     board = client.download_artifacts(searches[0].info.run_id, "search/leaderboard.csv")
-    assert len(pd.read_csv(board)) == 5
+    assert len(pd.read_csv(board)) == 6

@@ -531,4 +531,4 @@ def test_serve_config_export_is_what_serve_deploy_accepts(
     app = parsed.applications[0]
     assert app.import_path == "ray_mlops.serve.app:build_app"
     assert app.runtime_env["env_vars"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-    assert app.deployments[0]["name"] == "ModelServer"
+    assert app.deployments[0].name == "ModelServer"

@@ -399,9 +399,10 @@ def test_canary_sends_its_share_to_the_challenger(
     served = deploy(rollout={"mode": "canary", "canary_share": 0.3})
     body = {"records": _records(adult_sample, 1)}
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: _post(served, body).json(), range(400)))
+        answers = list(pool.map(lambda _: _post(served, body).json(), range(250)))
     share = sum(a["model_version"] == twin for a in answers) / len(answers)
-    assert 0.22 <= share <= 0.38, share
+    # 3 standard deviations of a binomial share of 0.3 over 250 requests: about 0.09.
+    assert 0.21 <= share <= 0.39, share
     assert {a["model_version"] for a in answers} == {champion, twin}
 
 

@@ -182,7 +182,9 @@ def main() -> None:
     uri, record, loaded = train_model(work)
     cfg = loaded.pipeline
     model_uri = f"models:/{cfg.model_name}@champion"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MODEL_URI": model_uri}
+    # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MODEL_URI": model_uri, "PATH": path}
     cases: dict[str, dict[str, Any]] = {}
 
     # (b) plain FastAPI + uvicorn, (c) mlflow models serve: one at a time, alone with Ray idle.

@@ -492,10 +492,11 @@ def test_a_killed_replica_under_load_costs_almost_nothing_and_is_replaced(
     victim = min(before)
     killer = threading.Timer(3.0, os.kill, (victim, signal.SIGKILL))
     killer.start()
-    results = _load(served, {"records": _records(adult_sample, 1)}, seconds=12, threads=4)
+    results = _load(served, {"records": _records(adult_sample, 1)}, seconds=18, threads=4)
     killer.join()
     ok = sum(status == 200 for status, _ in results)
-    assert len(results) > 500
+    # Enough requests that 99.9% means something: at most 1 lost per 1000.
+    assert len(results) > 1000
     assert ok / len(results) >= 0.999, Counter(s for s, _ in results)
     deadline = time.monotonic() + 60
     now = replica_pids()

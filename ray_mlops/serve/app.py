@@ -295,10 +295,12 @@ class ModelServer:
         frame: pd.DataFrame,
         predicted: pd.DataFrame,
         latency_ms: float,
+        answer: dict[str, Any] | None = None,
     ) -> None:
-        if self.capture is None:
+        """Offer the request to the capture; its rows are built only when it is sampled."""
+        if self.capture is None or not self.capture.draw():
             return
-        answer = predictions_body(predicted)
+        answer = answer or predictions_body(predicted)
         self.capture.offer(
             request_id=request_id,
             model_name=self.model_name,
@@ -307,6 +309,7 @@ class ModelServer:
             predictions=answer["predictions"],
             probabilities=answer.get("probabilities"),
             latency_ms=latency_ms,
+            drawn=True,
         )
         dropped = self.capture.stats()["dropped"]
         if dropped > self._captured_drops:
@@ -326,14 +329,15 @@ class ModelServer:
             slot = self._choose()
             frame = request_frame(await self._body(req), slot.schema, self.cfg.max_records)
             predicted = await self._answer(slot, frame)
+            answer = predictions_body(predicted)
             body = {
                 "model_name": self.model_name,
                 "model_version": slot.version,
                 "alias": slot.alias,
-                **predictions_body(predicted),
+                **answer,
             }
             self._capture(
-                request_id, slot, frame, predicted, (time.perf_counter() - started) * 1000
+                request_id, slot, frame, predicted, (time.perf_counter() - started) * 1000, answer
             )
             return JSONResponse(body), slot.version
 

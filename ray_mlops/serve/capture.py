@@ -162,6 +162,7 @@ class TrafficCapture:
         probabilities: list[dict[str, float]] | None,
         latency_ms: float,
         time: datetime | None = None,
+        drawn: bool = False,
     ) -> bool:
         """Keep an answered request in the capture if the sampling picks it.
 
@@ -176,6 +177,8 @@ class TrafficCapture:
             probabilities: One ``{class: probability}`` per record, or None (regression).
             latency_ms: Time the request took to answer.
             time: When it was answered (UTC; naive times are taken as UTC); now when None.
+            drawn: :meth:`draw` already picked this request (the caller built the rows
+                only then); it is not sampled again.
 
         Returns:
             True when at least one of its rows was buffered for writing.
@@ -190,11 +193,25 @@ class TrafficCapture:
                 probabilities,
                 latency_ms,
                 time,
+                drawn,
             )
         except Exception:
             # A capture bug must never fail the request it observes.
             self._count_unexpected(records)
             return False
+
+    def draw(self) -> bool:
+        """Whether the sampling picks the next request; one it skips counts as offered.
+
+        Lets a caller skip building a request's rows (records, predictions) when they would
+        be thrown away: call ``offer(..., drawn=True)`` only after a True.
+        """
+        # Random.random is a single C call, safe across threads under the GIL.
+        if self.sample_rate > 0 and self._rng.random() < self.sample_rate:
+            return True
+        with self._lock:
+            self._counts["offered"] += 1
+        return False
 
     def _offer(
         self,
@@ -206,12 +223,9 @@ class TrafficCapture:
         probabilities: list[dict[str, float]] | None,
         latency_ms: float,
         when: datetime | None,
+        drawn: bool,
     ) -> bool:
-        # Random.random is a single C call, safe across threads under the GIL.
-        keep = self.sample_rate > 0 and self._rng.random() < self.sample_rate
-        if not keep:
-            with self._lock:
-                self._counts["offered"] += 1
+        if not drawn and not self.draw():
             return False
         when = when or datetime.now(timezone.utc)
         n_predictions = len(predictions)

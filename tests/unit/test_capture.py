@@ -163,6 +163,19 @@ def test_seeded_sample_rate_is_respected(make: Callable[..., TrafficCapture]) ->
     assert sum(_offer(again, str(i)) for i in range(2000)) == kept
 
 
+def test_drawing_first_samples_like_offer_alone(make: Callable[..., TrafficCapture]) -> None:
+    # The server draws before it builds a request's rows; the same seed keeps the same ones.
+    alone = make(sample_rate=0.3, seed=7)
+    kept_alone = [_offer(alone, str(i)) for i in range(500)]
+    drawn = make(sample_rate=0.3, seed=7, path=alone.path.parent / "drawn")
+    kept_drawn = [drawn.draw() and _offer(drawn, str(i), drawn=True) for i in range(500)]
+    assert kept_drawn == kept_alone and any(kept_alone)
+    for capture in (alone, drawn):
+        capture.close()
+    assert drawn.stats() == alone.stats()
+    assert drawn.stats()["offered"] == 500
+
+
 def test_offer_is_fast_while_the_writer_is_slow(make: Callable[..., TrafficCapture]) -> None:
     capture = make(_SlowCapture, flush_rows=100, max_buffer=500)
     n = 10_000

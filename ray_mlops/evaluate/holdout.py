@@ -10,7 +10,7 @@ import pandas as pd
 from ray_mlops.config import Task
 from ray_mlops.evaluate.metrics import classification_metrics, regression_metrics
 from ray_mlops.features.primitives import datetime_values
-from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, probability_labels
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -63,11 +63,5 @@ def score_model(
     """
     schema = model.metadata.get_input_schema()
     predictions = pd.DataFrame(model.predict(conform_to_signature(holdout, schema)))
-    labels = None
-    if task == "classification":
-        labels = [
-            c.removeprefix(PROBABILITY_PREFIX)
-            for c in predictions.columns
-            if c.startswith(PROBABILITY_PREFIX)
-        ]
+    labels = probability_labels(predictions) if task == "classification" else None
     return score_predictions(task, holdout[target], predictions, labels)

@@ -24,6 +24,15 @@ PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "probability_"
 
 
+def probability_labels(predictions: pd.DataFrame) -> list[str]:
+    """The classes of a prediction frame, in its column order (empty for regression)."""
+    return [
+        c.removeprefix(PROBABILITY_PREFIX)
+        for c in predictions.columns
+        if c.startswith(PROBABILITY_PREFIX)
+    ]
+
+
 class TabularPredictor:
     """A trained network with its feature state.
 

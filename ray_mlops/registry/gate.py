@@ -24,9 +24,10 @@ from ray_mlops.config import GateConfig, Task
 from ray_mlops.evaluate.metrics import (
     classification_metrics,
     higher_is_better,
+    label_indices,
     regression_metrics,
 )
-from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, probability_labels
 
 PASSED, FAILED, FORCED = "passed", "failed", "forced"
 
@@ -349,11 +350,9 @@ def _metric_function(
             regression_metrics(y[rows], a[rows]).get(metric, math.nan),
             regression_metrics(y[rows], b[rows]).get(metric, math.nan),
         )
-    labels = [
-        c.removeprefix(PROBABILITY_PREFIX) for c in candidate if c.startswith(PROBABILITY_PREFIX)
-    ]
+    labels = probability_labels(candidate)
     truth = target.astype("string").to_numpy()
-    y_index = np.array([labels.index(v) if v in labels else -1 for v in truth])
+    y_index = label_indices(truth, labels)
     p_a = candidate[[PROBABILITY_PREFIX + label for label in labels]].to_numpy(dtype=np.float64)
     # The champion's probabilities in the candidate's class order (0 for a class it lacks).
     p_b = np.column_stack(

@@ -18,7 +18,7 @@ import pandas as pd
 from ray_mlops.config import PipelineConfig
 from ray_mlops.evaluate.holdout import conform_to_signature
 from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
-from ray_mlops.models.predictor import PROBABILITY_PREFIX
+from ray_mlops.models.predictor import probability_labels
 from ray_mlops.registry.gate import GateResult, RuleResult, ScoredModel, run_gate
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def judge(
     size; the champion needs only what the comparison uses.
     """
     predictions = predict_holdout(model, model_dir, holdout, cfg.evaluate.batch_inference_min_rows)
-    labels = _labels_of(predictions) if cfg.task == "classification" else None
+    labels = probability_labels(predictions) if cfg.task == "classification" else None
     evaluate = cfg.evaluate
     schema = model.metadata.get_input_schema()
 
@@ -181,14 +181,6 @@ def judge(
 
 def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _labels_of(predictions: pd.DataFrame) -> list[str]:
-    return [
-        c.removeprefix(PROBABILITY_PREFIX)
-        for c in predictions.columns
-        if c.startswith(PROBABILITY_PREFIX)
-    ]
 
 
 def promotion_gate(

@@ -199,10 +199,14 @@ def infer_response(
         RequestError: 422 when an output is asked for that the model does not produce.
     """
     # Imported here, as in schema.py: the predictor module pulls in torch.
-    from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+    from ray_mlops.models.predictor import (
+        PREDICTION_COLUMN,
+        PROBABILITY_PREFIX,
+        probability_labels,
+    )
 
-    proba_columns = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
-    labels = [c.removeprefix(PROBABILITY_PREFIX) for c in proba_columns] or None
+    labels = probability_labels(predictions) or None
+    proba_columns = [PROBABILITY_PREFIX + label for label in labels or []]
     available = output_names(labels)
     requested = available if outputs is None else outputs
     missing = [output for output in requested if output not in available]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ray_mlops.models.predictor import PROBABILITY_PREFIX
+from ray_mlops.models.predictor import probability_labels
 from ray_mlops.serve.schema import InputSchema, records_frame
 
 _log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ def load_slot(tracking_uri: str, name: str, alias: str, version: str | None = No
     # Warm up before taking traffic: the first call pays for lazy initialisation.
     if example:
         warm = slot.predict(records_frame({"records": example}, schema, len(example)))
-        labels = [
-            c.removeprefix(PROBABILITY_PREFIX) for c in warm if c.startswith(PROBABILITY_PREFIX)
-        ]
-        slot.labels = labels or None
+        slot.labels = probability_labels(warm) or None
     return slot
 
 

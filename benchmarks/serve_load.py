@@ -10,9 +10,13 @@ epoch) is served in the same run by:
 
 Each takes one-record JSON requests from an asyncio HTTP client (aiohttp, keep-alive) at
 concurrency 1, 16 and 64 for ``--seconds`` each: requests/s, p50 and p99 latency, errors.
-Also: ray-mlops with capture on (every request sampled) against off, and the seconds from a
-load step to a second replica serving under autoscaling. On a GPU node (``--device cuda``)
-batching on against off is measured too (goal: 3x); here that case is not run.
+Also: ray-mlops with capture on (every request sampled) against off, batching on
+(``max_batch_size`` 64) against off (1) at the top concurrency, and the seconds from a load
+step to a second replica serving under autoscaling.
+
+On a GPU node (``--device cuda``) the replica gets the GPU and only batching on against off
+is measured (goal: at least 3x the unbatched requests/s), for the quick start's MLP and for
+a larger one (4 x 2048, layer norm), at concurrency 64 and 256.
 
 Goals on a 2-core machine: (a) at least (b)'s requests/s at concurrency 64, p50 at
 concurrency 1 within 1 ms of (b), at least 2x (c); capture costing at most 5%.
@@ -20,6 +24,7 @@ concurrency 1 within 1 ms of (b), at least 2x (c); capture costing at most 5%.
 Usage:
     python benchmarks/serve_load.py --quick --out /tmp/serve.json
     python benchmarks/serve_load.py --out benchmarks/results/serve_load-cpu2.json
+    python benchmarks/serve_load.py --device cuda --out $OUT/serve_load-gpu.json
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ async def predict(request: Request):
     out = model.predict(frame)
     return {"predictions": out["prediction"].tolist()}
 """
+
+
+# max_batch_size when batching is on (the config's default is 32; 64 fills at high load).
+BATCH = 64
 
 
 def free_port() -> int:
@@ -126,8 +135,10 @@ def load(url: str, record: dict[str, Any], concurrency: int, seconds: float) -> 
     return asyncio.run(_load(url, body, concurrency, seconds))
 
 
-def train_model(work: Path) -> tuple[str, dict[str, Any], Any]:
-    """Register the quick start's model (one epoch) in a fresh SQLite store."""
+def train_model(
+    work: Path, name: str = "adult-income", hidden_sizes: list[int] | None = None
+) -> tuple[str, dict[str, Any], Any]:
+    """Register the quick start's model (one epoch) in a SQLite store under ``work``."""
     from rich.console import Console
 
     from ray_mlops.config import load_config
@@ -138,9 +149,12 @@ def train_model(work: Path) -> tuple[str, dict[str, Any], Any]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     doc["tracking"] = {"tracking_uri": uri}
     doc["train"] |= {"epochs": 1, "num_workers": 1}
+    doc["name"] = name
+    if hidden_sizes is not None:
+        doc["model"] |= {"hidden_sizes": hidden_sizes, "normalization": "layer"}
     doc["gate"] = {}
     doc["data"]["path"] = str(loaded.base_dir / loaded.pipeline.data.path)
-    config = work / "bench.yaml"
+    config = work / f"{name}.yaml"
     import yaml
 
     config.write_text(yaml.safe_dump(doc))
@@ -165,10 +179,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--quick", action="store_true", help="3 s per level")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--batching-only",
+        action="store_true",
+        help="only the batching on/off cases for two model sizes (implied by --device cuda)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.quick:
         args.seconds = 3.0
+    if args.device == "cuda" or args.batching_only:
+        batching_cases(args)
+        return
 
     from ray_mlops.serve.launch import HA_PROXY_SETTINGS
 
@@ -224,10 +247,21 @@ def main() -> None:
     from ray_mlops.serve.launch import deploy_model, stop_serving
 
     serve_port = free_port()
-    base = cfg.serve.model_copy(update={"port": serve_port, "cpus_per_replica": 1.0})
+    base = cfg.serve.model_copy(
+        update={"port": serve_port, "cpus_per_replica": 1.0, "max_batch_size": BATCH}
+    )
     served = deploy_model(cfg.model_copy(update={"serve": base}), uri, base_dir=work)
     cases["(a) ray-mlops"] = {
         str(c): load(served.predict_url, record, c, args.seconds) for c in args.concurrency
+    }
+    top = max(args.concurrency)
+    served = deploy_model(
+        cfg.model_copy(update={"serve": base.model_copy(update={"max_batch_size": 1})}),
+        uri,
+        base_dir=work,
+    )
+    cases["(a) ray-mlops, batching off"] = {
+        str(top): load(served.predict_url, record, top, args.seconds)
     }
     capture = base.capture.model_copy(
         update={"enabled": True, "sample_rate": 1.0, "path": str(work / "capture")}
@@ -245,6 +279,83 @@ def main() -> None:
     stop_serving()
     ray.shutdown()
     write(args, cases, scale_up_s, middle)
+
+
+def batching_cases(args: argparse.Namespace) -> None:
+    """One replica (on the GPU with --device cuda), batching on against off, two model sizes."""
+    from ray_mlops.serve.launch import HA_PROXY_SETTINGS, deploy_model, stop_serving
+
+    for key, value in HA_PROXY_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray import serve
+
+    work = Path(tempfile.mkdtemp(prefix="serve-gpu-bench-"))
+    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    concurrency = [64, 256] if not args.quick else [64]
+    models = {"quick start MLP (64, 32)": None, "MLP 4 x 2048, layer norm": [2048] * 4}
+    cases: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []
+    port = free_port()  # Serve keeps its first HTTP port until it shuts down
+    for label, hidden in models.items():
+        name = "adult-large" if hidden else "adult-income"
+        uri, record, loaded = train_model(work, name, hidden)
+        cfg = loaded.pipeline
+        runs: dict[str, dict[str, Any]] = {}
+        for batching, size in (("on", BATCH), ("off", 1)):
+            serve_cfg = cfg.serve.model_copy(
+                update={
+                    "port": port,
+                    "cpus_per_replica": 1.0,
+                    "gpus_per_replica": 1.0 if args.device == "cuda" else 0.0,
+                    "max_batch_size": size,
+                }
+            )
+            served = deploy_model(cfg.model_copy(update={"serve": serve_cfg}), uri, base_dir=work)
+            runs[batching] = {
+                str(c): load(served.predict_url, record, c, args.seconds) for c in concurrency
+            }
+        serve.delete(cfg.model_name)  # frees its CPU (and GPU) for the next model
+        cases[label] = runs
+        for c in map(str, concurrency):
+            results.append(
+                _rate_row(
+                    f"{label}, {args.device} replica, concurrency={c}",
+                    ("batching off (1)", runs["off"][c]),
+                    (f"batching on ({BATCH})", runs["on"][c]),
+                    goal=3.0 if args.device == "cuda" else None,
+                )
+            )
+    stop_serving()
+    ray.shutdown()
+    setup = {
+        "models": "UCI Adult, 1 epoch: the quick start's MLP and a 4 x 2048 one",
+        "seconds_per_level": args.seconds,
+        "client": "aiohttp, keep-alive, one process on the same node",
+        "ingress": "Ray Serve HAProxy, 1 replica: 1 CPU (+ 1 GPU with cuda)",
+        "batching": f"max_batch_size {BATCH} against 1, batch_wait_timeout_s 0",
+    }
+    _emit(args, args.device, setup, results, cases)
+
+
+def _rate_row(
+    case: str,
+    baseline: tuple[str, dict[str, Any]],
+    candidate: tuple[str, dict[str, Any]],
+    goal: float | None = None,
+) -> dict[str, Any]:
+    """A requests/s comparison: (name, load result) of each side, their ratio, the goal."""
+    row: dict[str, Any] = {
+        "case": case,
+        "metric": "requests/s",
+        "higher_is_better": True,
+        "baseline": {"name": baseline[0], "value": baseline[1]["requests_per_s"]},
+        "candidate": {"name": candidate[0], "value": candidate[1]["requests_per_s"]},
+        "ratio": candidate[1]["requests_per_s"] / baseline[1]["requests_per_s"],
+    }
+    if goal is not None:
+        row["goal"] = goal
+    return row
 
 
 def _load_raw(url: str, body: Any, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -297,17 +408,9 @@ def write(
             (plain, 1.0 if c == str(max(args.concurrency)) else None),
             (scorer, 2.0),
         ):
-            row = {
-                "case": f"concurrency={c}",
-                "metric": "requests/s",
-                "higher_is_better": True,
-                "baseline": {"name": base, "value": cases[base][c]["requests_per_s"]},
-                "candidate": {"name": ours, "value": cases[ours][c]["requests_per_s"]},
-                "ratio": cases[ours][c]["requests_per_s"] / cases[base][c]["requests_per_s"],
-            }
-            if goal is not None:
-                row["goal"] = goal
-            results.append(row)
+            results.append(
+                _rate_row(f"concurrency={c}", (base, cases[base][c]), (ours, cases[ours][c]), goal)
+            )
     low = str(min(args.concurrency))
     results.append(
         {
@@ -322,16 +425,21 @@ def write(
     )
     captured = f"{ours}, capture on"
     results.append(
-        {
-            "case": f"capture of every request, concurrency={middle}",
-            "metric": "requests/s",
-            "higher_is_better": True,
-            "baseline": {"name": ours, "value": cases[ours][middle]["requests_per_s"]},
-            "candidate": {"name": captured, "value": cases[captured][middle]["requests_per_s"]},
-            "ratio": cases[captured][middle]["requests_per_s"]
-            / cases[ours][middle]["requests_per_s"],
-            "goal": 0.95,
-        }
+        _rate_row(
+            f"capture of every request, concurrency={middle}",
+            (ours, cases[ours][middle]),
+            (captured, cases[captured][middle]),
+            goal=0.95,
+        )
+    )
+    top = str(max(args.concurrency))
+    unbatched = f"{ours}, batching off"
+    results.append(
+        _rate_row(
+            f"batching (max_batch_size {BATCH}) against off (1), concurrency={top}",
+            (unbatched, cases[unbatched][top]),
+            (ours, cases[ours][top]),
+        )
     )
     results.append(
         {
@@ -341,17 +449,37 @@ def write(
             "candidate": {"name": ours, "value": scale_up_s},
         }
     )
+    setup = {
+        "model": "quick start MLP on UCI Adult (1 epoch), one record per request",
+        "seconds_per_level": args.seconds,
+        "client": "aiohttp, keep-alive, in the same machine",
+        "ingress": "Ray Serve HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1), 1 replica x 1 CPU",
+        "batching": f"max_batch_size {BATCH}, batch_wait_timeout_s 0 (the config default)",
+        "gpu_batching": "measured separately with --device cuda on a GPU node",
+    }
+    _emit(args, "cpu", setup, results, cases)
+
+
+def _emit(
+    args: argparse.Namespace,
+    device: str,
+    setup: dict[str, Any],
+    results: list[dict[str, Any]],
+    cases: dict[str, Any],
+) -> None:
     import mlflow
     import ray
     import torch
 
     import ray_mlops
 
+    if device == "cuda":
+        device = f"cuda: {torch.cuda.get_device_name(0)}"
     document = {
         "benchmark": "serve_load",
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
-        "device": "cpu",
+        "device": device,
         "versions": {
             "ray": ray.__version__,
             "torch": torch.__version__,
@@ -360,13 +488,7 @@ def write(
             "python": platform.python_version(),
         },
         "quick": args.quick,
-        "setup": {
-            "model": "quick start MLP on UCI Adult (1 epoch), one record per request",
-            "seconds_per_level": args.seconds,
-            "client": "aiohttp, keep-alive, in the same machine",
-            "ingress": "Ray Serve HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1), 1 replica x 1 CPU",
-            "gpu_batching": "not measured: no GPU on this machine",
-        },
+        "setup": setup,
         "results": results,
         "cases": cases,
     }

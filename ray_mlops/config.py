@@ -732,7 +732,14 @@ class AuthConfig(_Section):
 class RateLimitConfig(_Section):
     """Per-key token bucket on each replica."""
 
-    requests_per_s: float = Field(100.0, gt=0, description="Sustained requests per second.")
+    requests_per_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Sustained requests per second per key (callers without a key share one bucket). "
+            "Unset: only keys with their own requests_per_s are limited."
+        ),
+    )
     burst: int = Field(200, ge=1, description="Requests allowed at once above the rate.")
 
 
@@ -783,7 +790,20 @@ class ServeConfig(_Section):
     gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica (fractions allowed).")
     max_batch_size: int = Field(32, ge=1, description="Requests batched into one model call.")
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, description="Longest wait for a batch to fill."
+        0.0,
+        ge=0,
+        description=(
+            "Longest wait for a batch to fill. 0: a batch takes the requests that queued while "
+            "the previous one ran, so a lone request never waits."
+        ),
+    )
+    inline_rows: int = Field(
+        256,
+        ge=0,
+        description=(
+            "Batches of up to this many rows run on the replica's event loop; larger ones in "
+            "a worker thread, so the loop keeps accepting requests meanwhile."
+        ),
     )
     max_records: int = Field(1000, ge=1, description="Most records in one request (413 above).")
     max_body_bytes: int = Field(
@@ -794,6 +814,13 @@ class ServeConfig(_Section):
     )
     alias_poll_s: float = Field(
         2.0, gt=0, description="How often replicas check whether the alias moved."
+    )
+    access_log: bool = Field(
+        False,
+        description=(
+            "A Serve log line per request in the replica logs. Off by default: it costs CPU "
+            "per request, and /metrics and capture already count and sample requests."
+        ),
     )
     auth: AuthConfig = Field(default_factory=AuthConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)

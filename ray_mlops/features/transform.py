@@ -8,6 +8,8 @@ columns only, never over rows.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ import pandas as pd
 from ray_mlops.features.primitives import (
     CROSS_SEPARATOR,
     MISSING_VALUE,
+    Column,
     arrow_strings,
     as_numbers,
     as_strings,
@@ -31,9 +34,15 @@ from ray_mlops.features.state import (
     NumericState,
 )
 
+# Raw rows: a DataFrame, or one Series or numpy array per column.
+Columns: TypeAlias = pd.DataFrame | Mapping[str, Column]
 
-def transform_features(frame: pd.DataFrame, state: FeatureState) -> np.ndarray:
-    """Encode raw rows as a float32 matrix of shape ``(len(frame), state.n_features)``.
+
+def transform_features(frame: Columns, state: FeatureState) -> np.ndarray:
+    """Encode raw rows as a float32 matrix of shape ``(rows, state.n_features)``.
+
+    ``frame`` is a DataFrame, or a mapping of column name to Series or numpy array (what a
+    served request becomes; it skips building a DataFrame).
 
     Slots follow :attr:`FeatureState.output_columns`: numeric columns (scaled value, then any
     bucket one-hot), categorical columns, datetime parts, then crosses.
@@ -48,7 +57,7 @@ def transform_features(frame: pd.DataFrame, state: FeatureState) -> np.ndarray:
         array([[1., 0., 1., 0., 0.],
                [0., 0., 0., 1., 0.]], dtype=float32)
     """
-    out = np.zeros((len(frame), state.n_features), dtype=np.float32)
+    out = np.zeros((row_count(frame), state.n_features), dtype=np.float32)
     offset = 0
     for column, num in state.numeric.items():
         offset += _encode_numeric(frame[column], num, out[:, offset:])
@@ -59,6 +68,13 @@ def transform_features(frame: pd.DataFrame, state: FeatureState) -> np.ndarray:
     for cross in state.crosses:
         offset += _encode_cross(frame, cross, out[:, offset:])
     return out
+
+
+def row_count(frame: Columns) -> int:
+    """Rows of a DataFrame or of a mapping of equally long columns."""
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
 
 
 def encode_labels(target: pd.Series, state: FeatureState) -> np.ndarray:
@@ -74,7 +90,7 @@ def _onehot(out: np.ndarray, slots: np.ndarray) -> None:
     out[np.arange(len(slots)), slots] = 1.0
 
 
-def _encode_numeric(values: pd.Series, num: NumericState, out: np.ndarray) -> int:
+def _encode_numeric(values: Column, num: NumericState, out: np.ndarray) -> int:
     numbers = as_numbers(values)
     if num.log1p:
         numbers = signed_log1p(numbers)
@@ -85,7 +101,7 @@ def _encode_numeric(values: pd.Series, num: NumericState, out: np.ndarray) -> in
     return num.width
 
 
-def _encode_categorical(values: pd.Series, cat: CategoricalState, out: np.ndarray) -> int:
+def _encode_categorical(values: Column, cat: CategoricalState, out: np.ndarray) -> int:
     if cat.encode == "hashing":
         strings = as_strings(values)
         missing = pd.isna(strings)
@@ -102,7 +118,7 @@ def _encode_categorical(values: pd.Series, cat: CategoricalState, out: np.ndarra
     return k + 1 + (cat.fill is None)
 
 
-def _encode_datetime(values: pd.Series, dt: DatetimeState, out: np.ndarray) -> int:
+def _encode_datetime(values: Column, dt: DatetimeState, out: np.ndarray) -> int:
     parts = datetime_parts(values, dt.parts)
     for i, (part, center, scale) in enumerate(zip(dt.parts, dt.centers, dt.scales, strict=True)):
         scaled = (parts[part] - center) / scale
@@ -110,14 +126,14 @@ def _encode_datetime(values: pd.Series, dt: DatetimeState, out: np.ndarray) -> i
     return len(dt.parts)
 
 
-def _encode_cross(frame: pd.DataFrame, cross: CrossState, out: np.ndarray) -> int:
+def _encode_cross(frame: Columns, cross: CrossState, out: np.ndarray) -> int:
     values = [_strings_or_missing(frame[column]) for column in cross.columns]
     joined = functools.reduce(lambda left, right: left + CROSS_SEPARATOR + right, values)
     _onehot(out, stable_hash(joined, cross.buckets))
     return cross.buckets
 
 
-def _strings_or_missing(values: pd.Series) -> np.ndarray:
+def _strings_or_missing(values: Column) -> np.ndarray:
     strings = as_strings(values)
     strings[pd.isna(strings)] = MISSING_VALUE
     return strings

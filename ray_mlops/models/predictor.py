@@ -12,25 +12,19 @@ import pandas as pd
 import torch
 
 from ray_mlops.features.state import FeatureState
-from ray_mlops.features.transform import transform_features
+from ray_mlops.features.transform import Columns, transform_features
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.heads import class_probabilities, head_outputs
+from ray_mlops.models.outputs import (  # noqa: F401 (re-exported)
+    PREDICTION_COLUMN,
+    PROBABILITY_PREFIX,
+    probability_labels,
+)
 from ray_mlops.models.spec import ModelSpec
 
 WEIGHTS_FILE = "model.pt"
 SPEC_FILE = "model_spec.json"
 FEATURES_FILE = "feature_state.json"
-PREDICTION_COLUMN = "prediction"
-PROBABILITY_PREFIX = "probability_"
-
-
-def probability_labels(predictions: pd.DataFrame) -> list[str]:
-    """The classes of a prediction frame, in its column order (empty for regression)."""
-    return [
-        c.removeprefix(PROBABILITY_PREFIX)
-        for c in predictions.columns
-        if c.startswith(PROBABILITY_PREFIX)
-    ]
 
 
 class TabularPredictor:
@@ -46,6 +40,13 @@ class TabularPredictor:
         self.network = network.eval()
         self.spec = spec
         self.state = state
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> TabularPredictor:
+        """Move the network to ``device`` (``"cuda"`` on a GPU replica); inputs follow it."""
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        return self
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> TabularPredictor:
@@ -76,23 +77,32 @@ class TabularPredictor:
         labels = self.state.labels or []
         return [PREDICTION_COLUMN, *(f"{PROBABILITY_PREFIX}{label}" for label in labels)]
 
-    def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)`` or regression values ``(n,)``."""
+    def predict_scores(self, frame: Columns) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` or regression values ``(n,)``.
+
+        ``frame`` is a DataFrame or a mapping of column to array (see ``transform_features``).
+        """
         inputs = torch.from_numpy(transform_features(frame, self.state))
         with torch.inference_mode():
-            outputs = self.network(inputs)
-        if self.state.labels is None:
-            scaled = head_outputs(outputs, self.spec.head).double().numpy()
-            return scaled * self.state.target_scale + self.state.target_center
-        return class_probabilities(outputs, self.spec.head).numpy()
+            outputs = self.network(inputs.to(self.device, non_blocking=True))
+            if self.state.labels is None:
+                scaled = head_outputs(outputs, self.spec.head).double().cpu().numpy()
+                return scaled * self.state.target_scale + self.state.target_center
+            return class_probabilities(outputs, self.spec.head).cpu().numpy()
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Predicted label (or value) and, for classifiers, one probability column per class."""
+    def predict_arrays(self, frame: Columns) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted labels (or values), and for classifiers the ``(n, k)`` probabilities."""
         scores = self.predict_scores(frame)
         if self.state.labels is None:
-            return pd.DataFrame({PREDICTION_COLUMN: scores})
+            return scores, None
         labels = np.asarray(self.state.labels, dtype=object)
-        result = {PREDICTION_COLUMN: labels[scores.argmax(axis=1)]}
-        for i, label in enumerate(self.state.labels):
-            result[f"{PROBABILITY_PREFIX}{label}"] = scores[:, i].astype(np.float64)
+        return labels[scores.argmax(axis=1)], scores.astype(np.float64, copy=False)
+
+    def predict(self, frame: Columns) -> pd.DataFrame:
+        """Predicted label (or value) and, for classifiers, one probability column per class."""
+        predictions, probabilities = self.predict_arrays(frame)
+        result = {PREDICTION_COLUMN: predictions}
+        if probabilities is not None:
+            for i, label in enumerate(self.state.labels or []):
+                result[f"{PROBABILITY_PREFIX}{label}"] = probabilities[:, i]
         return pd.DataFrame(result)

@@ -32,6 +32,7 @@ _MODEL_CODE = (
     "models/factory.py",
     "models/heads.py",
     "models/mlp.py",
+    "models/outputs.py",
     "models/predictor.py",
     "models/spec.py",
 )

@@ -25,6 +25,12 @@ class TabularModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         self._predictor = TabularPredictor.from_directory(Path(context.artifacts[ARTIFACT_KEY]))
 
+    @property
+    def predictor(self) -> TabularPredictor:
+        """The network and feature state behind ``predict``: the serving fast path calls it
+        directly, without the pyfunc's per-call schema enforcement."""
+        return self._predictor
+
     def predict(
         self,
         context: PythonModelContext,

@@ -29,13 +29,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from ray_mlops.config import ServeConfig
-from ray_mlops.serve.schema import RequestError, parse_body, predictions_body, request_frame
+from ray_mlops.serve.schema import RequestError, RequestRows, parse_body, request_rows
+from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
 
 _log = logging.getLogger(__name__)
@@ -141,15 +141,19 @@ class ModelServer:
         base_dir = Path(settings.get("base_dir", "."))
         self.replica = serve.get_replica_context().replica_tag
         rollout = self.cfg.rollout
+        # A GPU replica runs the network there; Ray gave this process its GPU(s).
+        self.device = "cuda" if self.cfg.gpus_per_replica > 0 else "cpu"
         slots: dict[str, ModelSlot | None] = {
-            CHAMPION: load_slot(tracking_uri, self.model_name, settings["champion_alias"])
+            CHAMPION: load_slot(
+                tracking_uri, self.model_name, settings["champion_alias"], device=self.device
+            )
         }
         self.aliases = {CHAMPION: settings["champion_alias"]}
         if rollout.mode != "none":
             self.aliases[CHALLENGER] = rollout.challenger_alias
             try:
                 slots[CHALLENGER] = load_slot(
-                    tracking_uri, self.model_name, rollout.challenger_alias
+                    tracking_uri, self.model_name, rollout.challenger_alias, device=self.device
                 )
             except Exception:  # no challenger yet: champion only until one appears
                 slots[CHALLENGER] = None
@@ -168,6 +172,7 @@ class ModelServer:
             AliasView(slots, self.aliases),
             self.cfg.alias_poll_s,
             on_poll=self._report_gauges,
+            device=self.device,
         )
         self._report_gauges()
         self.predict_batch.set_max_batch_size(self.cfg.max_batch_size)  # type: ignore[attr-defined]
@@ -184,24 +189,26 @@ class ModelServer:
 
     # -- model calls -------------------------------------------------------------------
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def predict_batch(
-        self, items: list[tuple[ModelSlot, pd.DataFrame]]
-    ) -> list[pd.DataFrame]:
-        """One model call per model version for the records of every request in the batch."""
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def predict_batch(self, items: list[tuple[ModelSlot, RequestRows]]) -> list[Scores]:
+        """One model call per model version for the rows of every request in the batch."""
         self.metrics.batch_size.observe(len(items), tags={"model": self.model_name})
-        results: list[pd.DataFrame | None] = [None] * len(items)
+        results: list[Scores | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         for i, (slot, _) in enumerate(items):
             groups.setdefault(id(slot), []).append(i)
         for members in groups.values():
             slot = items[members[0]][0]
-            frames = [items[i][1] for i in members]
-            joined = pd.concat(frames, ignore_index=True)
-            predicted = await asyncio.to_thread(slot.predict, joined)
-            bounds = list(itertools.accumulate((len(f) for f in frames), initial=0))
+            parts = [items[i][1] for i in members]
+            rows = sum(len(part) for part in parts)
+            if rows <= self.cfg.inline_rows:
+                # A small batch costs less than a thread hop (~0.1 ms each way).
+                scores = slot.score(parts)
+            else:
+                scores = await asyncio.to_thread(slot.score, parts)
+            bounds = itertools.accumulate((len(part) for part in parts), initial=0)
             for i, (a, b) in zip(members, itertools.pairwise(bounds), strict=True):
-                results[i] = predicted.iloc[a:b].reset_index(drop=True)
+                results[i] = scores.rows(a, b)
         return [r for r in results if r is not None]
 
     def _choose(self) -> ModelSlot:
@@ -218,20 +225,20 @@ class ModelServer:
             return challenger
         return champion
 
-    async def _answer(self, slot: ModelSlot, frame: pd.DataFrame) -> pd.DataFrame:
-        predicted = await self.predict_batch((slot, frame))
+    async def _answer(self, slot: ModelSlot, rows: RequestRows) -> Scores:
+        scores: Scores = await self.predict_batch((slot, rows))
         challenger = self.slots.get(CHALLENGER)
         if self.cfg.rollout.mode == "shadow" and challenger is not None:
             # Mirrored after the answer is ready; its result and errors stay here.
-            task = asyncio.create_task(self._shadow(challenger, frame))
+            task = asyncio.create_task(self._shadow(challenger, rows))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
-        return predicted
+        return scores
 
-    async def _shadow(self, slot: ModelSlot, frame: pd.DataFrame) -> None:
+    async def _shadow(self, slot: ModelSlot, rows: RequestRows) -> None:
         try:
-            predicted = await self.predict_batch((slot, frame))
-            self._capture(f"shadow-{uuid.uuid4()}", slot, frame, predicted, 0.0)
+            scores = await self.predict_batch((slot, rows))
+            self._capture(f"shadow-{uuid.uuid4()}", slot, rows, scores, 0.0)
         except Exception:
             self.metrics.shadow_errors.inc(1, tags={"model": self.model_name})
 
@@ -292,20 +299,20 @@ class ModelServer:
         self,
         request_id: str,
         slot: ModelSlot,
-        frame: pd.DataFrame,
-        predicted: pd.DataFrame,
+        rows: RequestRows,
+        scores: Scores,
         latency_ms: float,
         answer: dict[str, Any] | None = None,
     ) -> None:
         """Offer the request to the capture; its rows are built only when it is sampled."""
         if self.capture is None or not self.capture.draw():
             return
-        answer = answer or predictions_body(predicted)
+        answer = answer or scores.body()
         self.capture.offer(
             request_id=request_id,
             model_name=self.model_name,
             model_version=slot.version,
-            records=frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
+            records=rows.records(),
             predictions=answer["predictions"],
             probabilities=answer.get("probabilities"),
             latency_ms=latency_ms,
@@ -327,9 +334,9 @@ class ModelServer:
         async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
             started = time.perf_counter()
             slot = self._choose()
-            frame = request_frame(await self._body(req), slot.schema, self.cfg.max_records)
-            predicted = await self._answer(slot, frame)
-            answer = predictions_body(predicted)
+            rows = request_rows(await self._body(req), slot.schema, self.cfg.max_records)
+            scores = await self._answer(slot, rows)
+            answer = scores.body()
             body = {
                 "model_name": self.model_name,
                 "model_version": slot.version,
@@ -337,7 +344,7 @@ class ModelServer:
                 **answer,
             }
             self._capture(
-                request_id, slot, frame, predicted, (time.perf_counter() - started) * 1000, answer
+                request_id, slot, rows, scores, (time.perf_counter() - started) * 1000, answer
             )
             return JSONResponse(body), slot.version
 
@@ -417,12 +424,12 @@ class ModelServer:
                 self.cfg.max_records,
                 known_outputs=output_names(slot.labels),
             )
-            predicted = await self._answer(slot, parsed.frame)
+            scores = await self._answer(slot, parsed.rows)
             body = infer_response(
-                self.model_name, slot.version, parsed.id or request_id, predicted, parsed.outputs
+                self.model_name, slot.version, parsed.id or request_id, scores, parsed.outputs
             )
             self._capture(
-                request_id, slot, parsed.frame, predicted, (time.perf_counter() - started) * 1000
+                request_id, slot, parsed.rows, scores, (time.perf_counter() - started) * 1000
             )
             return JSONResponse(body), slot.version
 

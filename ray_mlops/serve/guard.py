@@ -314,7 +314,8 @@ class RateLimiter:
     goes, so memory stays bounded whatever the number of names.
 
     Args:
-        requests_per_s: Default sustained rate per name.
+        requests_per_s: Default sustained rate per name; None leaves names without a rate
+            of their own unlimited.
         burst: Requests a name may make at once (the bucket's size).
         clock: Seconds, monotonic; injectable for tests.
         max_buckets: Most buckets held.
@@ -325,13 +326,13 @@ class RateLimiter:
 
     def __init__(
         self,
-        requests_per_s: float,
+        requests_per_s: float | None,
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         *,
         max_buckets: int = 10_000,
     ) -> None:
-        if requests_per_s <= 0 or burst < 1 or max_buckets < 1:
+        if (requests_per_s is not None and requests_per_s <= 0) or burst < 1 or max_buckets < 1:
             raise ValueError(
                 "requests_per_s must be > 0, burst and max_buckets >= 1; got "
                 f"{requests_per_s}, {burst}, {max_buckets}"
@@ -365,6 +366,8 @@ class RateLimiter:
                 ``Retry-After`` header, when the bucket is empty.
         """
         rate = principal.requests_per_s or self.requests_per_s
+        if rate is None:  # no default rate, and none of its own: not limited
+            return
         size = float(principal.burst or self.burst)
         with self._lock:
             now = self._clock()

@@ -66,6 +66,8 @@ def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
         "max_ongoing_requests": max(2 * serve_cfg.max_batch_size, 16),
         "health_check_period_s": 5,
         "graceful_shutdown_timeout_s": 10,
+        # A log line per request costs the replica's CPU; /metrics and capture count them.
+        "logging_config": {"enable_access_log": serve_cfg.access_log},
     }
     scaling = serve_cfg.autoscaling
     if scaling is None:

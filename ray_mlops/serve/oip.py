@@ -1,7 +1,7 @@
 """The Open Inference Protocol v2 (KServe / Triton HTTP/REST) for a tabular model. Ray-free.
 
 A request carries one tensor per input column; this module checks the tensors' structure
-(names, datatypes, shapes, lengths), then hands the rows to :func:`records_frame`, so a value
+(names, datatypes, shapes, lengths), then hands the rows to :func:`checked_rows`, so a value
 is accepted or refused exactly as in a ``{"records": [...]}`` request and the frame has the
 same dtypes. Only JSON tensor data is supported, not the binary-data or shared-memory
 extensions.
@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from ray_mlops.serve.schema import InputSchema, RequestError, records_frame
+from ray_mlops.serve.schema import InputSchema, RequestError, RequestRows, checked_rows
+from ray_mlops.serve.scores import Scores
 
 PLATFORM = "ray-mlops"
 PREDICTION_OUTPUT = "prediction"
@@ -43,7 +44,7 @@ _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
 # Parameters that move tensor data out of the JSON body; honouring them needs the raw body.
 _OUT_OF_BAND_PARAMETERS = ("binary_data_size", "shared_memory_region")
-# Same cap as records_frame: a client fixes a few errors at a time; a huge body stays cheap.
+# Same cap as checked_rows: a client fixes a few errors at a time; a huge body stays cheap.
 _MAX_ERRORS = 50
 
 
@@ -53,14 +54,18 @@ class InferRequest:
 
     Attributes:
         id: The client's request id, echoed in the response; ``None`` when not given.
-        frame: One row per instance, columns in the schema's order, typed as by
-            :func:`records_frame`.
+        rows: One row per instance, checked as by :func:`checked_rows`.
         outputs: Output names to return, in the requested order; ``None`` for all.
     """
 
     id: str | None
-    frame: pd.DataFrame
+    rows: RequestRows
     outputs: list[str] | None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as the model's input frame (columns in the schema's order)."""
+        return self.rows.frame()
 
 
 class _Tensor(NamedTuple):
@@ -171,15 +176,16 @@ def parse_infer_request(
             "the input tensors hold no rows",
             [{"loc": ["body", "inputs"], "msg": "expected at least one row"}],
         )
-    frame = _checked_frame(columns, schema, max_records)
-    return InferRequest(id=request_id, frame=frame, outputs=outputs)
+    return InferRequest(
+        id=request_id, rows=_checked_rows(columns, schema, max_records), outputs=outputs
+    )
 
 
 def infer_response(
     name: str,
     version: str,
     request_id: str | None,
-    predictions: pd.DataFrame,
+    scores: Scores,
     outputs: list[str] | None,
 ) -> dict[str, Any]:
     """The body answering ``POST /v2/models/{name}/infer``.
@@ -188,8 +194,7 @@ def infer_response(
         name: Registered model name.
         version: Registered model version that answered.
         request_id: The request's ``id``, echoed when not ``None``.
-        predictions: The predictor's frame: ``prediction`` and, for a classifier, one
-            ``probability_<label>`` column per class.
+        scores: The model's answers: predictions and, for a classifier, probabilities.
         outputs: Output names to return, in this order; ``None`` for all the model has.
 
     Returns:
@@ -198,15 +203,7 @@ def infer_response(
     Raises:
         RequestError: 422 when an output is asked for that the model does not produce.
     """
-    # Imported here, as in schema.py: the predictor module pulls in torch.
-    from ray_mlops.models.predictor import (
-        PREDICTION_COLUMN,
-        PROBABILITY_PREFIX,
-        probability_labels,
-    )
-
-    labels = probability_labels(predictions) or None
-    proba_columns = [PROBABILITY_PREFIX + label for label in labels or []]
+    labels = scores.labels
     available = output_names(labels)
     requested = available if outputs is None else outputs
     missing = [output for output in requested if output not in available]
@@ -216,29 +213,30 @@ def infer_response(
             f"this model does not produce output(s) {missing}; it produces {available}",
             [{"loc": ["body", "outputs"], "msg": f"unknown output {m!r}"} for m in missing],
         )
-    rows = len(predictions)
+    rows = len(scores)
     tensors: list[dict[str, Any]] = []
     for output in requested:
         if output == PREDICTION_OUTPUT:
-            values = predictions[PREDICTION_COLUMN]
+            values = scores.predictions
             tensors.append(
                 {
                     "name": PREDICTION_OUTPUT,
                     # Labels go out as strings whatever their type, as the metadata promises.
                     "datatype": TEXT_DATATYPE if labels else "FP64",
                     "shape": [rows],
-                    "data": [str(v) for v in values]
+                    "data": [str(v) for v in values.tolist()]
                     if labels
-                    else values.to_numpy(dtype="float64").tolist(),
+                    else values.astype("float64").tolist(),
                 }
             )
         else:
+            assert scores.probabilities is not None and labels is not None
             tensors.append(
                 {
                     "name": PROBABILITIES_OUTPUT,
                     "datatype": "FP64",
-                    "shape": [rows, len(proba_columns)],
-                    "data": predictions[proba_columns].to_numpy(dtype="float64").ravel().tolist(),
+                    "shape": [rows, len(labels)],
+                    "data": scores.probabilities.astype("float64").ravel().tolist(),
                     "parameters": {"labels": labels},
                 }
             )
@@ -449,15 +447,15 @@ def _flatten(data: list[Any]) -> list[Any] | None:
     return None
 
 
-def _checked_frame(
+def _checked_rows(
     columns: dict[str, _Tensor], schema: InputSchema, max_records: int
-) -> pd.DataFrame:
-    """Check the values as :func:`records_frame` does, plus what only a tensor can get wrong."""
+) -> RequestRows:
+    """Check the values as :func:`checked_rows` does, plus what only a tensor can get wrong."""
     records = [dict(zip(schema.order, row, strict=True)) for row in _rows(columns, schema)]
     errors: list[dict[str, Any]] = []
-    frame: pd.DataFrame | None = None
+    checked: RequestRows | None = None
     try:
-        frame = records_frame({"records": records}, schema, max_records)
+        checked = checked_rows({"records": records}, schema, max_records)
     except RequestError as exc:
         errors = [_tensor_loc(error, columns) for error in exc.errors]
     # One error per value: where the records checks spoke already, theirs is the message.
@@ -470,9 +468,9 @@ def _checked_frame(
         ]
         if len(errors) >= _MAX_ERRORS:
             break
-    if errors or frame is None:
+    if errors or checked is None:
         raise RequestError(422, _summary(errors, "invalid value"), errors[:_MAX_ERRORS])
-    return frame
+    return checked
 
 
 def _number_errors(column: str, tensor: _Tensor) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ray_mlops.features.primitives import datetime_values
@@ -79,11 +80,80 @@ def parse_body(body: bytes) -> Any:
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
 
 
+@dataclass(frozen=True)
+class RequestRows:
+    """A validated request's rows, one numpy array per input column.
+
+    Cheaper than a DataFrame per request: a batch of requests joins column by column
+    (:func:`join_rows`) into the one frame the model sees.
+
+    Attributes:
+        columns: Numeric columns as float64 (NaN where missing), the others as object arrays
+            of ``str`` or ``None``, in the schema's order.
+        schema: The schema they were checked against.
+    """
+
+    columns: dict[str, np.ndarray]
+    schema: InputSchema
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame: float64 numbers, object text with ``None`` for missing."""
+        return rows_frame([self])
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as JSON-ready records: floats, strings and ``None`` for missing."""
+        names = list(self.columns)
+        values = [
+            [None if v != v else v for v in array.tolist()]  # NaN -> None
+            if name in self.schema.numeric
+            else array.tolist()
+            for name, array in self.columns.items()
+        ]
+        return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def join_columns(parts: list[RequestRows]) -> dict[str, np.ndarray | pd.Series]:
+    """The rows of several requests (one schema), in order, one array per column.
+
+    This is what the model's transform takes, without the cost of a DataFrame per batch.
+    Datetime columns are parsed here (times as ``datetime64``, NaT where missing).
+    """
+    schema = parts[0].schema
+    joined: dict[str, np.ndarray | pd.Series] = {}
+    for name in schema.order:
+        arrays = [part.columns[name] for part in parts]
+        column = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        joined[name] = datetime_values(column) if name in schema.datetime else column
+    return joined
+
+
+def rows_frame(parts: list[RequestRows]) -> pd.DataFrame:
+    """The rows of several requests as one DataFrame (float64, object text, datetime64)."""
+    return pd.DataFrame(
+        {
+            # An explicit object Series: pandas would otherwise infer its str dtype (NaN
+            # for missing), and the model's input should not depend on the pandas version.
+            name: pd.Series(column, dtype=object)
+            if isinstance(column, np.ndarray) and column.dtype == object
+            else column
+            for name, column in join_columns(parts).items()
+        }
+    )
+
+
 def request_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
     """Validate a ``{"records": [...]}`` or ``{"columns": {name: [...]}}`` body into a frame."""
+    return request_rows(payload, schema, max_records).frame()
+
+
+def request_rows(payload: Any, schema: InputSchema, max_records: int) -> RequestRows:
+    """Validate a ``{"records": [...]}`` or ``{"columns": {name: [...]}}`` body into rows."""
     if isinstance(payload, dict) and "columns" in payload and "records" not in payload:
-        return records_frame({"records": _columns_to_records(payload)}, schema, max_records)
-    return records_frame(payload, schema, max_records)
+        return checked_rows({"records": _columns_to_records(payload)}, schema, max_records)
+    return checked_rows(payload, schema, max_records)
 
 
 def _columns_to_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,6 +194,11 @@ def _columns_to_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
     """Validate ``{"records": [{column: value, ...}, ...]}`` and return it as a frame."""
+    return checked_rows(payload, schema, max_records).frame()
+
+
+def checked_rows(payload: Any, schema: InputSchema, max_records: int) -> RequestRows:
+    """Validate ``{"records": [{column: value, ...}, ...]}`` into :class:`RequestRows`."""
     if not isinstance(payload, dict) or "records" not in payload:
         raise RequestError(
             422,
@@ -155,15 +230,18 @@ def records_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.Dat
             break
     if errors:
         raise RequestError(422, f"{len(errors)} invalid field(s)", errors)
-    frame = pd.DataFrame.from_records(records, columns=schema.order)
-    for column in schema.numeric:
-        frame[column] = frame[column].astype("float64")
-    for column in schema.categorical:
-        values = frame[column].astype(object)
-        frame[column] = values.where(values.notna(), None)
-    for column in schema.datetime:
-        frame[column] = datetime_values(frame[column])
-    return frame
+    # Checked above: numbers (int or finite float) or None, strings or None. numpy reads
+    # None as NaN in a float64 array.
+    columns: dict[str, np.ndarray] = {}
+    for name in schema.order:
+        values = [record[name] for record in records]
+        if name in schema.numeric:
+            columns[name] = np.array(values, dtype=np.float64)
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            columns[name] = array
+    return RequestRows(columns, schema)
 
 
 def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[str, Any]]:
@@ -184,7 +262,9 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             errors.append({"loc": [*where, column], "msg": f"expected a number, got {value!r}"})
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif (isinstance(value, float) and not math.isfinite(value)) or (
+            isinstance(value, int) and not _fits_float(value)
+        ):
             errors.append(
                 {"loc": [*where, column], "msg": "expected a finite number (null for missing)"}
             )
@@ -203,15 +283,10 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
     return errors
 
 
-def predictions_body(frame: pd.DataFrame) -> dict[str, Any]:
-    """``predictions`` and, for classifiers, ``probabilities`` as a list of {label: p}."""
-    from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
-
-    body: dict[str, Any] = {"predictions": frame[PREDICTION_COLUMN].tolist()}
-    proba_columns = [c for c in frame.columns if c.startswith(PROBABILITY_PREFIX)]
-    if proba_columns:
-        labels = [c.removeprefix(PROBABILITY_PREFIX) for c in proba_columns]
-        body["probabilities"] = [
-            dict(zip(labels, row, strict=True)) for row in frame[proba_columns].to_numpy().tolist()
-        ]
-    return body
+def _fits_float(value: int) -> bool:
+    """Whether a JSON integer (unbounded) converts to a float64."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True

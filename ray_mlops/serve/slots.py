@@ -20,14 +20,27 @@ from typing import Any
 import pandas as pd
 
 from ray_mlops.models.predictor import probability_labels
-from ray_mlops.serve.schema import InputSchema, records_frame
+from ray_mlops.serve.schema import (
+    InputSchema,
+    RequestRows,
+    checked_rows,
+    join_columns,
+    rows_frame,
+)
+from ray_mlops.serve.scores import Scores
 
 _log = logging.getLogger(__name__)
 
 
 @dataclass
 class ModelSlot:
-    """One loaded model version."""
+    """One loaded model version.
+
+    ``predictor`` is the packaged model's own predictor when the version was packaged by
+    ray-mlops: requests are checked against the signature on arrival (``checked_rows``), so
+    the replica calls it directly and skips the pyfunc's per-call schema enforcement (about
+    3 ms a call). Other pyfunc models go through ``model.predict``.
+    """
 
     alias: str
     version: str
@@ -36,14 +49,32 @@ class ModelSlot:
     example: list[dict[str, Any]]
     labels: list[str] | None
     _workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
+    predictor: Any = None
+
+    def score(self, parts: list[RequestRows]) -> Scores:
+        """The answers for the rows of one or more checked requests, in order."""
+        if self.predictor is not None:
+            predictions, probabilities = self.predictor.predict_arrays(join_columns(parts))
+            return Scores(predictions, probabilities, self.labels)
+        return Scores.from_frame(self.predict(rows_frame(parts)))
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The packaged model's prediction frame."""
+        """The packaged model's prediction frame, through its pyfunc."""
         return pd.DataFrame(self.model.predict(frame)).reset_index(drop=True)
 
 
-def load_slot(tracking_uri: str, name: str, alias: str, version: str | None = None) -> ModelSlot:
+def load_slot(
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    version: str | None = None,
+    device: str | None = None,
+) -> ModelSlot:
     """Download and load ``name@alias`` (or a given version of it), warmed up.
+
+    Args:
+        device: Where the network runs (``"cuda"`` on a GPU replica); None picks the GPU
+            when one is visible to this process, else the CPU.
 
     Raises:
         mlflow.exceptions.MlflowException: the model or the alias does not exist.
@@ -58,12 +89,31 @@ def load_slot(tracking_uri: str, name: str, alias: str, version: str | None = No
     model, _ = load_version(tracking_uri, name, version, workdir.name)
     schema = InputSchema.from_signature(model.metadata.get_input_schema())
     example = _example_records(model)
-    slot = ModelSlot(alias, version, model, schema, example, None, workdir)
+    predictor = _fast_predictor(model, device)
+    slot = ModelSlot(alias, version, model, schema, example, None, workdir, predictor)
     # Warm up before taking traffic: the first call pays for lazy initialisation.
     if example:
-        warm = slot.predict(records_frame({"records": example}, schema, len(example)))
+        warm = slot.predict(checked_rows({"records": example}, schema, len(example)).frame())
         slot.labels = probability_labels(warm) or None
+        if predictor is not None:
+            slot.score([checked_rows({"records": example}, schema, len(example))])
     return slot
+
+
+def _fast_predictor(model: Any, device: str | None) -> Any:
+    """The ray-mlops predictor inside a pyfunc model, on ``device``; None for other models."""
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # not a Python-function model (a flavor's own pyfunc)
+        return None
+    # Versions packaged before ``predictor`` was public hold it as ``_predictor``.
+    predictor = getattr(inner, "predictor", None) or getattr(inner, "_predictor", None)
+    if predictor is None or not hasattr(predictor, "predict_arrays"):
+        return None
+    import torch
+
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return predictor.to(target)
 
 
 def _example_records(model: Any) -> list[dict[str, Any]]:
@@ -85,8 +135,10 @@ class AliasWatcher:
         interval_s: float,
         on_swap: Callable[[str, str, str], None] | None = None,
         on_poll: Callable[[], None] | None = None,
+        device: str | None = None,
     ) -> None:
         self._tracking_uri = tracking_uri
+        self._device = device
         self._name = name
         self.slots = slots
         self._interval_s = interval_s
@@ -112,7 +164,9 @@ class AliasWatcher:
                 if current is not None and current.version == target:
                     continue
                 try:
-                    fresh = load_slot(self._tracking_uri, self._name, alias, target)
+                    fresh = load_slot(
+                        self._tracking_uri, self._name, alias, target, device=self._device
+                    )
                 except Exception as exc:  # keep serving the old version
                     _log.warning(
                         "could not load %s v%s for @%s: %s", self._name, target, alias, exc

@@ -340,3 +340,42 @@ def test_arrow_text_and_python_objects_get_the_same_codes(fill: str | None) -> N
     assert fast_missing.tolist() == slow_missing.tolist() == [False, fill is None, *[False] * 4]
     state = FeatureState(labels=["a", "b"])
     assert encode_labels(arrow, state).tolist() == encode_labels(objects, state).tolist()
+
+
+@pytest.mark.parametrize("state", [STATE, FULL], ids=["onehot", "every-transform"])
+def test_a_served_requests_arrays_encode_as_its_frame_does(state: FeatureState) -> None:
+    """Serving hands the transform numpy columns, not a DataFrame: same numbers."""
+    from ray_mlops.serve.schema import InputSchema, checked_rows, join_columns
+
+    schema = InputSchema(
+        numeric=["age", "income"],
+        categorical=["color", "size", "city"],
+        datetime=["signup"],
+        order=list(FULL_FRAME.columns),
+    )
+    records = FULL_FRAME.astype(object).where(FULL_FRAME.notna(), None).to_dict("records")
+    # "not a date" is a 422 at the door; a missing time takes its place here.
+    records[2]["signup"] = None
+    frame = pd.DataFrame(records)
+    batch = transform_features(frame, state)
+    rows = checked_rows({"records": records}, schema, 10)
+    assert np.array_equal(transform_features(join_columns([rows]), state), batch)
+    assert np.array_equal(transform_features(rows.frame(), state), batch)
+    one_by_one = [checked_rows({"records": [r]}, schema, 1) for r in records]
+    assert np.array_equal(transform_features(join_columns(one_by_one), state), batch)
+
+
+@pytest.mark.parametrize("fill", [None, "b"])
+def test_small_and_large_batches_get_the_same_codes(fill: str | None) -> None:
+    """Up to 512 values are looked up in a dict, more through pandas: the same codes."""
+    rng = np.random.default_rng(0)
+    pool = np.array(["a", "b", "", "z", None, "A"], dtype=object)
+    values = pd.Series(pool[rng.integers(0, len(pool), 2000)], dtype=object)
+    categories = ["a", "b", ""]
+    large, large_missing = category_codes(values, categories, fill)
+    small = [
+        category_codes(values.iloc[i : i + 100], categories, fill) for i in range(0, 2000, 100)
+    ]
+    assert np.array_equal(np.concatenate([codes for codes, _ in small]), large)
+    assert np.array_equal(np.concatenate([missing for _, missing in small]), large_missing)
+    assert set(large.tolist()) == {-1, 0, 1, 2}

@@ -320,3 +320,13 @@ def test_limiter_rejects_nonsense_settings() -> None:
         RateLimiter(requests_per_s=0, burst=1)
     with pytest.raises(ValueError):
         RateLimiter(requests_per_s=1, burst=0)
+
+
+def test_without_a_default_rate_only_keys_with_their_own_are_limited() -> None:
+    limiter = RateLimiter(requests_per_s=None, burst=2, clock=FakeClock())
+    for _ in range(1000):
+        limiter.check(APP)
+    slow = Principal("slow", "predict", 1.0, 1)
+    limiter.check(slow)
+    with pytest.raises(RateLimitExceeded):
+        limiter.check(slow)

@@ -19,6 +19,7 @@ from ray_mlops.serve.oip import (
     parse_infer_request,
 )
 from ray_mlops.serve.schema import InputSchema, RequestError, parse_body, records_frame
+from ray_mlops.serve.scores import Scores
 
 SCHEMA = InputSchema(
     numeric=["age", "hours"],
@@ -68,13 +69,15 @@ def _refused(payload: Any, limit: int = 10, **kwargs: Any) -> RequestError:
     return caught.value
 
 
-def _classifier_predictions() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "prediction": np.array(["<=50K", ">50K", "<=50K"], dtype=object),
-            "probability_<=50K": [0.9, 0.2, 0.6],
-            "probability_>50K": [0.1, 0.8, 0.4],
-        }
+def _classifier_predictions() -> Scores:
+    return Scores.from_frame(
+        pd.DataFrame(
+            {
+                "prediction": np.array(["<=50K", ">50K", "<=50K"], dtype=object),
+                "probability_<=50K": [0.9, 0.2, 0.6],
+                "probability_>50K": [0.1, 0.8, 0.4],
+            }
+        )
     )
 
 
@@ -131,7 +134,7 @@ def test_client_reads_a_classifier_response() -> None:
 
 def test_client_reads_a_regression_response() -> None:
     predictions = pd.DataFrame({"prediction": [1.25, -3.0]})
-    body = infer_response("price", "7", None, predictions, None)
+    body = infer_response("price", "7", None, Scores.from_frame(predictions), None)
     assert [o["name"] for o in body["outputs"]] == ["prediction"]
     assert body["outputs"][0]["datatype"] == "FP64" and body["outputs"][0]["shape"] == [2]
     result = _client_result(body)
@@ -145,7 +148,13 @@ def test_regression_refuses_probabilities() -> None:
     error = _refused(payload, known_outputs=output_names(None))
     assert error.status == 422 and "probabilities" in error.errors[0]["msg"]
     with pytest.raises(RequestError) as caught:
-        infer_response("price", "7", None, pd.DataFrame({"prediction": [1.0]}), ["probabilities"])
+        infer_response(
+            "price",
+            "7",
+            None,
+            Scores.from_frame(pd.DataFrame({"prediction": [1.0]})),
+            ["probabilities"],
+        )
     assert caught.value.status == 422
 
 

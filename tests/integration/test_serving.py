@@ -534,3 +534,7 @@ def test_serve_config_export_is_what_serve_deploy_accepts(
     assert app.import_path == "ray_mlops.serve.app:build_app"
     assert app.runtime_env["env_vars"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert app.deployments[0].name == "ModelServer"
+    # serve.access_log (off by default) reaches Serve's own logging config.
+    assert document["applications"][0]["deployments"][0]["logging_config"] == {
+        "enable_access_log": False
+    }

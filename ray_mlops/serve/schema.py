@@ -85,7 +85,7 @@ class RequestRows:
     """A validated request's rows, one numpy array per input column.
 
     Cheaper than a DataFrame per request: a batch of requests joins column by column
-    (:func:`join_rows`) into the one frame the model sees.
+    (:func:`join_columns`) into the one input the model sees.
 
     Attributes:
         columns: Numeric columns as float64 (NaN where missing), the others as object arrays
@@ -142,11 +142,6 @@ def rows_frame(parts: list[RequestRows]) -> pd.DataFrame:
             for name, column in join_columns(parts).items()
         }
     )
-
-
-def request_frame(payload: Any, schema: InputSchema, max_records: int) -> pd.DataFrame:
-    """Validate a ``{"records": [...]}`` or ``{"columns": {name: [...]}}`` body into a frame."""
-    return request_rows(payload, schema, max_records).frame()
 
 
 def request_rows(payload: Any, schema: InputSchema, max_records: int) -> RequestRows:

@@ -43,14 +43,6 @@ class Scores:
             ]
         return body
 
-    def frame(self) -> pd.DataFrame:
-        """As the packaged model's frame: ``prediction`` and ``probability_<label>`` columns."""
-        result: dict[str, Any] = {PREDICTION_COLUMN: self.predictions}
-        for i, label in enumerate(self.labels or []):
-            assert self.probabilities is not None
-            result[f"{PROBABILITY_PREFIX}{label}"] = self.probabilities[:, i]
-        return pd.DataFrame(result)
-
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Scores:
         """From a pyfunc model's prediction frame."""

@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from ray_mlops.models.predictor import probability_labels
 from ray_mlops.serve.schema import (
     InputSchema,
     RequestRows,
@@ -55,12 +54,8 @@ class ModelSlot:
         """The answers for the rows of one or more checked requests, in order."""
         if self.predictor is not None:
             predictions, probabilities = self.predictor.predict_arrays(join_columns(parts))
-            return Scores(predictions, probabilities, self.labels)
-        return Scores.from_frame(self.predict(rows_frame(parts)))
-
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The packaged model's prediction frame, through its pyfunc."""
-        return pd.DataFrame(self.model.predict(frame)).reset_index(drop=True)
+            return Scores(predictions, probabilities, self.predictor.state.labels)
+        return Scores.from_frame(pd.DataFrame(self.model.predict(rows_frame(parts))))
 
 
 def load_slot(
@@ -93,10 +88,7 @@ def load_slot(
     slot = ModelSlot(alias, version, model, schema, example, None, workdir, predictor)
     # Warm up before taking traffic: the first call pays for lazy initialisation.
     if example:
-        warm = slot.predict(checked_rows({"records": example}, schema, len(example)).frame())
-        slot.labels = probability_labels(warm) or None
-        if predictor is not None:
-            slot.score([checked_rows({"records": example}, schema, len(example))])
+        slot.labels = slot.score([checked_rows({"records": example}, schema, len(example))]).labels
     return slot
 
 

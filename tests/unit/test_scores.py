@@ -16,10 +16,12 @@ FRAME = pd.DataFrame(
 )
 
 
-def test_a_prediction_frame_round_trips() -> None:
+def test_a_prediction_frame_becomes_arrays() -> None:
     scores = Scores.from_frame(FRAME)
     assert scores.labels == ["no", "yes"] and len(scores) == 3
-    pd.testing.assert_frame_equal(scores.frame(), FRAME)
+    assert scores.predictions.tolist() == ["no", "yes", "no"]
+    assert scores.probabilities is not None
+    np.testing.assert_array_equal(scores.probabilities[:, 1], [0.1, 0.8, 0.4])
 
 
 def test_each_request_gets_its_own_rows() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -15,7 +17,7 @@ from ray_mlops.models.factory import build_model
 from ray_mlops.models.from_config import make_spec
 from ray_mlops.models.predictor import TabularPredictor
 from ray_mlops.serve.schema import InputSchema, checked_rows
-from ray_mlops.serve.slots import ModelSlot
+from ray_mlops.serve.slots import ModelSlot, _fast_predictor
 
 STATE = FeatureState(
     numeric={"age": NumericState(fill=40.0, center=38.0, scale=2.0)},
@@ -31,15 +33,20 @@ RECORDS = [
 ]
 
 
-class _PyfuncLike:
-    """What ``mlflow.pyfunc.load_model`` gives for a model without a ray-mlops predictor:
-    only ``predict(frame)``, here backed by the same network."""
+class _OtherModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc model not packaged by ray-mlops (no ``predictor``), on the same network."""
 
-    def __init__(self, predictor: TabularPredictor) -> None:
-        self._predictor = predictor
+    def __init__(self, network: TabularPredictor) -> None:
+        self.network = network
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self._predictor.predict(frame)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.network.predict(model_input)
+
+
+def _saved_pyfunc(predictor: TabularPredictor, tmp_path: Path) -> Any:
+    """A real MLflow pyfunc model, saved and loaded back."""
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=_OtherModel(predictor))
+    return mlflow.pyfunc.load_model(str(tmp_path / "model"))
 
 
 def _slot(predictor: TabularPredictor | None, model: object) -> ModelSlot:
@@ -55,10 +62,12 @@ def _predictor() -> TabularPredictor:
     return TabularPredictor(build_model(spec), spec, STATE)
 
 
-def test_direct_and_pyfunc_scoring_agree_request_by_request() -> None:
+def test_direct_and_pyfunc_scoring_agree_request_by_request(tmp_path: Path) -> None:
     predictor = _predictor()
-    fast = _slot(predictor, _PyfuncLike(predictor))
-    slow = _slot(None, _PyfuncLike(predictor))
+    other = _saved_pyfunc(predictor, tmp_path)
+    assert _fast_predictor(other, "cpu") is None  # not ours: it goes through model.predict
+    fast = _slot(predictor, other)
+    slow = _slot(None, other)
     parts = [checked_rows({"records": [r]}, SCHEMA, 1) for r in RECORDS]
     direct, through_pyfunc = fast.score(parts), slow.score(parts)
     assert direct.predictions.tolist() == through_pyfunc.predictions.tolist()

@@ -545,7 +545,13 @@ class SearchConfig(_Section):
     startup_trials: int = Field(
         5, ge=1, description="TPE: random trials before the model of good regions kicks in."
     )
-    num_samples: int = Field(20, ge=1, description="Most trials.")
+    num_samples: int | None = Field(
+        20,
+        ge=1,
+        description=(
+            "Most trials. null: as many as time_budget_s allows (the budget is then required)."
+        ),
+    )
     time_budget_s: float | None = Field(
         None, gt=0, description="Stop starting and running trials after this many seconds."
     )
@@ -571,6 +577,14 @@ class SearchConfig(_Section):
         None, ge=1, description="Trials at once. Default: what the cluster's resources fit."
     )
     seed: int = Field(0, ge=0, description="Seed of the sampler.")
+
+    @model_validator(mode="after")
+    def _search_ends(self) -> SearchConfig:
+        if self.num_samples is None and self.time_budget_s is None:
+            raise ValueError(
+                "num_samples: null (no trial limit) needs time_budget_s, or the search never ends"
+            )
+        return self
 
 
 class EvaluateConfig(_Section):

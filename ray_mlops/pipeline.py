@@ -534,8 +534,9 @@ def _search_stage(
     earlier = run.previous.get("search")
     metric, _ = search_metric(cfg)
     budget = f", {cfg.search.time_budget_s:g} s budget" if cfg.search.time_budget_s else ""
+    limit = f"up to {cfg.search.num_samples}" if cfg.search.num_samples else "as many"
     doing = (
-        f"{cfg.search.mode} search: up to {cfg.search.num_samples} trials{budget}, "
+        f"{cfg.search.mode} search: {limit} trials{budget}, "
         f"{cfg.search.algorithm.upper()} + {cfg.search.scheduler} on {metric}"
     )
     with run.stage("search", doing, reopen=earlier.info.run_id if earlier else None) as stage:

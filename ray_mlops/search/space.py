@@ -87,6 +87,14 @@ def decode_params(space: Mapping[str, Dimension], params: Mapping[str, Any]) -> 
     return decoded
 
 
+def trial_values(
+    space: Mapping[str, Dimension], config: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A Tune trial's config values by config path (Tune's own ``_`` keys left out)."""
+    params = {k: v for k, v in (config or {}).items() if not k.startswith("_")}
+    return decode_params(space, params)
+
+
 def apply_params(doc: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of the config document with each dotted path set to its value."""
     result = copy.deepcopy(dict(doc))

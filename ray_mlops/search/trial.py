@@ -73,7 +73,9 @@ class SearchInputs:
         trial_cpus: CPUs each trial worker reserves (its torch threads).
         trial_gpus: GPUs each trial worker reserves.
         trainer_storage: Where multi-worker trials keep their Ray Train runs.
-        tracking_uri: MLflow tracking URI, or None to log nothing.
+        tracking_uri: MLflow tracking URI, or None to log nothing. The search's driver
+            logs each trial (:class:`ray_mlops.search.trial_runs.TrialRuns`); trials
+            themselves never open the tracking store.
         experiment_id: MLflow experiment of the search run.
         search_run_id: The search's MLflow run; each trial is a nested run under it.
     """
@@ -132,46 +134,6 @@ def encoded_data(
     return _ENCODINGS[key]
 
 
-def _trial_run(inputs: SearchInputs, params: dict[str, Any]) -> str | None:
-    """The trial's nested MLflow run: found again by trial id when a search resumes."""
-    if not (inputs.tracking_uri and inputs.experiment_id and inputs.search_run_id):
-        return None
-    import ray.tune
-    from mlflow.tracking import MlflowClient
-
-    context = ray.tune.get_context()
-    trial_id = context.get_trial_id()
-    client = MlflowClient(inputs.tracking_uri)
-    found = client.search_runs(
-        [inputs.experiment_id],
-        filter_string=(
-            f"tags.mlflow.parentRunId = '{inputs.search_run_id}' "
-            f"and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
-        ),
-        max_results=1,
-    )
-    if found:
-        return str(found[0].info.run_id)
-    run = client.create_run(
-        inputs.experiment_id,
-        run_name=context.get_trial_name(),
-        tags={"mlflow.parentRunId": inputs.search_run_id, TAG_TRIAL_ID: trial_id},
-    )
-    values = decode_params(inputs.space, params)
-    client.log_batch(
-        run.info.run_id,
-        params=[_param(k, v) for k, v in sorted(values.items())],
-    )
-    return str(run.info.run_id)
-
-
-def _param(key: str, value: Any) -> Any:
-    from mlflow.entities import Param
-
-    text = value if isinstance(value, str) else json.dumps(value)
-    return Param(key, text[:6000])
-
-
 def run_trial(params: dict[str, Any], inputs: SearchInputs) -> None:
     """The Tune trainable: train one configuration, reporting every epoch with a checkpoint."""
     from ray_mlops.models.from_config import make_spec
@@ -195,8 +157,9 @@ def run_trial(params: dict[str, Any], inputs: SearchInputs) -> None:
         ingest=RESIDENT,
         train_rows_per_worker=len(arrays["train"][1]) // cfg.train.num_workers,
         target_scale=state.target_scale,
-        tracking_uri=inputs.tracking_uri,
-        run_id=_trial_run(inputs, params),
+        # The search's driver logs every result to the trial's MLflow run (TrialRuns).
+        tracking_uri=None,
+        run_id=None,
     )
     if cfg.train.num_workers > 1:
         _run_trainer(cfg, settings, arrays, inputs)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ray_mlops.config import SELECTION_METRICS, Dimension, PipelineConfig
-from ray_mlops.search.space import decode_params, suggest
+from ray_mlops.search.space import suggest, trial_values
 from ray_mlops.search.trial import SearchInputs, run_trial
 from ray_mlops.train.trainer import _is_number
 
@@ -130,6 +130,7 @@ def run_search(
     """Run (or continue) the search; return the leaderboard and the best trial.
 
     ``callbacks`` (Tune callbacks) see every trial result as it arrives, e.g. to time them.
+    With a tracking URI in ``inputs``, every trial is also logged as a nested MLflow run.
 
     Raises:
         RuntimeError: no trial reported a result.
@@ -138,6 +139,13 @@ def run_search(
 
     metric, mode = search_metric(cfg)
     search = cfg.search
+    callbacks = list(callbacks or [])
+    if inputs.tracking_uri and inputs.experiment_id and inputs.search_run_id:
+        from ray_mlops.search.trial_runs import TrialRuns
+
+        callbacks.append(
+            TrialRuns(inputs.tracking_uri, inputs.experiment_id, inputs.search_run_id, inputs.space)
+        )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, inputs=inputs), trial_resources(cfg)
     )
@@ -159,7 +167,7 @@ def run_search(
                 mode=mode,
                 search_alg=_searcher(cfg, inputs.space, concurrent),
                 scheduler=_scheduler(cfg),
-                num_samples=search.num_samples,
+                num_samples=-1 if search.num_samples is None else search.num_samples,  # -1: no limit
                 time_budget_s=search.time_budget_s,
                 max_concurrent_trials=concurrent,
                 # A new actor per trial costs seconds (process start, torch import, the
@@ -214,7 +222,7 @@ def _outcome(
         raise RuntimeError(f"the best trial {best_row['trial_id']} kept no checkpoint")
     return SearchOutcome(
         leaderboard=leaderboard,
-        best_params=decode_params(space, _params_of(best.config)),
+        best_params=trial_values(space, best.config),
         best_metrics={k: float(v) for k, v in best_epoch.items() if _is_number(v)},
         best_checkpoint=path_of_best,
         best_trial_id=str(best_row["trial_id"]),
@@ -223,10 +231,6 @@ def _outcome(
         metric=metric,
         mode=mode,
     )
-
-
-def _params_of(config: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (config or {}).items() if not k.startswith("_")}
 
 
 def build_leaderboard(
@@ -264,10 +268,7 @@ def build_leaderboard(
                 "epochs": epochs,
                 "status": status,
                 "seconds": round(float(last.get("time_total_s", 0.0) or 0.0), 2),
-                **{
-                    f"param:{k}": v
-                    for k, v in decode_params(space, _params_of(result.config)).items()
-                },
+                **{f"param:{k}": v for k, v in trial_values(space, result.config).items()},
             }
         )
     frame = pd.DataFrame(rows)

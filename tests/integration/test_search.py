@@ -123,16 +123,17 @@ def test_time_budget_stops_the_search_on_time(workspace: Path, tracking_uri: str
     import time
 
     started = time.perf_counter()
+    # No trial limit: the budget alone ends the search.
     result = _tune(
         workspace,
         tracking_uri,
         "adult-search-budget",
-        num_samples=200,
+        num_samples=None,
         time_budget_s=20,
         scheduler="none",
     )
     elapsed = time.perf_counter() - started
-    assert result.search["trials"] < 200
+    assert result.search["trials"] >= 2
     # Data, search start-up, evaluation and registration come on top of the budget.
     assert elapsed < 20 + 60
 

@@ -75,3 +75,11 @@ def test_config_hash_changes_with_settings_only() -> None:
     b = PipelineConfig.model_validate(yaml.safe_load(yaml.safe_dump(MINIMAL)))
     c = PipelineConfig.model_validate({**MINIMAL, "train": {"epochs": 9}})
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_search_without_a_trial_limit_needs_a_time_budget() -> None:
+    unlimited = {**MINIMAL, "search": {"num_samples": None}}
+    with pytest.raises(ConfigError, match=r"search: .*needs time_budget_s"):
+        parse_config(unlimited)
+    budgeted = parse_config({**MINIMAL, "search": {"num_samples": None, "time_budget_s": 60}})
+    assert budgeted.search.num_samples is None and budgeted.search.time_budget_s == 60

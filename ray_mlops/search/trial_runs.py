@@ -1,0 +1,138 @@
+"""Each trial as a nested MLflow run, written by the search's driver as results arrive.
+
+A Tune callback, the way Ray's own ``MLflowLoggerCallback`` works: the trials never import
+MLflow or open the tracking store. That keeps about two seconds (MLflow's import and the
+first queries) off the start of every trial process, and puts every write to the store in
+one process, so concurrent trials cannot collide in it (SQLite allows one writer).
+
+Metric batches go out with ``synchronous=False``: MLflow's writer thread stores them while
+Tune's loop goes on. A trial's run is found again by its trial id tag, so a resumed search
+continues the same runs instead of opening new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from ray_mlops.config import Dimension
+from ray_mlops.search.space import trial_values
+from ray_mlops.search.trial import TAG_TRIAL_ID
+
+# Tune's own bookkeeping in every result: kept in Tune's files, not in the trial's run.
+_TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}
+_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+class TrialRuns(Callback):
+    """Log every trial of a search under the search's MLflow run.
+
+    Args:
+        tracking_uri: The MLflow tracking URI.
+        experiment_id: The experiment of the search run.
+        search_run_id: The search's run; each trial's run is nested under it.
+        space: The search space, to log the trial's values under their config paths.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        search_run_id: str,
+        space: dict[str, Dimension],
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.search_run_id = search_run_id
+        self.space = space
+        self.runs: dict[str, str] = {}  # trial id -> run id
+        self._client: Any = None
+        self._pending: list[Any] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state (a resumed search gets them
+        # back): the client and the queued writes stay behind.
+        return {**self.__dict__, "_client": None, "_pending": []}
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client, made on first use in the driver."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def run_of(self, trial: Any) -> str:
+        """The trial's run: the one logged before (a resumed search), else a new one."""
+        trial_id = str(trial.trial_id)
+        if trial_id in self.runs:
+            return self.runs[trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{self.search_run_id}' "
+                f"and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            run_id = str(found[0].info.run_id)
+        else:
+            from mlflow.entities import Param
+
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=str(trial),
+                tags={"mlflow.parentRunId": self.search_run_id, TAG_TRIAL_ID: trial_id},
+            )
+            run_id = str(run.info.run_id)
+            values = trial_values(self.space, trial.config)
+            self.client.log_batch(
+                run_id, params=[Param(k, _text(v)) for k, v in sorted(values.items())]
+            )
+        self.runs[trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.run_of(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        """Queue the epoch's metrics, at the loop's epoch as the step."""
+        from mlflow.entities import Metric
+
+        metrics = epoch_metrics(result)
+        if not metrics:
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in sorted(metrics.items())]
+        operation = self.client.log_batch(self.run_of(trial), metrics=batch, synchronous=False)
+        if operation is not None:
+            self._pending.append(operation)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Wait until every queued batch is stored: the stage reads them next."""
+        for operation in self._pending:
+            operation.wait()
+        self._pending.clear()
+
+
+def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The training loop's numbers in a Tune result, without Tune's bookkeeping."""
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key not in _TUNE_KEYS and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:_PARAM_CHARS]

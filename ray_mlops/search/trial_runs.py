@@ -7,7 +7,8 @@ one process, so concurrent trials cannot collide in it (SQLite allows one writer
 
 Metric batches go out with ``synchronous=False``: MLflow's writer thread stores them while
 Tune's loop goes on. A trial's run is found again by its trial id tag, so a resumed search
-continues the same runs instead of opening new ones.
+continues the same runs instead of opening new ones; epochs that a restored trial trains
+again (from its last checkpoint) are not logged twice.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TrialRuns(Callback):
         self.search_run_id = search_run_id
         self.space = space
         self.runs: dict[str, str] = {}  # trial id -> run id
+        self.logged: dict[str, int] = {}  # trial id -> last epoch in its run
         self._client: Any = None
         self._pending: list[Any] = []
 
@@ -82,6 +84,8 @@ class TrialRuns(Callback):
         )
         if found:
             run_id = str(found[0].info.run_id)
+            epochs = self.client.get_metric_history(run_id, "epoch")
+            self.logged[trial_id] = int(max((m.value for m in epochs), default=-1))
         else:
             from mlflow.entities import Param
 
@@ -111,9 +115,14 @@ class TrialRuns(Callback):
         if not metrics:
             return
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        run_id = self.run_of(trial)
+        trial_id = str(trial.trial_id)
+        if step <= self.logged.get(trial_id, -1):
+            return  # trained again after a restore: the same numbers are in the run already
+        self.logged[trial_id] = step
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, step) for k, v in sorted(metrics.items())]
-        operation = self.client.log_batch(self.run_of(trial), metrics=batch, synchronous=False)
+        operation = self.client.log_batch(run_id, metrics=batch, synchronous=False)
         if operation is not None:
             self._pending.append(operation)
 

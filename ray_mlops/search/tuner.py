@@ -167,7 +167,7 @@ def run_search(
                 mode=mode,
                 search_alg=_searcher(cfg, inputs.space, concurrent),
                 scheduler=_scheduler(cfg),
-                num_samples=-1 if search.num_samples is None else search.num_samples,  # -1: no limit
+                num_samples=search.num_samples or -1,  # -1: until the time budget
                 time_budget_s=search.time_budget_s,
                 max_concurrent_trials=concurrent,
                 # A new actor per trial costs seconds (process start, torch import, the

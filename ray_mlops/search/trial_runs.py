@@ -5,16 +5,22 @@ MLflow or open the tracking store. That keeps about two seconds (MLflow's import
 first queries) off the start of every trial process, and puts every write to the store in
 one process, so concurrent trials cannot collide in it (SQLite allows one writer).
 
-Metric batches go out with ``synchronous=False``: MLflow's writer thread stores them while
-Tune's loop goes on. A trial's run is found again by its trial id tag, so a resumed search
-continues the same runs instead of opening new ones; epochs that a restored trial trains
-again (from its last checkpoint) are not logged twice.
+Epochs are buffered and written every ``FLUSH_EVERY_S`` seconds, one ``log_batch`` per trial
+with ``synchronous=False`` (MLflow's writer thread stores them while Tune's loop goes on):
+a write per epoch kept the driver busy, and every result a trial reports waits for the
+driver to take it. A trial's run is found again by its trial id tag, so a resumed search
+continues the same runs instead of opening new ones. Tune's own ``result.json`` of each
+trial is the record: a resumed trial's run gets the epochs it lacks from it (those still
+buffered when the driver was killed), and epochs that the trial trains again from its last
+checkpoint are not logged twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -27,6 +33,8 @@ from ray_mlops.search.trial import TAG_TRIAL_ID
 # Tune's own bookkeeping in every result: kept in Tune's files, not in the trial's run.
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}
 _PARAM_CHARS = 6000  # MLflow's limit on a param value
+_BATCH_METRICS = 900  # below MLflow's 1000 metrics per log_batch
+FLUSH_EVERY_S = 2.0
 
 
 class TrialRuns(Callback):
@@ -54,11 +62,19 @@ class TrialRuns(Callback):
         self.logged: dict[str, int] = {}  # trial id -> last epoch in its run
         self._client: Any = None
         self._pending: list[Any] = []
+        self._buffer: dict[str, list[Any]] = {}  # run id -> metrics not written yet
+        self._flushed = time.monotonic()
+        self._restored = False  # only a resumed search has runs to find again
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state (a resumed search gets them
-        # back): the client and the queued writes stay behind.
-        return {**self.__dict__, "_client": None, "_pending": []}
+        # back): the client and unwritten metrics stay behind (a resumed run reads what
+        # its trials' runs hold and logs the rest again).
+        return {**self.__dict__, "_client": None, "_pending": [], "_buffer": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled: Tune restored the experiment, so trials may have runs already.
+        self.__dict__.update(state, _restored=True, _flushed=time.monotonic())
 
     @property
     def client(self) -> Any:
@@ -74,7 +90,7 @@ class TrialRuns(Callback):
         trial_id = str(trial.trial_id)
         if trial_id in self.runs:
             return self.runs[trial_id]
-        found = self.client.search_runs(
+        found = self._restored and self.client.search_runs(
             [self.experiment_id],
             filter_string=(
                 f"tags.mlflow.parentRunId = '{self.search_run_id}' "
@@ -86,6 +102,9 @@ class TrialRuns(Callback):
             run_id = str(found[0].info.run_id)
             epochs = self.client.get_metric_history(run_id, "epoch")
             self.logged[trial_id] = int(max((m.value for m in epochs), default=-1))
+            self.runs[trial_id] = run_id
+            for result in _recorded_results(trial):
+                self.on_trial_result(0, [], trial, result)
         else:
             from mlflow.entities import Param
 
@@ -122,15 +141,35 @@ class TrialRuns(Callback):
         self.logged[trial_id] = step
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, step) for k, v in sorted(metrics.items())]
-        operation = self.client.log_batch(run_id, metrics=batch, synchronous=False)
-        if operation is not None:
-            self._pending.append(operation)
+        self._buffer.setdefault(run_id, []).extend(batch)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+            self.flush()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.flush()
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.flush()
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        """Wait until every queued batch is stored: the stage reads them next."""
+        """Write what is buffered and wait until it is stored: the stage reads it next."""
+        self.flush()
         for operation in self._pending:
             operation.wait()
         self._pending.clear()
+
+    def flush(self) -> None:
+        """Queue one write per trial for the epochs buffered since the last flush."""
+        for run_id, metrics in self._buffer.items():
+            for start in range(0, len(metrics), _BATCH_METRICS):
+                chunk = metrics[start : start + _BATCH_METRICS]
+                operation = self.client.log_batch(run_id, metrics=chunk, synchronous=False)
+                if operation is not None:
+                    self._pending.append(operation)
+        self._buffer.clear()
+        self._flushed = time.monotonic()
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -140,6 +179,20 @@ def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
         for key, value in result.items()
         if key not in _TUNE_KEYS and isinstance(value, int | float) and not isinstance(value, bool)
     }
+
+
+def _recorded_results(trial: Any) -> list[dict[str, Any]]:
+    """The results in the trial's ``result.json`` (Tune's JSON logger), oldest first."""
+    from ray.tune.result import EXPR_RESULT_FILE
+
+    path = Path(trial.local_path or "", EXPR_RESULT_FILE)
+    if not trial.local_path or not path.is_file():
+        return []
+    results = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line cut short by the kill
+            results.append(json.loads(line))
+    return results
 
 
 def _text(value: Any) -> str:

@@ -139,7 +139,13 @@ def run_search(
 
     metric, mode = search_metric(cfg)
     search = cfg.search
-    callbacks = list(callbacks or [])
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    # Tune's result files (the leaderboard and --resume read them), without its TensorBoard
+    # event files: MLflow holds the history, and every write costs the driver, which each
+    # trial waits on between epochs.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    callbacks = [*(callbacks or []), JsonLoggerCallback(), CSVLoggerCallback()]
     if inputs.tracking_uri and inputs.experiment_id and inputs.search_run_id:
         from ray_mlops.search.trial_runs import TrialRuns
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class Trial:
 
     trial_id: str
     config: dict[str, Any] = field(default_factory=dict)
+    local_path: str | None = None  # where Tune keeps the trial's result.json
 
     def __str__(self) -> str:
         return f"run_trial_{self.trial_id}"
@@ -95,28 +97,40 @@ def test_each_trial_is_a_nested_run_with_its_values_and_epoch_history(
     assert set(first.data.metrics) == {"epoch", "val_loss", "stopped_early"}
 
 
-def test_a_resumed_search_continues_the_same_runs_without_logging_an_epoch_twice(
-    store: tuple[MlflowClient, str, str],
+def test_a_resumed_search_continues_the_same_runs_and_logs_each_epoch_once(
+    store: tuple[MlflowClient, str, str], tmp_path: Path
 ) -> None:
     client, experiment, parent = store
-    trial = Trial("t1", {"train.learning_rate": 0.01, "model.hidden_sizes": "[8]"})
+    trial = Trial("t1", {"train.learning_rate": 0.01, "model.hidden_sizes": "[8]"}, str(tmp_path))
+    results = [_result(epoch, 1.0 - 0.1 * epoch) for epoch in range(4)]
     before = _callback(store)
-    for epoch in range(2):
-        before.on_trial_result(0, [trial], trial, _result(epoch, 1.0 - 0.1 * epoch))
-    before.on_experiment_end([trial])
+    before.on_trial_start(0, [trial], trial)
+    before.on_trial_result(0, [trial], trial, results[0])
+    before.flush()
+    # Epoch 1 is still in the buffer when the driver is killed; Tune's result.json has it.
+    before.on_trial_result(0, [trial], trial, results[1])
+    (tmp_path / "result.json").write_text(
+        "".join(json.dumps(r) + "\n" for r in results[:2]) + '{"epoch": 2, "val_lo'
+    )
 
     # Tune pickles its callbacks with the experiment state; a resumed search unpickles them.
     after = pickle.loads(pickle.dumps(_callback(store)))
     after.on_trial_start(0, [trial], trial)
-    # Restored from the checkpoint of epoch 0: epoch 1 is trained (and reported) again.
-    for epoch in range(1, 4):
-        after.on_trial_result(0, [trial], trial, _result(epoch, 1.0 - 0.1 * epoch))
+    # Restored from the checkpoint of epoch 1, the trial goes on with epoch 2. Then it fails
+    # and Tune restarts it from the checkpoint of epoch 2: epoch 3 is reported twice.
+    for result in (results[2], results[3], results[3]):
+        after.on_trial_result(0, [trial], trial, result)
     after.on_experiment_end([trial])
 
     nested = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
     assert len(nested) == 1
-    steps = [m.step for m in client.get_metric_history(nested[0].info.run_id, "val_loss")]
-    assert sorted(steps) == [0, 1, 2, 3]
+    history = client.get_metric_history(nested[0].info.run_id, "val_loss")
+    assert sorted((m.step, round(m.value, 6)) for m in history) == [
+        (0, 1.0),
+        (1, 0.9),
+        (2, 0.8),
+        (3, 0.7),
+    ]
 
 
 def test_epoch_metrics_keep_the_loops_numbers_only() -> None:

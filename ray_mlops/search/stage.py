@@ -100,7 +100,10 @@ def best_model(outcome: SearchOutcome) -> tuple[TrainingOutcome, FeatureState]:
 def record_search(
     client: MlflowClient, experiment_id: str, search_run_id: str, outcome: SearchOutcome, title: str
 ) -> None:
-    """Tag every trial run with how it ended (the best one too), close them, log the leaderboard."""
+    """Tag every trial run with how it ended (the best one too), close them, log the leaderboard.
+
+    Runs of trials that a resumed search no longer knows are soft-deleted.
+    """
     from mlflow.entities import Metric, Param
 
     runs = client.search_runs(
@@ -108,6 +111,14 @@ def record_search(
     )
     by_trial = {r.data.tags.get(TAG_TRIAL_ID): r for r in runs if TAG_TRIAL_ID in r.data.tags}
     board = outcome.leaderboard
+    for trial_id in set(by_trial) - set(board["trial_id"]):
+        # A trial that started after Tune's last saved state before a kill: the resumed
+        # search never knew it and proposed another in its place. Its partial run goes
+        # (soft-deleted, marked why), so the runs match the leaderboard.
+        run_id = by_trial.pop(trial_id).info.run_id
+        client.set_tag(run_id, TAG_TRIAL_STATUS, "lost in an interruption")
+        client.set_terminated(run_id, "KILLED")
+        client.delete_run(run_id)
     board.insert(
         2,
         "mlflow_run_id",

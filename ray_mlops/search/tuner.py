@@ -141,11 +141,18 @@ def run_search(
     search = cfg.search
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from ray_mlops.search.checkpoints import CheckpointPruner
+
     # Tune's result files (the leaderboard and --resume read them), without its TensorBoard
     # event files: MLflow holds the history, and every write costs the driver, which each
     # trial waits on between epochs.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    callbacks = [*(callbacks or []), JsonLoggerCallback(), CSVLoggerCallback()]
+    callbacks = [
+        *(callbacks or []),
+        JsonLoggerCallback(),
+        CSVLoggerCallback(),
+        CheckpointPruner(),
+    ]
     if inputs.tracking_uri and inputs.experiment_id and inputs.search_run_id:
         from ray_mlops.search.trial_runs import TrialRuns
 
@@ -183,8 +190,9 @@ def run_search(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=str(storage_path.resolve()),
+                # Every checkpoint stays until its trial has ended (CheckpointPruner).
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1,
+                    num_to_keep=None,
                     checkpoint_score_attribute=metric,
                     checkpoint_score_order=mode,
                 ),

@@ -223,6 +223,9 @@ def _finished_trials(experiments: Path, epochs: int) -> set[str]:
     return done
 
 
+TUNE_TRIALS = 10
+
+
 def test_killed_tune_command_resumes_without_repeating_finished_trials(
     tmp_path: Path, adult_sample: pd.DataFrame
 ) -> None:
@@ -235,7 +238,8 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
             "train": {"epochs": 3, "batch_size": 8},
             "tracking": {"tracking_uri": uri},
             "search": {
-                "num_samples": 6,
+                # Enough trials that the kill lands before the last one ends.
+                "num_samples": TUNE_TRIALS,
                 "max_concurrent": 1,
                 "scheduler": "none",
                 "startup_trials": 2,
@@ -261,7 +265,7 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         finished_before = _finished_trials(experiments, 3)
     finally:
         _kill_tree(first)
-    assert 2 <= len(finished_before) < 6
+    assert 2 <= len(finished_before) < TUNE_TRIALS
 
     second = _cli(
         "tune", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
@@ -277,8 +281,8 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         [experiment.experiment_id],
         f"tags.`mlflow.parentRunId` = '{searches[0].info.run_id}'",
     )
-    # Six trials in all: the study went on from where it was, not from the start.
-    assert len(trials) == 6
+    # TUNE_TRIALS in all: the study went on from where it was, not from the start.
+    assert len(trials) == TUNE_TRIALS
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_loss")]
         # A finished trial was not trained again: each epoch logged exactly once.
@@ -289,4 +293,4 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         lines = (next(experiments.glob(f"*-search-*/{name}")) / "result.json").read_text()
         assert len(lines.splitlines()) == 3
     board = client.download_artifacts(searches[0].info.run_id, "search/leaderboard.csv")
-    assert len(pd.read_csv(board)) == 6
+    assert len(pd.read_csv(board)) == TUNE_TRIALS

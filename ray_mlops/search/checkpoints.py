@@ -48,16 +48,13 @@ class CheckpointPruner(Callback):
         self._ended.clear()
 
 
-def prune_to_best(trial: Any) -> int:
-    """Delete the trial's checkpoints other than its best; return how many went."""
+def prune_to_best(trial: Any) -> None:
+    """Delete the trial's checkpoints other than its best."""
     manager = trial.run_metadata.checkpoint_manager
     best = manager.best_checkpoint_result
-    deleted = 0
     for result in manager.best_checkpoint_results:  # all of them: num_to_keep is None
         if result is best or result.checkpoint is None:
             continue
         checkpoint = result.checkpoint
         with contextlib.suppress(FileNotFoundError, OSError):
             checkpoint.filesystem.delete_dir(checkpoint.path)
-            deleted += 1
-    return deleted

@@ -156,6 +156,10 @@ class TrialRuns(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Write what is buffered and wait until it is stored: the stage reads it next."""
         self.flush()
+        self.wait()
+
+    def wait(self) -> None:
+        """Block until every queued write is stored."""
         for operation in self._pending:
             operation.wait()
         self._pending.clear()

@@ -107,6 +107,7 @@ def test_a_resumed_search_continues_the_same_runs_and_logs_each_epoch_once(
     before.on_trial_start(0, [trial], trial)
     before.on_trial_result(0, [trial], trial, results[0])
     before.flush()
+    before.wait()  # stored before the kill (a killed driver's writes in flight are lost)
     # Epoch 1 is still in the buffer when the driver is killed; Tune's result.json has it.
     before.on_trial_result(0, [trial], trial, results[1])
     (tmp_path / "result.json").write_text(

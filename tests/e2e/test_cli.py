@@ -256,13 +256,17 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
     deadline = time.monotonic() + 300
     try:
         # Kill it once two trials have finished and Tune has had time to record them.
+        finished_before: set[str] = set()
         while time.monotonic() < deadline and first.poll() is None:
-            if len(_finished_trials(experiments, 3)) >= 2:
+            finished_before = _finished_trials(experiments, 3)
+            if len(finished_before) >= 2:
                 break
             time.sleep(0.05)
-        time.sleep(1.5)  # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state is saved by now
+        # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state holds these trials as finished
+        # by now. A trial that ends in the last second before the kill is not in it yet and
+        # repeats its last epoch on resume (Tune's contract), so only these are checked.
+        time.sleep(1.5)
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        finished_before = _finished_trials(experiments, 3)
     finally:
         _kill_tree(first)
     assert 2 <= len(finished_before) < TUNE_TRIALS

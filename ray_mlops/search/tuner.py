@@ -101,9 +101,9 @@ def _scheduler(cfg: PipelineConfig) -> Any:
     return FIFOScheduler()
 
 
-def _searcher(cfg: PipelineConfig, space: dict[str, Dimension], concurrent: int) -> Any:
+def _searcher(cfg: PipelineConfig, space: dict[str, Dimension]) -> Any:
+    """Optuna's sampler over the space; Tune caps it at ``max_concurrent_trials`` itself."""
     import optuna
-    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     if cfg.search.algorithm == "random":
@@ -113,10 +113,9 @@ def _searcher(cfg: PipelineConfig, space: dict[str, Dimension], concurrent: int)
             seed=cfg.search.seed, n_startup_trials=cfg.search.startup_trials
         )
     metric, mode = search_metric(cfg)
-    optuna_search = OptunaSearch(
+    return OptunaSearch(
         space=partial(suggest, space=space), metric=metric, mode=mode, sampler=sampler
     )
-    return ConcurrencyLimiter(optuna_search, max_concurrent=concurrent)
 
 
 def run_search(
@@ -172,17 +171,16 @@ def run_search(
             str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     else:
-        concurrent = max_concurrent_trials(cfg)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 metric=metric,
                 mode=mode,
-                search_alg=_searcher(cfg, inputs.space, concurrent),
+                search_alg=_searcher(cfg, inputs.space),
                 scheduler=_scheduler(cfg),
                 num_samples=search.num_samples or -1,  # -1: until the time budget
                 time_budget_s=search.time_budget_s,
-                max_concurrent_trials=concurrent,
+                max_concurrent_trials=max_concurrent_trials(cfg),
                 # A new actor per trial costs seconds (process start, torch import, the
                 # inputs' copy); a reused one keeps its encodings cache warm too.
                 reuse_actors=True,

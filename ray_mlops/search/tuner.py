@@ -104,7 +104,8 @@ def _scheduler(cfg: PipelineConfig) -> Any:
 def _searcher(cfg: PipelineConfig, space: dict[str, Dimension]) -> Any:
     """Optuna's sampler over the space; Tune caps it at ``max_concurrent_trials`` itself."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from ray_mlops.search.searcher import PruningAwareOptunaSearch
 
     if cfg.search.algorithm == "random":
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=cfg.search.seed)
@@ -113,8 +114,12 @@ def _searcher(cfg: PipelineConfig, space: dict[str, Dimension]) -> Any:
             seed=cfg.search.seed, n_startup_trials=cfg.search.startup_trials
         )
     metric, mode = search_metric(cfg)
-    return OptunaSearch(
-        space=partial(suggest, space=space), metric=metric, mode=mode, sampler=sampler
+    return PruningAwareOptunaSearch(
+        space=partial(suggest, space=space),
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        max_epochs=cfg.train.epochs,
     )
 
 

@@ -154,7 +154,9 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
 
     train_shard = session.open_shard("train", settings.ingest, train.prefetch_batches)
     validation_shard = session.open_shard("validation", settings.ingest, train.prefetch_batches)
-    logger = MetricLogger(settings.tracking_uri, settings.run_id) if rank == 0 else None
+    # Rank 0 logs, when there is a run: search trials have none (their driver logs them).
+    tracked = rank == 0 and settings.tracking_uri and settings.run_id
+    logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
     if logger is not None and checkpoint is not None:
         # Step = the epoch training continues with, like the per-epoch metrics.
         logger.log({"resumed_from_epoch": progress.epoch}, progress.epoch + 1)

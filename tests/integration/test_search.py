@@ -87,6 +87,8 @@ def test_every_trial_is_a_nested_run_with_its_params_and_metric_history(
         assert "train.learning_rate" in params and "model.type" in params
         assert ("model.hidden_sizes" in params) == (params["model.type"] == "mlp")
         assert trial.info.status == "FINISHED"
+        # Trials log nothing themselves (the search's driver does): no logging time to report.
+        assert "logging_seconds" not in trial.data.metrics
         history = client.get_metric_history(trial.info.run_id, "val_loss")
         epochs = [m.step for m in history]
         assert epochs == list(range(len(epochs))) and epochs

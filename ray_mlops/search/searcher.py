@@ -1,0 +1,63 @@
+"""Optuna behind Ray Tune, told how each trial really ended.
+
+Ray's ``OptunaSearch`` tells Optuna that every trial a scheduler stopped is COMPLETE, with
+its last epoch's value: TPE then ranks a configuration cut after one epoch by that early
+loss against configurations trained to the end, which are not comparable (early losses
+favour large learning rates). Optuna's own contract for this is a PRUNED trial: TPE ranks
+pruned trials after completed ones, by how far they got and their last intermediate value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+TRAINING_ITERATION = "training_iteration"
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that marks scheduler-stopped trials PRUNED.
+
+    A trial that ends before ``max_epochs`` without stopping itself (``stopped_early``) was
+    stopped by the scheduler: PRUNED, its epochs already reported as intermediate values.
+    A trial that ends on its own is COMPLETE with its best value over epochs, the epoch
+    whose checkpoint the search keeps, not merely its last.
+
+    Its state (the best values so far included) is pickled with the searcher, so a
+    resumed search goes on with it.
+    """
+
+    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+        self._best: dict[str, float] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        super().on_trial_result(trial_id, result)
+        value = result.get(self.metric)
+        if isinstance(value, int | float):
+            sign = 1.0 if self.mode == "min" else -1.0
+            best = self._best.get(trial_id)
+            if best is None or sign * value < sign * best:
+                self._best[trial_id] = float(value)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        best = self._best.pop(trial_id, None)
+        if error or not result or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        epochs = int(result.get(TRAINING_ITERATION, 0) or 0)
+        if epochs < self._max_epochs and not result.get("stopped_early"):
+            import optuna
+
+            study = self._ot_study
+            assert study is not None  # set up before the first trial was suggested
+            study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        if best is not None:
+            result = {**result, self.metric: best}
+        super().on_trial_complete(trial_id, result, error)

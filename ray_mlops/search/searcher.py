@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-TRAINING_ITERATION = "training_iteration"
+from ray_mlops.search.tuner import was_pruned
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -49,8 +49,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
         if error or not result or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result, error)
             return
-        epochs = int(result.get(TRAINING_ITERATION, 0) or 0)
-        if epochs < self._max_epochs and not result.get("stopped_early"):
+        if was_pruned(result, self._max_epochs):
             import optuna
 
             study = self._ot_study

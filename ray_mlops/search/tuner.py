@@ -48,6 +48,16 @@ class SearchOutcome:
     mode: str
 
 
+def was_pruned(last_result: dict[str, Any], max_epochs: int) -> bool:
+    """Whether a trial that ended with this result was stopped by the scheduler.
+
+    It ended before the epoch budget without stopping itself (its own early stopping).
+    The leaderboard and Optuna (:mod:`ray_mlops.search.searcher`) both go by this.
+    """
+    epochs = int(last_result.get("training_iteration", 0) or 0)
+    return epochs < max_epochs and not last_result.get("stopped_early")
+
+
 def search_metric(cfg: PipelineConfig) -> tuple[str, str]:
     """The metric trials are ranked by and whether lower or higher is better."""
     metric = cfg.search.metric or cfg.train.selection_metric
@@ -270,10 +280,10 @@ def build_leaderboard(
                 best_value = float(values.min() if mode == "min" else values.max())
         if result.error is not None:
             status = FAILED
+        elif was_pruned(last, cfg.train.epochs):
+            status = PRUNED
         elif last.get("stopped_early"):
             status = STOPPED_EARLY
-        elif epochs < cfg.train.epochs:
-            status = PRUNED
         else:
             status = COMPLETED
         rows.append(

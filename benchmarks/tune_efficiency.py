@@ -30,6 +30,15 @@ each reaches in the same time, trial-epochs spent by (a30) against (b), and the 
 overhead of near-empty trials (one epoch on 256 rows) against Optuna in-process: the cost
 of one more trial (from two runs of 20 and 80 trials) and the search's fixed start-up.
 
+Also reported, to read the time to target by (``landscape`` in the JSON): the share of
+random configurations that reach each target when trained to the end (one such trial is
+often all plain Optuna needs), the seed noise (the best configuration of (c) trained again
+with four torch seeds: a target inside that spread is reached by the luck of an
+initialisation, not found by search), easier targets (quantiles 0.25 and 0.5), when (a)
+reported its first epoch and when (c) ended its first full-length trial: (a) runs the same
+seeded first configurations, so it cannot reach a target before its start-up plus the
+epochs that configuration needs.
+
 Goals on a 2-core machine: (a) reaches the target in at most half of (c)'s wall time;
 ASHA (a30) spends at most half of (b)'s trial-epochs at equal final quality.
 
@@ -90,6 +99,9 @@ WIDE_SPACE: dict[str, Any] = {
     },
 }
 TARGET_QUANTILE = 0.1
+# Easier targets, reported beside the goal's: where the search's start-up stops deciding.
+MORE_TARGET_QUANTILES = (0.25, 0.5)
+NOISE_SEEDS = 4
 A, A30, B, C = (
     "(a) ray-mlops TPE + ASHA, (c)'s wall time as its budget",
     "(a30) ray-mlops TPE + ASHA, the same trial count as (b)",
@@ -189,6 +201,50 @@ def ours(
     }
 
 
+class PlainLoop:
+    """A hand-written torch loop over the encoded tensors: what (c) trains each trial with."""
+
+    def __init__(self, cfg: PipelineConfig, inputs: SearchInputs) -> None:
+        self.cfg, self.inputs = cfg, inputs
+        self.x_train, self.y_train = (torch.from_numpy(a) for a in inputs.base_arrays["train"])
+        self.x_val, self.y_val = (torch.from_numpy(a) for a in inputs.base_arrays["validation"])
+        labels = FeatureState.from_json(inputs.base_state_json).labels
+        self.n_labels = len(labels) if labels else None
+
+    def train(
+        self, params: dict[str, Any], epochs: int, seed: int | None = None, on_epoch: Any = None
+    ) -> float:
+        """The best validation loss of one configuration; ``seed`` overrides ``train.seed``."""
+        trial_cfg = trial_config(self.inputs, params)
+        train = trial_cfg.train
+        spec = make_spec(
+            trial_cfg.model, self.cfg.task, self.x_train.shape[1], self.n_labels, Path(".")
+        )
+        torch.manual_seed(train.seed if seed is None else seed)
+        model = build_model(spec)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay
+        )
+        best = float("inf")
+        for _epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(self.y_train))
+            for begin in range(0, len(order), train.batch_size):
+                rows = order[begin : begin + train.batch_size]
+                loss = loss_sum(model(self.x_train[rows]), self.y_train[rows], spec.head)
+                optimizer.zero_grad(set_to_none=True)
+                (loss / len(rows)).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                val_loss = float(loss_sum(model(self.x_val), self.y_val, spec.head))
+            val_loss /= len(self.y_val)
+            if on_epoch is not None:
+                on_epoch(val_loss)
+            best = min(best, val_loss)
+        return best
+
+
 def plain_optuna(
     cfg: PipelineConfig, inputs: SearchInputs, trials: int, epochs: int, seed: int
 ) -> dict[str, Any]:
@@ -197,42 +253,15 @@ def plain_optuna(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 1)
-    x_train, y_train = (torch.from_numpy(a) for a in inputs.base_arrays["train"])
-    x_val, y_val = (torch.from_numpy(a) for a in inputs.base_arrays["validation"])
-    labels = FeatureState.from_json(inputs.base_state_json).labels
-    n_labels = len(labels) if labels else None
+    loop = PlainLoop(cfg, inputs)
     curve: list[tuple[float, float]] = []
-    epochs_spent = 0
     start = time.perf_counter()
 
     def objective(trial: optuna.trial.Trial) -> float:
-        nonlocal epochs_spent
         suggest(trial, inputs.space)
-        trial_cfg = trial_config(inputs, trial.params)
-        train = trial_cfg.train
-        spec = make_spec(trial_cfg.model, cfg.task, x_train.shape[1], n_labels, Path("."))
-        torch.manual_seed(train.seed)
-        model = build_model(spec)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay
+        return loop.train(
+            trial.params, epochs, on_epoch=lambda v: curve.append((time.perf_counter() - start, v))
         )
-        best = float("inf")
-        for _epoch in range(epochs):
-            model.train()
-            order = torch.randperm(len(y_train))
-            for begin in range(0, len(order), train.batch_size):
-                rows = order[begin : begin + train.batch_size]
-                loss = loss_sum(model(x_train[rows]), y_train[rows], spec.head) / len(rows)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                val_loss = float(loss_sum(model(x_val), y_val, spec.head)) / len(y_val)
-            epochs_spent += 1
-            curve.append((time.perf_counter() - start, val_loss))
-            best = min(best, val_loss)
-        return best
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.search.startup_trials)
     study = optuna.create_study(direction="minimize", sampler=sampler)
@@ -240,11 +269,33 @@ def plain_optuna(
     return {
         "wall_s": time.perf_counter() - start,
         "trials": trials,
-        "trial_epochs": epochs_spent,
+        "trial_epochs": len(curve),
         "pruned": 0,
         "best_val_loss": float(study.best_value),
+        "best_params": dict(study.best_params),
         "trial_bests": [float(t.value) for t in study.trials if t.value is not None],
         "curve": curve,
+    }
+
+
+def seed_noise(
+    cfg: PipelineConfig, inputs: SearchInputs, params: dict[str, Any], epochs: int, seeds: int
+) -> dict[str, Any]:
+    """The same configuration trained with ``seeds`` different torch seeds.
+
+    How far its best validation loss moves with nothing but the initialisation and the
+    batch order changed: a target inside this spread is reached by luck, not by search.
+    """
+    torch.set_num_threads(os.cpu_count() or 1)
+    loop = PlainLoop(cfg, inputs)
+    bests = [loop.train(params, epochs, seed=seed) for seed in range(seeds)]
+    return {
+        "params": params,
+        "torch_seeds": seeds,
+        "best_val_loss": bests,
+        "min": min(bests),
+        "max": max(bests),
+        "std": float(np.std(bests, ddof=1)),
     }
 
 
@@ -350,7 +401,9 @@ def main() -> None:
         )
     overhead = near_empty(cfg, inputs, storage, uri, args.empty_trials)
     ray.shutdown()
-    write(args, runs, overhead, ray_start)
+    best_of_c = min(runs[C], key=lambda case: case["best_val_loss"])["best_params"]
+    noise = seed_noise(cfg, inputs, best_of_c, args.epochs, NOISE_SEEDS)
+    write(args, runs, overhead, ray_start, noise)
 
 
 def write(
@@ -358,6 +411,7 @@ def write(
     runs: dict[str, list[dict[str, Any]]],
     overhead: dict[str, Any],
     ray_start: float,
+    noise: dict[str, Any],
 ) -> None:
     # The target is what a good configuration reaches when trained to the full budget: the
     # best tenth of the best losses of every full-length trial ((b) and (c), all seeds). On
@@ -366,12 +420,23 @@ def write(
     # them a method runs does not move the target.
     pooled = [v for name in (B, C) for case in runs[name] for v in case["trial_bests"]]
     target = float(np.quantile(pooled, TARGET_QUANTILE))
-    for seeds in runs.values():
+    landscape = _landscape(runs, pooled, noise, target)
+    for name, seeds in runs.items():
         for case in seeds:
             case.pop("trial_bests")
-            case["time_to_target_s"] = time_to(case.pop("curve"), target)
+            curve = case.pop("curve")
+            if name == C:
+                # When (c)'s first full-length trial ended: (a) runs that configuration
+                # too, on one CPU, after its start-up; it cannot finish it sooner.
+                case["first_trial_s"] = curve[args.epochs - 1][0]
+            case["time_to_target_s"] = time_to(curve, target)
+            case["first_result_s"] = curve[0][0] if curve else None
+            case["time_to_easier_targets_s"] = {
+                str(q): time_to(curve, landscape["targets"][str(q)]["val_loss"])
+                for q in MORE_TARGET_QUANTILES
+            }
     summary = {name: _summarise(cases) for name, cases in runs.items()}
-    results = compare(summary, target, overhead)
+    results = compare(summary, target, overhead) + _easier_targets(runs, landscape)
     cases = {name: {"summary": summary[name], "seeds": runs[name]} for name in runs}
     import optuna
     import ray
@@ -405,6 +470,7 @@ def write(
             "budget_of_a": "(c)'s wall time for the same seed, no trial limit",
         },
         "results": results,
+        "landscape": landscape,
         "cases": cases,
     }
     text = json.dumps(_rounded(document), indent=2)
@@ -498,6 +564,57 @@ def compare(
     ]
 
 
+def _landscape(
+    runs: dict[str, list[dict[str, Any]]],
+    pooled: list[float],
+    noise: dict[str, Any],
+    target: float,
+) -> dict[str, Any]:
+    """How hard the targets are: what one random full-length trial reaches, the seed noise."""
+    random_bests = [v for case in runs[B] for v in case["trial_bests"]]
+    targets = {}
+    for q in (TARGET_QUANTILE, *MORE_TARGET_QUANTILES):
+        value = float(np.quantile(pooled, q))
+        targets[str(q)] = {
+            "val_loss": value,
+            # The chance that one random configuration, trained to the end, reaches it.
+            "share_of_random_full_trials_reaching_it": float(
+                np.mean([v <= value + 1e-12 for v in random_bests])
+            ),
+        }
+    return {
+        "targets": targets,
+        "seed_noise_of_the_best_configuration_of_c": noise,
+        "goal_target_inside_seed_noise": noise["min"] <= target <= noise["max"],
+    }
+
+
+def _easier_targets(
+    runs: dict[str, list[dict[str, Any]]], landscape: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Result rows for the easier targets: median time to each, (a) against (c)."""
+    rows = []
+    for q in MORE_TARGET_QUANTILES:
+        medians = {}
+        for name in (A, C):
+            times = [case["time_to_easier_targets_s"][str(q)] for case in runs[name]]
+            middle = float(np.median([math.inf if t is None else t for t in times]))
+            medians[name] = middle if math.isfinite(middle) else None
+        value = landscape["targets"][str(q)]["val_loss"]
+        rows.append(
+            {
+                "case": f"wall time to a val_loss of {value:.4f} (quantile {q} of full-length "
+                "trials), median of seeds",
+                "metric": "seconds",
+                "higher_is_better": False,
+                "baseline": {"name": C, "value": medians[C]},
+                "candidate": {"name": A, "value": medians[A]},
+                "ratio": _ratio(medians[A], medians[C]),
+            }
+        )
+    return rows
+
+
 def _summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over seeds (a seed that never reached the target counts as the slowest)."""
     times = [math.inf if c["time_to_target_s"] is None else c["time_to_target_s"] for c in cases]
@@ -511,7 +628,13 @@ def _summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
         "median_trials": int(np.median([c["trials"] for c in cases])),
         "trial_epochs": int(sum(c["trial_epochs"] for c in cases)),
         "median_best_val_loss": float(np.median([c["best_val_loss"] for c in cases])),
+        "median_first_result_s": _median_of_known([c["first_result_s"] for c in cases]),
     }
+
+
+def _median_of_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
 
 
 def _ratio(mine: float | None, theirs: float | None) -> float | None:

@@ -60,6 +60,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,11 @@ class PlainLoop:
         self.n_labels = len(labels) if labels else None
 
     def train(
-        self, params: dict[str, Any], epochs: int, seed: int | None = None, on_epoch: Any = None
+        self,
+        params: dict[str, Any],
+        epochs: int,
+        seed: int | None = None,
+        on_epoch: Callable[[float], None] | None = None,
     ) -> float:
         """The best validation loss of one configuration; ``seed`` overrides ``train.seed``."""
         trial_cfg = trial_config(self.inputs, params)
@@ -419,8 +424,8 @@ def write(
     # by almost any first trial; ASHA's stopped trials are left out, so that how many of
     # them a method runs does not move the target.
     pooled = [v for name in (B, C) for case in runs[name] for v in case["trial_bests"]]
-    target = float(np.quantile(pooled, TARGET_QUANTILE))
-    landscape = _landscape(runs, pooled, noise, target)
+    landscape = _landscape(runs, pooled, noise)
+    target = landscape["targets"][str(TARGET_QUANTILE)]["val_loss"]
     for name, seeds in runs.items():
         for case in seeds:
             case.pop("trial_bests")
@@ -568,7 +573,6 @@ def _landscape(
     runs: dict[str, list[dict[str, Any]]],
     pooled: list[float],
     noise: dict[str, Any],
-    target: float,
 ) -> dict[str, Any]:
     """How hard the targets are: what one random full-length trial reaches, the seed noise."""
     random_bests = [v for case in runs[B] for v in case["trial_bests"]]
@@ -582,6 +586,7 @@ def _landscape(
                 np.mean([v <= value + 1e-12 for v in random_bests])
             ),
         }
+    target = targets[str(TARGET_QUANTILE)]["val_loss"]
     return {
         "targets": targets,
         "seed_noise_of_the_best_configuration_of_c": noise,
@@ -595,11 +600,10 @@ def _easier_targets(
     """Result rows for the easier targets: median time to each, (a) against (c)."""
     rows = []
     for q in MORE_TARGET_QUANTILES:
-        medians = {}
-        for name in (A, C):
-            times = [case["time_to_easier_targets_s"][str(q)] for case in runs[name]]
-            middle = float(np.median([math.inf if t is None else t for t in times]))
-            medians[name] = middle if math.isfinite(middle) else None
+        medians = {
+            name: _median_time([case["time_to_easier_targets_s"][str(q)] for case in runs[name]])
+            for name in (A, C)
+        }
         value = landscape["targets"][str(q)]["val_loss"]
         rows.append(
             {
@@ -617,19 +621,22 @@ def _easier_targets(
 
 def _summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over seeds (a seed that never reached the target counts as the slowest)."""
-    times = [math.inf if c["time_to_target_s"] is None else c["time_to_target_s"] for c in cases]
-    reached = [t for t in times if math.isfinite(t)]
-    middle = float(np.median(times))
-    median_time = middle if math.isfinite(middle) else None
+    times = [c["time_to_target_s"] for c in cases]
     return {
-        "median_time_to_target_s": median_time,
-        "seeds_reaching_target": len(reached),
+        "median_time_to_target_s": _median_time(times),
+        "seeds_reaching_target": sum(t is not None for t in times),
         "median_wall_s": float(np.median([c["wall_s"] for c in cases])),
         "median_trials": int(np.median([c["trials"] for c in cases])),
         "trial_epochs": int(sum(c["trial_epochs"] for c in cases)),
         "median_best_val_loss": float(np.median([c["best_val_loss"] for c in cases])),
         "median_first_result_s": _median_of_known([c["first_result_s"] for c in cases]),
     }
+
+
+def _median_time(times: list[float | None]) -> float | None:
+    """The median time to a target; a seed that never reached it (None) counts as slowest."""
+    middle = float(np.median([math.inf if t is None else t for t in times]))
+    return middle if math.isfinite(middle) else None
 
 
 def _median_of_known(values: list[float | None]) -> float | None:

@@ -33,7 +33,7 @@ test: lint
 	pytest
 
 bench: setup
-	@for script in benchmarks/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; python $$script --quick || exit 1; done
+	@for script in benchmarks/[!_]*.py; do [ -e "$$script" ] || continue; echo "== $$script"; python $$script --quick || exit 1; done
 
 clean:
 	rm -rf .ray-mlops .pytest_cache .mypy_cache .ruff_cache

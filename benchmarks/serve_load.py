@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import emit, header
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -467,36 +466,19 @@ def _emit(
     results: list[dict[str, Any]],
     cases: dict[str, Any],
 ) -> None:
-    import mlflow
-    import ray
     import torch
-
-    import ray_mlops
 
     if device == "cuda":
         device = f"cuda: {torch.cuda.get_device_name(0)}"
     document = {
-        "benchmark": "serve_load",
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
+        **header("serve_load", "ray", "torch", "mlflow", "ray_mlops"),
         "device": device,
-        "versions": {
-            "ray": ray.__version__,
-            "torch": torch.__version__,
-            "mlflow": mlflow.__version__,
-            "ray_mlops": ray_mlops.__version__,
-            "python": platform.python_version(),
-        },
         "quick": args.quick,
         "setup": setup,
         "results": results,
         "cases": cases,
     }
-    text = json.dumps(document, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(document, args.out)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,7 +41,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from tune_efficiency import _rounded, _with_tracking, load_problem  # noqa: E402
+from _report import emit, header, rounded  # noqa: E402
+from tune_efficiency import _with_tracking, load_problem  # noqa: E402
 
 # Modules whose import a trial process pays before its first epoch.
 WATCHED = ("ray.tune", "torch", "torch._dynamo", "ray_mlops.search.trial", "pandas")
@@ -196,10 +194,6 @@ def main() -> None:
 
 def write(args: argparse.Namespace, searches: list[dict[str, Any]], plain: dict[str, Any]) -> None:
     """Summary rows (search against a plain process), the per-search detail, the JSON."""
-    import optuna
-    import ray
-    import torch
-
     processes = [p for s in searches for p in s["trial_processes"]]
     first = statistics.median(s["first_result_s"] for s in searches)
     imports = {
@@ -207,15 +201,7 @@ def write(args: argparse.Namespace, searches: list[dict[str, Any]], plain: dict[
     }
     not_imports = statistics.median(p["not_imports_s"] for p in processes)
     document = {
-        "benchmark": "trial_startup",
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
-        "versions": {
-            "torch": torch.__version__,
-            "ray": ray.__version__,
-            "optuna": optuna.__version__,
-            "python": platform.python_version(),
-        },
+        **header("trial_startup", "torch", "ray", "optuna"),
         "setup": {
             "search": "ray-mlops run_search, random, no scheduler, one epoch on 256 rows",
             "trials_per_search": os.cpu_count(),
@@ -241,11 +227,7 @@ def write(args: argparse.Namespace, searches: list[dict[str, Any]], plain: dict[
         "plain_process": plain,
         "searches": searches,
     }
-    text = json.dumps(_rounded(document), indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(rounded(document), args.out)
 
 
 if __name__ == "__main__":

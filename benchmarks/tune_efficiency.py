@@ -52,11 +52,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -70,6 +67,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import emit, header, rounded  # noqa: E402
 
 from ray_mlops.config import PipelineConfig, load_config  # noqa: E402
 from ray_mlops.features.fit import fit_feature_state_frame  # noqa: E402
@@ -443,22 +442,8 @@ def write(
     summary = {name: _summarise(cases) for name, cases in runs.items()}
     results = compare(summary, target, overhead) + _easier_targets(runs, landscape)
     cases = {name: {"summary": summary[name], "seeds": runs[name]} for name in runs}
-    import optuna
-    import ray
-
-    import ray_mlops
-
     document = {
-        "benchmark": "tune_efficiency",
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
-        "versions": {
-            "torch": torch.__version__,
-            "ray": ray.__version__,
-            "optuna": optuna.__version__,
-            "ray_mlops": ray_mlops.__version__,
-            "python": platform.python_version(),
-        },
+        **header("tune_efficiency", "torch", "ray", "optuna", "ray_mlops"),
         "quick": args.quick,
         "setup": {
             "data": "UCI Adult, 32,561 rows, 70/15/15 split, quick start features",
@@ -478,11 +463,7 @@ def write(
         "landscape": landscape,
         "cases": cases,
     }
-    text = json.dumps(_rounded(document), indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(rounded(document), args.out)
 
 
 def compare(
@@ -647,16 +628,6 @@ def _median_of_known(values: list[float | None]) -> float | None:
 def _ratio(mine: float | None, theirs: float | None) -> float | None:
     """``mine / theirs``; None when either side never reached the target."""
     return None if mine is None or theirs is None else mine / theirs
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def load_problem(args: argparse.Namespace) -> tuple[PipelineConfig, SearchInputs
         "startup_trials": args.startup_trials,
         "grace_period": 1,
         "reduction_factor": 3,
+        "brackets": args.brackets,
     }
     if args.space == "wide":
         doc["search"]["space"] = WIDE_SPACE
@@ -359,6 +360,7 @@ def main() -> None:
     parser.add_argument("--empty-trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--space", choices=["narrow", "wide"], default="narrow")
+    parser.add_argument("--brackets", type=int, default=1, help="ASHA brackets of (a) and (a30)")
     parser.add_argument("--quick", action="store_true", help="8 trials of 4 epochs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -452,7 +454,7 @@ def write(
             "max_epochs": args.epochs,
             "tpe_startup_trials": args.startup_trials,
             "seeds": args.seeds,
-            "asha": "grace 1, reduction factor 3, on epochs",
+            "asha": f"grace 1, reduction factor 3, {args.brackets} bracket(s), on epochs",
             "ray_init_s": ray_start,
             "target": (
                 f"quantile {TARGET_QUANTILE} of the best val_loss of every trial of (b) and (c)"

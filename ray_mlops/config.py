@@ -563,6 +563,15 @@ class SearchConfig(_Section):
     )
     grace_period: int = Field(1, ge=1, description="Epochs every trial gets before pruning.")
     reduction_factor: int = Field(3, ge=2, description="ASHA/HyperBand: 1/N trials go on.")
+    brackets: int = Field(
+        1,
+        ge=1,
+        description=(
+            "ASHA: brackets of successive halving; bracket k's first rung is grace_period x "
+            "reduction_factor^k epochs. More than one hedges against configurations that start "
+            "slowly but end best (low learning rates), for more trial-epochs."
+        ),
+    )
     trial_workers: int = Field(
         1,
         ge=1,

@@ -101,6 +101,7 @@ def _scheduler(cfg: PipelineConfig) -> Any:
             max_t=cfg.train.epochs,
             grace_period=min(search.grace_period, cfg.train.epochs),
             reduction_factor=search.reduction_factor,
+            brackets=search.brackets,
         )
     if search.scheduler == "hyperband":
         return HyperBandScheduler(

@@ -169,7 +169,9 @@ def main() -> None:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPROFILEIMPORTTIME": "1"}},
     )
-    problem = argparse.Namespace(trials=os.cpu_count(), epochs=1, startup_trials=1, space="wide")
+    problem = argparse.Namespace(
+        trials=os.cpu_count(), epochs=1, startup_trials=1, space="wide", brackets=1
+    )
     cfg, inputs = load_problem(problem)
     inputs = replace(
         inputs, base_arrays={k: (x[:256], y[:256]) for k, (x, y) in inputs.base_arrays.items()}

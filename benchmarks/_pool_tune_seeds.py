@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 from _report import emit, header, rounded
 from scipy import stats
+from tune_efficiency import TARGET_QUANTILE
+from tune_efficiency import A as OURS
+from tune_efficiency import C as PLAIN
 
-OURS = "(a) ray-mlops TPE + ASHA, (c)'s wall time as its budget"
-PLAIN = "(c) plain Optuna TPE, in-process, sequential"
 GOAL = 0.5
 
 
@@ -37,7 +38,7 @@ def seed_times(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, list[dict[str
     for path in paths:
         document = json.loads(path.read_text())
         seeds = document["setup"]["seeds"]
-        target = document["landscape"]["targets"]["0.1"]["val_loss"]
+        target = document["landscape"]["targets"][str(TARGET_QUANTILE)]["val_loss"]
         pairs = zip(
             document["cases"][OURS]["seeds"], document["cases"][PLAIN]["seeds"], strict=True
         )

@@ -593,6 +593,10 @@ class SearchConfig(_Section):
             raise ValueError(
                 "num_samples: null (no trial limit) needs time_budget_s, or the search never ends"
             )
+        if self.brackets > 1 and self.scheduler != "asha":
+            raise ValueError(
+                f"brackets: {self.brackets} applies to scheduler: asha, not {self.scheduler!r}"
+            )
         return self
 
 

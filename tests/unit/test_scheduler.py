@@ -14,17 +14,14 @@ DATA = {"path": "d.csv", "target": "y", "numeric": ["a"]}
 SPACE = {"train.learning_rate": {"loguniform": [1e-4, 1e-1]}}
 
 
+def _config(epochs: int, **search: Any) -> Any:
+    search = {"space": SPACE, "scheduler": "asha", **search}
+    return parse_config({"name": "s", "data": DATA, "train": {"epochs": epochs}, "search": search})
+
+
 def _asha_rungs(epochs: int, **search: Any) -> list[list[int]]:
     """Each bracket's rung milestones (epochs), first rung first."""
-    cfg = parse_config(
-        {
-            "name": "s",
-            "data": DATA,
-            "train": {"epochs": epochs},
-            "search": {"space": SPACE, "scheduler": "asha", **search},
-        }
-    )
-    scheduler = _scheduler(cfg)
+    scheduler = _scheduler(_config(epochs, **search))
     # Tune keeps each bracket's rungs as (milestone, recorded results), last rung first.
     return [sorted(milestone for milestone, _ in b._rungs) for b in scheduler._brackets]
 
@@ -45,3 +42,8 @@ def test_the_grace_period_is_capped_at_the_epoch_budget() -> None:
 def test_brackets_below_one_fail_at_load_with_the_key_named() -> None:
     with pytest.raises(ConfigError, match=r"search\.brackets"):
         _asha_rungs(12, brackets=0)
+
+
+def test_brackets_with_another_scheduler_fail_at_load_instead_of_being_ignored() -> None:
+    with pytest.raises(ConfigError, match=r"brackets: 2 applies to scheduler: asha"):
+        _config(12, scheduler="hyperband", brackets=2)

@@ -68,7 +68,7 @@ def run_ray_mlops(data_dir: Path, object_store_mb: int | None) -> dict[str, Any]
 
     from ray_mlops.data.stage import prepare_data
     from ray_mlops.features.fit import fit_feature_state
-    from ray_mlops.train.trainer import encode_split
+    from ray_mlops.train.encode import encode_split
 
     cfg = _config()
     data = cfg.data.model_copy(update={"path": str(data_dir)})

@@ -45,10 +45,10 @@ def features_key(features: FeaturesConfig) -> str:
 def to_arrays(rows: pd.DataFrame, state: FeatureState, target: str) -> Arrays:
     """Raw rows encoded as (features, labels) arrays, in ``row_key`` order.
 
-    The same encoding as training's (:func:`ray_mlops.train.trainer.to_model_batch`), in this
+    The same encoding as training's (:func:`ray_mlops.train.encode.to_model_batch`), in this
     process; the order depends only on the rows, so every trial sees them in the same order.
     """
-    from ray_mlops.train.trainer import to_model_batch
+    from ray_mlops.train.encode import to_model_batch
 
     batch = to_model_batch(rows, state, target)
     return np.asarray(batch[FEATURES], dtype=np.float32), np.asarray(batch[LABEL])
@@ -184,12 +184,14 @@ def _run_trainer(
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from ray_mlops.config import SELECTION_METRICS
+    from ray_mlops.train.trainer import poll_controller_often
 
     train = cfg.train
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
         resources["GPU"] = train.gpus_per_worker
     metric = train.selection_metric
+    poll_controller_often()  # results reach Tune, and so ASHA, at each poll
     trainer = TorchTrainer(
         trial_worker_loop,
         train_loop_config={"settings": settings.to_dict(), "arrays": ray.put(arrays)},

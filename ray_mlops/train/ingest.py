@@ -9,10 +9,10 @@ Two paths, picked per run (``train.ingest``):
 * stream: Ray Data's ``iter_torch_batches`` with prefetching and a local shuffle buffer, for
   shards larger than a worker's memory.
 
-The resident path gets its shard from :func:`rank_shards`, which puts the blocks of a split in
-a fixed order (each block is sorted by a hash of its rows' content when it is encoded, and
-blocks are ordered by their first hash) and cuts the rows into equal ranges, one per rank:
-the same rows in the same order on the same worker in every run. Ray Train's default
+The resident path gets its shard from :func:`ray_mlops.train.encode.rank_shards`, which puts
+the blocks of a split in a fixed order (each block is sorted by a hash of its rows' content
+when it is encoded, and blocks are ordered by their first hash) and cuts the rows into equal
+ranges, one per rank: the same rows in the same order on the same worker in every run. Ray Train's default
 ``streaming_split`` hands blocks to whichever worker asks first, and Ray Data finishes
 blocks in no fixed order; a full sort would cost a shuffle.
 """
@@ -20,64 +20,18 @@ blocks in no fixed order; a full sort would cost a shuffle.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from ray.data import DataIterator, Dataset
+    from ray.data import DataIterator
 
-FEATURES = "features"
-LABEL = "label"
-ROW_KEY = "row_key"
+from ray_mlops.train.encode import FEATURES, LABEL
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 _LOAD_BATCH_ROWS = 65_536  # rows per read while a resident shard is loaded
-
-
-def rank_shards(dataset: Dataset, world_size: int, equal: bool) -> list[Dataset]:
-    """Worker ``i``'s rows are the ``i``-th of ``world_size`` row ranges of ``dataset``.
-
-    Computed in the driver, once, before the workers start (doing it inside Ray Train's
-    dataset manager blocks its event loop). ``equal=True`` (train) gives every worker the
-    same number of rows, so every worker takes the same number of steps, as DDP needs; at
-    most ``world_size - 1`` rows are left out. ``equal=False`` (validation) cuts at row
-    indices and keeps every row.
-    """
-    ordered = in_fixed_order(dataset)
-    if world_size == 1:
-        return [ordered]
-    if equal:
-        return list(ordered.split(world_size, equal=True))
-    rows = ordered.count()
-    cuts = [rows * rank // world_size for rank in range(1, world_size)]
-    return list(ordered.split_at_indices(cuts))
-
-
-def shard_name(split: str, rank: int) -> str:
-    """Name of rank ``rank``'s shard of ``split`` among the trainer's datasets."""
-    return f"{split}_rank{rank}"
-
-
-def in_fixed_order(dataset: Dataset) -> Dataset:
-    """The same materialized rows with blocks ordered by their first ``row_key``.
-
-    Blocks hold rows sorted by key (see ``ray_mlops.train.trainer.to_model_batch``), and
-    their content depends only on the data, so the result's row order is reproducible.
-    """
-    import ray
-    import ray.data
-
-    first_key = ray.remote(num_cpus=0)(_first_key_of)
-    refs = dataset.to_arrow_refs()
-    first_keys = ray.get([first_key.remote(ref) for ref in refs])
-    ordered = [ref for _, ref in sorted(zip(first_keys, refs, strict=True), key=lambda kv: kv[0])]
-    return ray.data.from_arrow_refs(ordered)
-
-
-def _first_key_of(table: Any) -> int:
-    column = table.column(ROW_KEY)
-    return int(column[0].as_py()) if len(column) else 2**63 - 1  # empty blocks go last
 
 
 class Shard(Protocol):

@@ -1,15 +1,24 @@
 """Metrics from rank 0 to MLflow without stalling the training loop.
 
-Each call is one ``log_batch`` sent with ``synchronous=False``: MLflow queues it and a
-background thread writes it, so a step pays for building a few ``Metric`` objects only.
-:meth:`MetricLogger.close` waits for everything queued, so nothing is lost at the end.
+A background thread owns the MLflow client. It imports MLflow and opens the tracking store
+while the first epoch trains (about 4 s on a 2-core machine: the import, then SQLite's store
+checks its schema; the first epoch used to wait for both), then writes whatever steps are
+queued with one ``log_batch`` each time. The loop only puts a dict on a queue.
+:meth:`MetricLogger.flush` waits until everything queued is written, so nothing is lost at
+the end, and raises if the writer failed.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+
+# MLflow refuses a log_batch of more than 1000 metrics.
+_MAX_METRICS_PER_BATCH = 1000
+
+_Entry = tuple[dict[str, float], int, int]  # metrics, step, timestamp in ms
 
 
 class MetricLogger:
@@ -22,32 +31,63 @@ class MetricLogger:
 
     def __init__(self, tracking_uri: str | None, run_id: str | None) -> None:
         self.run_id = run_id
-        self.client = None
         self.seconds = 0.0  # time the training loop spent inside logging calls
-        self._pending: list[Any] = []
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._writer: threading.Thread | None = None
         if tracking_uri and run_id:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri)
+            self._writer = threading.Thread(
+                target=self._write, args=(tracking_uri, run_id), name="mlflow-metrics", daemon=True
+            )
+            self._writer.start()
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        """Queue one step's metrics."""
-        if self.client is None or self.run_id is None or not metrics:
+        """Queue one step's metrics, stamped now."""
+        if self._writer is None or not metrics:
             return
-        from mlflow.entities import Metric
-
         start = time.perf_counter()
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        operation = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
-        if operation is not None:
-            self._pending.append(operation)
+        values = {key: float(value) for key, value in metrics.items()}
+        self._queue.put((values, step, int(time.time() * 1000)))
         self.seconds += time.perf_counter() - start
 
     def flush(self) -> None:
-        """Wait until every queued batch is written."""
+        """Write everything queued, then stop the writer.
+
+        Raises:
+            RuntimeError: the writer could not reach the tracking store or write to the run.
+        """
+        if self._writer is None:
+            return
         start = time.perf_counter()
-        for operation in self._pending:
-            operation.wait()
-        self._pending.clear()
+        self._queue.put(None)
+        self._writer.join()
+        self._writer = None
         self.seconds += time.perf_counter() - start
+        if self._error is not None:
+            raise RuntimeError(
+                f"logging training metrics to MLflow run {self.run_id} failed: {self._error}"
+            ) from self._error
+
+    def _write(self, tracking_uri: str, run_id: str) -> None:
+        done = False  # flush()'s end marker was taken off the queue
+        try:
+            from mlflow.entities import Metric
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri)
+            while not done:
+                batch: list[Metric] = []
+                entry = self._queue.get()  # waits for the loop's next step
+                while entry is not None:
+                    values, step, stamp = entry
+                    batch += [Metric(key, value, stamp, step) for key, value in values.items()]
+                    if len(batch) >= _MAX_METRICS_PER_BATCH or self._queue.empty():
+                        break
+                    entry = self._queue.get()
+                done = entry is None
+                for first in range(0, len(batch), _MAX_METRICS_PER_BATCH):
+                    client.log_batch(run_id, metrics=batch[first : first + _MAX_METRICS_PER_BATCH])
+        except BaseException as error:  # reported by flush(), in the loop's thread
+            self._error = error
+            while not done:  # drop the rest, up to the end marker, so flush() returns
+                done = self._queue.get() is None

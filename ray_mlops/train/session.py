@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ray_mlops.train.ingest import ResidentShard, Shard, StreamingShard, shard_name
+from ray_mlops.train.encode import shard_name
+from ray_mlops.train.ingest import ResidentShard, Shard, StreamingShard
 
 RESIDENT = "resident"
 

@@ -10,7 +10,7 @@ from ray_mlops.errors import DataError
 from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.transform import transform_features
 from ray_mlops.serve.schema import InputSchema, parse_body, records_frame
-from ray_mlops.train.trainer import encode_split
+from ray_mlops.train.encode import encode_split
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from ray_mlops.config import GateConfig
 from ray_mlops.evaluate.metrics import classification_metrics
-from ray_mlops.registry.gate import ScoredModel, bootstrap_improvement, run_gate
+from ray_mlops.registry.gate import ScoredModel, binary_roc_auc, bootstrap_improvement, run_gate
 
 LABELS = ["no", "yes"]
 N = 2000
@@ -200,3 +201,14 @@ def test_regression_bootstrap_uses_rmse_direction() -> None:
     bad = pd.DataFrame({"prediction": y + rng.normal(0, 1.0, N)})
     low, mean, _ = bootstrap_improvement("regression", "rmse", y, good, bad, samples=200)
     assert low > 0 and mean > 0.5  # lower rmse is an improvement
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_auc_is_sklearns_with_ties_and_imbalance(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 600))
+    positive = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(int)
+    positive[:2] = [0, 1]  # both classes present, as the bootstrap ensures
+    # Scores rounded to two decimals: many ties, which count half as ROC AUC does.
+    scores = np.round(rng.random(n) * 0.5 + 0.4 * positive, 2)
+    assert binary_roc_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores))

@@ -103,9 +103,12 @@ def ray_cluster() -> Iterator[str]:
     yield address
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=60)
+        head.wait(timeout=5)
     except subprocess.TimeoutExpired:
+        # `ray start --block` takes about 30 s to stop its processes one by one; a test
+        # cluster has nothing to save, and its whole process group goes at once.
         os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 

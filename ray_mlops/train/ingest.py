@@ -12,9 +12,9 @@ Two paths, picked per run (``train.ingest``):
 The resident path gets its shard from :func:`ray_mlops.train.encode.rank_shards`, which puts
 the blocks of a split in a fixed order (each block is sorted by a hash of its rows' content
 when it is encoded, and blocks are ordered by their first hash) and cuts the rows into equal
-ranges, one per rank: the same rows in the same order on the same worker in every run. Ray Train's default
-``streaming_split`` hands blocks to whichever worker asks first, and Ray Data finishes
-blocks in no fixed order; a full sort would cost a shuffle.
+ranges, one per rank: the same rows in the same order on the same worker in every run.
+Ray Train's default ``streaming_split`` hands blocks to whichever worker asks first, and
+Ray Data finishes blocks in no fixed order; a full sort would cost a shuffle.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from ray_mlops.train.encode import FEATURES, LABEL
+
 if TYPE_CHECKING:
     from ray.data import DataIterator
-
-from ray_mlops.train.encode import FEATURES, LABEL
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _LOAD_BATCH_ROWS = 65_536  # rows per read while a resident shard is loaded

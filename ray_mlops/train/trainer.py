@@ -101,8 +101,9 @@ def train_encoded(
     tracking_uri: str | None = None,
     run_id: str | None = None,
 ) -> TrainingOutcome:
-    """:func:`train_model` on splits already encoded by :func:`ray_mlops.train.encode.encode_split` (or built with
-    the same ``features``, ``label`` and ``row_key`` columns, as the benchmarks do)."""
+    """:func:`train_model` on splits already encoded by
+    :func:`ray_mlops.train.encode.encode_split` (or built with the same ``features``,
+    ``label`` and ``row_key`` columns, as the benchmarks do)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

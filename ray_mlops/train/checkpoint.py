@@ -27,6 +27,9 @@ class Progress:
     global_step: int
     early_stopping: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
+    # Rank 0's metric steps not yet in MLflow when the checkpoint was written (metrics,
+    # step, timestamp in ms): a restart replays them, so no epoch goes missing from the run.
+    unlogged_metrics: list[tuple[dict[str, float], int, int]] = field(default_factory=list)
 
 
 def write_checkpoint(

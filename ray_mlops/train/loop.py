@@ -158,6 +158,7 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
     tracked = rank == 0 and settings.tracking_uri and settings.run_id
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
     if logger is not None and checkpoint is not None:
+        logger.replay(progress.unlogged_metrics)
         # Step = the epoch training continues with, like the per-epoch metrics.
         logger.log({"resumed_from_epoch": progress.epoch}, progress.epoch + 1)
     autocast = _autocast_dtype(train.precision, device)
@@ -223,6 +224,7 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
         if logger is not None:
             logger.log(metrics, epoch)
             metrics["logging_seconds"] = logger.seconds
+            progress.unlogged_metrics = logger.unwritten()
         _report(session, metrics, network, optimizer, scheduler, progress, settings)
         if stop:
             break

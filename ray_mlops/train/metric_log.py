@@ -6,6 +6,12 @@ checks its schema; the first epoch used to wait for both), then writes whatever 
 queued with one ``log_batch`` each time. The loop only puts a dict on a queue.
 :meth:`MetricLogger.flush` waits until everything queued is written, so nothing is lost at
 the end, and raises if the writer failed.
+
+A worker can be killed with steps still queued. :meth:`MetricLogger.unwritten` lists them so
+that the epoch's checkpoint carries them, and a restarted rank 0 :meth:`MetricLogger.replay` s
+them with their first timestamps. The SQL stores (SQLite, ``mlflow server``) skip a metric
+identical in key, value, step and timestamp, so one written just before the kill is not
+doubled.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 
 # MLflow refuses a log_batch of more than 1000 metrics.
 _MAX_METRICS_PER_BATCH = 1000
 
-_Entry = tuple[dict[str, float], int, int]  # metrics, step, timestamp in ms
+Entry = tuple[dict[str, float], int, int]
+"""One step's metrics, its step and its timestamp in ms."""
 
 
 class MetricLogger:
@@ -32,8 +40,11 @@ class MetricLogger:
     def __init__(self, tracking_uri: str | None, run_id: str | None) -> None:
         self.run_id = run_id
         self.seconds = 0.0  # time the training loop spent inside logging calls
-        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
+        # Queued and not yet written, oldest first: the writer drops each once it is stored.
+        self._unwritten: deque[Entry] = deque()
+        self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         if tracking_uri and run_id:
             self._writer = threading.Thread(
@@ -45,9 +56,26 @@ class MetricLogger:
         """Queue one step's metrics, stamped now."""
         if self._writer is None or not metrics:
             return
-        start = time.perf_counter()
         values = {key: float(value) for key, value in metrics.items()}
-        self._queue.put((values, step, int(time.time() * 1000)))
+        self._put((values, step, int(time.time() * 1000)))
+
+    def replay(self, entries: Iterable[Entry]) -> None:
+        """Queue steps that an earlier attempt had not written, with their own timestamps."""
+        if self._writer is None:
+            return
+        for values, step, stamp in entries:
+            self._put((dict(values), int(step), int(stamp)))
+
+    def unwritten(self) -> list[Entry]:
+        """Steps queued and not yet stored: what a checkpoint carries for :meth:`replay`."""
+        with self._lock:
+            return list(self._unwritten)
+
+    def _put(self, entry: Entry) -> None:
+        start = time.perf_counter()
+        with self._lock:
+            self._unwritten.append(entry)
+        self._queue.put(entry)
         self.seconds += time.perf_counter() - start
 
     def flush(self) -> None:
@@ -77,16 +105,21 @@ class MetricLogger:
             client = MlflowClient(tracking_uri)
             while not done:
                 batch: list[Metric] = []
+                taken = 0
                 entry = self._queue.get()  # waits for the loop's next step
                 while entry is not None:
                     values, step, stamp = entry
                     batch += [Metric(key, value, stamp, step) for key, value in values.items()]
+                    taken += 1
                     if len(batch) >= _MAX_METRICS_PER_BATCH or self._queue.empty():
                         break
                     entry = self._queue.get()
                 done = entry is None
                 for first in range(0, len(batch), _MAX_METRICS_PER_BATCH):
                     client.log_batch(run_id, metrics=batch[first : first + _MAX_METRICS_PER_BATCH])
+                with self._lock:  # entries leave the queue, and so this deque, in order
+                    for _ in range(taken):
+                        self._unwritten.popleft()
         except BaseException as error:  # reported by flush(), in the loop's thread
             self._error = error
             while not done:  # drop the rest, up to the end marker, so flush() returns

@@ -83,3 +83,51 @@ def test_without_a_run_nothing_is_started_or_written(tmp_path: Path) -> None:
     logger.flush()
     assert logger.seconds == 0.0
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_steps_not_yet_written_are_listed_and_a_replay_fills_only_the_gap(
+    store: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed with epochs still queued: the checkpoint's list brings them back."""
+    uri, run_id = store
+    first = MetricLogger(uri, run_id)
+    first.log({"epoch": 0, "train_loss": 0.5}, 0)
+    first.flush()
+    assert first.unwritten() == []
+
+    # The next attempt's store stays closed, as if the worker died before the writer wrote.
+    opened = threading.Event()
+    original_init = MlflowClient.__init__
+
+    def held_init(self: MlflowClient, *args: object, **kwargs: object) -> None:
+        opened.wait(timeout=30)
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MlflowClient, "__init__", held_init)
+    dying = MetricLogger(uri, run_id)
+    dying.log({"epoch": 1, "train_loss": 0.4}, 1)
+    dying.log({"epoch": 2, "train_loss": 0.3}, 2)
+    carried = dying.unwritten()
+    assert [step for _, step, _ in carried] == [1, 2]
+    opened.set()
+    dying.flush()  # in a real kill nothing is written; here epoch 1 and 2 both are
+    monkeypatch.undo()
+
+    # The restarted rank 0 replays what the checkpoint carried, plus one older step already
+    # stored: identical metrics (key, value, step, timestamp) are not stored twice.
+    restarted = MetricLogger(uri, run_id)
+    restarted.replay(carried[:1] + carried)
+    restarted.log({"epoch": 3, "train_loss": 0.2}, 3)
+    restarted.flush()
+    history = MlflowClient(uri).get_metric_history(run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.4), (2, 0.3), (3, 0.2)]
+    assert {m.step: m.timestamp for m in history}[2] == carried[1][2]
+
+
+def test_a_replay_writes_steps_the_store_never_saw(store: tuple[str, str]) -> None:
+    uri, run_id = store
+    logger = MetricLogger(uri, run_id)
+    logger.replay([({"epoch": 4.0, "val_loss": 0.125}, 4, 1_790_000_000_000)])
+    logger.flush()
+    (metric,) = MlflowClient(uri).get_metric_history(run_id, "val_loss")
+    assert (metric.step, metric.value, metric.timestamp) == (4, 0.125, 1_790_000_000_000)

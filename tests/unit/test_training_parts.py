@@ -106,7 +106,10 @@ def test_checkpoint_restores_training_state_and_is_a_predictor_directory(tmp_pat
         optimizer.step()
         scheduler.step()
     progress = Progress(
-        epoch=1, global_step=3, early_stopping={"best": 0.5, "epochs_without_improvement": 1}
+        epoch=1,
+        global_step=3,
+        early_stopping={"best": 0.5, "epochs_without_improvement": 1},
+        unlogged_metrics=[({"train_loss": 0.4, "epoch": 1.0}, 1, 1_790_000_000_000)],
     )
     write_checkpoint(
         tmp_path, network, optimizer, scheduler, progress, spec.to_json(), state.to_json()

@@ -34,6 +34,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from ray_mlops.config import ServeConfig
+from ray_mlops.serve.capture import TrafficCapture
+from ray_mlops.serve.guard import KeyStore, RateLimiter
 from ray_mlops.serve.schema import RequestError, RequestRows, parse_body, request_rows
 from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
@@ -125,58 +127,100 @@ api = FastAPI(
 class ModelServer:
     """A replica holding the served model versions.
 
-    Args:
-        settings: ``model_name``, ``tracking_uri``, ``champion_alias``, ``base_dir`` and
-            ``serve`` (the config's ``serve`` section as a dict).
+    Its settings come in two parts, the way Serve tells a restart from an in-place update:
+
+    - ``__init__`` gets what needs a new replica: ``model_name``, ``champion_alias``,
+      ``tracking_uri``, ``base_dir`` and ``device``. The champion is loaded once, here.
+    - :meth:`reconfigure` gets the config's ``serve`` section as Serve's ``user_config``, on
+      start and again whenever only it changed. Keys, rate limits, the deadline, batching,
+      capture, the rollout and alias polling then change in place: no new replica, no model
+      reload, no drain, no dropped request.
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from ray_mlops.serve.capture import TrafficCapture
-        from ray_mlops.serve.guard import KeyStore, RateLimiter
         from ray_mlops.serve.telemetry import ServerMetrics
 
-        self.cfg = ServeConfig.model_validate(settings["serve"])
         self.model_name: str = settings["model_name"]
-        tracking_uri: str = settings["tracking_uri"]
-        base_dir = Path(settings.get("base_dir", "."))
-        self.replica = serve.get_replica_context().replica_tag
-        rollout = self.cfg.rollout
+        self.tracking_uri: str = settings["tracking_uri"]
+        self.base_dir = Path(settings.get("base_dir", "."))
         # A GPU replica runs the network there; Ray gave this process its GPU(s).
-        self.device = "cuda" if self.cfg.gpus_per_replica > 0 else "cpu"
-        slots: dict[str, ModelSlot | None] = {
+        self.device: str = settings.get("device", "cpu")
+        self.replica = serve.get_replica_context().replica_tag
+        self.champion_alias: str = settings["champion_alias"]
+        self.slots: dict[str, ModelSlot | None] = {
             CHAMPION: load_slot(
-                tracking_uri, self.model_name, settings["champion_alias"], device=self.device
+                self.tracking_uri, self.model_name, self.champion_alias, device=self.device
             )
         }
-        self.aliases = {CHAMPION: settings["champion_alias"]}
-        if rollout.mode != "none":
-            self.aliases[CHALLENGER] = rollout.challenger_alias
-            try:
-                slots[CHALLENGER] = load_slot(
-                    tracking_uri, self.model_name, rollout.challenger_alias, device=self.device
-                )
-            except Exception:  # no challenger yet: champion only until one appears
-                slots[CHALLENGER] = None
+        self.aliases = {CHAMPION: self.champion_alias}
         self.metrics = ServerMetrics(self.model_name)
-        self.keys = KeyStore.from_config(self.cfg.auth, base_dir)
+        # Serve's defaults until reconfigure() brings the config's serve section.
+        self.cfg = ServeConfig()
+        self.keys = KeyStore.from_config(self.cfg.auth, self.base_dir)
         self.limiter = RateLimiter(self.cfg.rate_limit.requests_per_s, self.cfg.rate_limit.burst)
-        self.capture = TrafficCapture.from_config(self.cfg.capture, base_dir, self.replica)
+        self.capture: TrafficCapture | None = None
+        self.watcher: AliasWatcher | None = None
+        self._configured = False
         self._captured_drops = 0
         self._random = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self.slots = slots
-        # Ray exports a gauge's last value once: the watcher sets them again every poll.
-        self.watcher = AliasWatcher(
-            tracking_uri,
-            self.model_name,
-            AliasView(slots, self.aliases),
-            self.cfg.alias_poll_s,
-            on_poll=self._report_gauges,
-            device=self.device,
-        )
         self._report_gauges()
-        self.predict_batch.set_max_batch_size(self.cfg.max_batch_size)  # type: ignore[attr-defined]
-        self.predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply the ``serve`` section (``user_config["serve"]``) to this running replica.
+
+        Everything new is built before anything is swapped, so a failure (a keys file that
+        cannot be read) leaves the replica serving as it was.
+        """
+        cfg = ServeConfig.model_validate(user_config["serve"])
+        old = self.cfg if self._configured else None  # None: the first call, at start
+        keys = KeyStore.from_config(cfg.auth, self.base_dir)
+        limiter = self.limiter  # kept when unchanged: its buckets hold the callers' tokens
+        if old is None or cfg.rate_limit != old.rate_limit:
+            limiter = RateLimiter(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst)
+        capture, retired = self.capture, None
+        if old is None or cfg.capture != old.capture:
+            capture = TrafficCapture.from_config(cfg.capture, self.base_dir, self.replica)
+            retired = self.capture
+        slots, aliases = dict(self.slots), {CHAMPION: self.champion_alias}
+        if cfg.rollout.mode != "none":
+            aliases[CHALLENGER] = cfg.rollout.challenger_alias
+            if self.aliases.get(CHALLENGER) != cfg.rollout.challenger_alias:
+                slots[CHALLENGER] = self._load_challenger(cfg.rollout.challenger_alias)
+        else:
+            slots.pop(CHALLENGER, None)
+        watching = old is None or aliases != self.aliases or cfg.alias_poll_s != old.alias_poll_s
+
+        self.cfg, self.keys, self.limiter, self.capture = cfg, keys, limiter, capture
+        self._configured = True
+        if retired is not None:
+            self._captured_drops = 0
+        if watching:
+            if self.watcher is not None:
+                self.watcher.stop()
+            self.slots, self.aliases = slots, aliases
+            # Ray exports a gauge's last value once: the watcher sets them again every poll.
+            self.watcher = AliasWatcher(
+                self.tracking_uri,
+                self.model_name,
+                AliasView(self.slots, self.aliases),
+                cfg.alias_poll_s,
+                on_poll=self._report_gauges,
+                device=self.device,
+            )
+        self.predict_batch.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
+        self.predict_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._report_gauges()
+        if retired is not None:
+            retired.close(timeout_s=5.0)  # writes what it holds; new requests go to the new one
+
+    def _load_challenger(self, alias: str) -> ModelSlot | None:
+        """The challenger's slot, or None while no version has the alias (champion only)."""
+        try:
+            return load_slot(self.tracking_uri, self.model_name, alias, device=self.device)
+        except Exception as exc:
+            _log.info("no challenger @%s yet (%s); the champion answers alone", alias, exc)
+            return None
 
     def _report_gauges(self) -> None:
         """The versions this replica serves, and that it is up."""
@@ -305,10 +349,11 @@ class ModelServer:
         answer: dict[str, Any] | None = None,
     ) -> None:
         """Offer the request to the capture; its rows are built only when it is sampled."""
-        if self.capture is None or not self.capture.draw():
+        capture = self.capture  # one capture per request, even if reconfigure() swaps it
+        if capture is None or not capture.draw():
             return
         answer = answer or scores.body()
-        self.capture.offer(
+        capture.offer(
             request_id=request_id,
             model_name=self.model_name,
             model_version=slot.version,
@@ -318,7 +363,7 @@ class ModelServer:
             latency_ms=latency_ms,
             drawn=True,
         )
-        dropped = self.capture.stats()["dropped"]
+        dropped = capture.stats()["dropped"]
         if dropped > self._captured_drops:
             self.metrics.capture_dropped.inc(
                 dropped - self._captured_drops, tags={"model": self.model_name}

@@ -9,6 +9,9 @@ be in the cluster's environment elsewhere (the exported Serve config says so).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +94,13 @@ def bind_server(
     model_name: str | None = None,
     alias: str | None = None,
 ) -> Any:
-    """The Serve application of the model server, bound to its settings."""
+    """The Serve application of the model server, bound to its settings.
+
+    The ``serve`` section travels as Serve's ``user_config``: redeploying after a change to
+    it (keys, limits, deadline, batching, capture, rollout) reconfigures the running replicas
+    in place. Changing the model, the tracking URI or the replicas' CPUs and GPUs starts new
+    replicas.
+    """
     from ray_mlops.serve.app import ModelServer
 
     settings = {
@@ -99,9 +108,40 @@ def bind_server(
         "champion_alias": alias or cfg.registry.champion_alias,
         "tracking_uri": tracking_uri,
         "base_dir": str(base_dir.resolve()),
-        "serve": cfg.serve.model_dump(mode="json"),
+        "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
     }
-    return ModelServer.options(**deployment_options(cfg)).bind(settings)  # type: ignore[attr-defined]
+    options = deployment_options(cfg) | {"user_config": user_config(cfg)}
+    # serve.run gives a deployment without a version a random one on every call, so every
+    # redeploy replaced the replicas (Serve's client.py). A config-file deploy (serve deploy,
+    # RayService) hashes its import path and args instead; this gives serve.run the same:
+    # a new version when the code or the replica's settings change, and only then.
+    # ``version`` is internal to Serve since it manages versions itself (pinned Ray 2.60).
+    server = ModelServer.options(  # type: ignore[attr-defined]
+        **options, version=code_version(settings), _internal=True
+    )
+    return server.bind(settings)
+
+
+def code_version(settings: dict[str, Any]) -> str:
+    """A hash of this package's source and the replica's constructor settings."""
+    digest = hashlib.sha256(_source_digest().encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _source_digest() -> str:
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(str(source.relative_to(package)).encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def user_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """What :meth:`ray_mlops.serve.app.ModelServer.reconfigure` receives."""
+    return {"serve": cfg.serve.model_dump(mode="json")}
 
 
 def deploy_model(

@@ -436,6 +436,22 @@ def _replicas(app: str = MODEL) -> int:
     return int(states.get("RUNNING", 0))
 
 
+def test_a_serve_change_reconfigures_the_replica_in_place_and_a_late_answer_is_a_504(
+    deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
+) -> None:
+    """Only the serve section changed: the same replica process applies the new deadline
+    (Serve's user_config and reconfigure), with no new replica, reload or drain."""
+    before = deploy()
+    pid = requests.get(f"{before.base_url}/healthz", timeout=10).json()["pid"]
+    body = {"records": _records(adult_sample, 5)}
+    assert _post(before, body).status_code == 200
+    served = deploy(request_timeout_s=0.0001)
+    response = _post(served, body)
+    assert response.status_code == 504 and "deadline" in response.json()["error"]
+    assert requests.get(f"{served.base_url}/healthz", timeout=10).json()["pid"] == pid
+    assert _replicas() == 1
+
+
 def test_autoscaling_adds_replicas_under_load_and_removes_them_after(
     deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
 ) -> None:
@@ -504,14 +520,6 @@ def test_a_killed_replica_under_load_costs_almost_nothing_and_is_replaced(
         time.sleep(1)
         now = replica_pids()
     assert len(now) == 2 and victim not in now
-
-
-def test_a_request_over_its_deadline_is_a_504(
-    deploy: Callable[..., ServedModel], adult_sample: pd.DataFrame
-) -> None:
-    served = deploy(request_timeout_s=0.0001)
-    response = _post(served, {"records": _records(adult_sample, 5)})
-    assert response.status_code == 504 and "deadline" in response.json()["error"]
 
 
 def test_serve_config_export_is_what_serve_deploy_accepts(

@@ -214,7 +214,19 @@ def write_serve_config(document: dict[str, Any], path: Path) -> None:
 
 
 def stop_serving() -> None:
-    """Shut Serve down (its proxy and replicas)."""
+    """Shut Serve down: its applications first, then its controller and proxies.
+
+    Deleting an application waits until each replica has stopped gracefully, drain and
+    ``__del__`` included, which writes the replica's buffered capture rows. ``serve.shutdown``
+    alone gives the replicas 30 s, as long as the HAProxy drain, so a process that then shuts
+    its Ray down lost them (measured: 40 of 40 captured requests).
+    """
     from ray import serve
 
+    try:
+        applications = list(serve.status().applications)
+    except Exception:  # Serve is not running here: nothing to delete
+        applications = []
+    for application in applications:
+        serve.delete(application)
     serve.shutdown()

@@ -546,3 +546,21 @@ def test_serve_config_export_is_what_serve_deploy_accepts(
     assert document["applications"][0]["deployments"][0]["logging_config"] == {
         "enable_access_log": False
     }
+
+
+def test_stopping_the_server_writes_every_captured_request(
+    deploy: Callable[..., ServedModel], workspace: Path, adult_sample: pd.DataFrame
+) -> None:
+    """Runs last in this module: it stops Serve. Rows a replica still buffers when Serve is
+    stopped (as ``ray-mlops serve`` does on Ctrl-C) are written, not lost with the process."""
+    folder = workspace / "capture-at-stop"
+    capture = {"enabled": True, "sample_rate": 1.0, "path": str(folder), "flush_interval_s": 600}
+    served = deploy(capture=capture)
+    sent = [f"stop-{i}" for i in range(25)]
+    body = {"records": _records(adult_sample, 1)}
+    for request_id in sent:
+        headers = {**_auth(), "X-Request-ID": request_id}
+        assert requests.post(served.predict_url, json=body, headers=headers, timeout=60).ok
+    assert read_capture(folder).empty  # all of it still in the replica's buffer
+    stop_serving()
+    assert set(read_capture(folder)["request_id"]) == set(sent)

@@ -210,7 +210,7 @@ def serve(
     Replicas follow the alias: promote a version and they switch without a failed request.
     """
     from ray_mlops.config import load_config
-    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.runtime import ray_runtime, stop_on_sigterm
     from ray_mlops.serve.launch import (
         deploy_model,
         serve_config,
@@ -233,6 +233,9 @@ def serve(
         return
     use_ha_proxy(cfg)
     with ray_runtime(address, verbose):
+        # After ray.init, whose own SIGTERM handler prints a stack and aborts the process: a
+        # process manager's stop then drains and writes the capture, like Ctrl-C.
+        stop_on_sigterm()
         with console.status("starting Ray Serve and loading the model..."):
             served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir)
         console.print(
@@ -243,7 +246,7 @@ def serve(
             if try_request:
                 _try_one_request(served.base_url, served.model_name)
                 return
-            console.print("Ctrl-C to stop.")
+            console.print("Ctrl-C (or SIGTERM) to stop; replicas drain for up to 30 s first.")
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

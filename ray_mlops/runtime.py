@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Iterator
+from types import FrameType
 
 
 @contextlib.contextmanager
@@ -35,3 +37,16 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
         yield
     finally:
         ray.shutdown()
+
+
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (``docker stop``, systemd, ``kill``) like Ctrl-C in this process.
+
+    Python dies on SIGTERM without running ``finally`` blocks, so a server stopped that way
+    would skip its graceful stop; a KeyboardInterrupt runs them.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)

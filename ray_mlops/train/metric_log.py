@@ -3,7 +3,7 @@
 A background thread owns the MLflow client. It imports MLflow and opens the tracking store
 while the first epoch trains (about 4 s on a 2-core machine: the import, then SQLite's store
 checks its schema; the first epoch used to wait for both), then writes whatever steps are
-queued with one ``log_batch`` each time. The loop only puts a dict on a queue.
+queued with one ``log_batch`` each time. The loop only appends a dict to a queue.
 :meth:`MetricLogger.flush` waits until everything queued is written, so nothing is lost at
 the end, and raises if the writer failed.
 
@@ -16,7 +16,6 @@ doubled.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
@@ -40,11 +39,12 @@ class MetricLogger:
     def __init__(self, tracking_uri: str | None, run_id: str | None) -> None:
         self.run_id = run_id
         self.seconds = 0.0  # time the training loop spent inside logging calls
-        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
-        # Queued and not yet written, oldest first: the writer drops each once it is stored.
-        self._unwritten: deque[Entry] = deque()
-        self._lock = threading.Lock()
+        # Queued and not yet stored, oldest first: the writer drops entries once stored, so
+        # this is also what a checkpoint carries (unwritten()).
+        self._pending: deque[Entry] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
         self._writer: threading.Thread | None = None
         if tracking_uri and run_id:
             self._writer = threading.Thread(
@@ -68,14 +68,14 @@ class MetricLogger:
 
     def unwritten(self) -> list[Entry]:
         """Steps queued and not yet stored: what a checkpoint carries for :meth:`replay`."""
-        with self._lock:
-            return list(self._unwritten)
+        with self._wake:
+            return list(self._pending)
 
     def _put(self, entry: Entry) -> None:
         start = time.perf_counter()
-        with self._lock:
-            self._unwritten.append(entry)
-        self._queue.put(entry)
+        with self._wake:
+            self._pending.append(entry)
+            self._wake.notify()
         self.seconds += time.perf_counter() - start
 
     def flush(self) -> None:
@@ -87,7 +87,9 @@ class MetricLogger:
         if self._writer is None:
             return
         start = time.perf_counter()
-        self._queue.put(None)
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
         self._writer.join()
         self._writer = None
         self.seconds += time.perf_counter() - start
@@ -97,30 +99,27 @@ class MetricLogger:
             ) from self._error
 
     def _write(self, tracking_uri: str, run_id: str) -> None:
-        done = False  # flush()'s end marker was taken off the queue
         try:
             from mlflow.entities import Metric
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri)
-            while not done:
-                batch: list[Metric] = []
-                taken = 0
-                entry = self._queue.get()  # waits for the loop's next step
-                while entry is not None:
-                    values, step, stamp = entry
-                    batch += [Metric(key, value, stamp, step) for key, value in values.items()]
-                    taken += 1
-                    if len(batch) >= _MAX_METRICS_PER_BATCH or self._queue.empty():
-                        break
-                    entry = self._queue.get()
-                done = entry is None
+            while True:
+                with self._wake:  # waits for the loop's next step, or for flush()
+                    self._wake.wait_for(lambda: bool(self._pending) or self._closing)
+                    if not self._pending:
+                        return  # closing, and everything is stored
+                    batch: list[Metric] = []
+                    taken = 0
+                    for values, step, stamp in self._pending:
+                        batch += [Metric(key, value, stamp, step) for key, value in values.items()]
+                        taken += 1
+                        if len(batch) >= _MAX_METRICS_PER_BATCH:
+                            break
                 for first in range(0, len(batch), _MAX_METRICS_PER_BATCH):
                     client.log_batch(run_id, metrics=batch[first : first + _MAX_METRICS_PER_BATCH])
-                with self._lock:  # entries leave the queue, and so this deque, in order
+                with self._wake:  # stored: no longer pending
                     for _ in range(taken):
-                        self._unwritten.popleft()
+                        self._pending.popleft()
         except BaseException as error:  # reported by flush(), in the loop's thread
             self._error = error
-            while not done:  # drop the rest, up to the end marker, so flush() returns
-                done = self._queue.get() is None

@@ -503,7 +503,18 @@ def test_a_killed_replica_under_load_costs_almost_nothing_and_is_replaced(
             session.get(f"{served.base_url}/healthz", timeout=10).json()["pid"] for _ in range(40)
         }
 
-    before = replica_pids()
+    def settle(ready: Callable[[set[int]], bool]) -> set[int]:
+        """The answering replicas once ``ready`` holds for them, or after 60 s."""
+        deadline = time.monotonic() + 60
+        pids = replica_pids()
+        while not ready(pids) and time.monotonic() < deadline:
+            time.sleep(1)
+            pids = replica_pids()
+        return pids
+
+    # The deployment keeps its version (only num_replicas changed), so Serve scales the
+    # running replica up in place; the load balancer lists the new one a moment later.
+    before = settle(lambda pids: len(pids) == 2)
     assert len(before) == 2
     victim = min(before)
     killer = threading.Timer(3.0, os.kill, (victim, signal.SIGKILL))
@@ -514,11 +525,7 @@ def test_a_killed_replica_under_load_costs_almost_nothing_and_is_replaced(
     # Enough requests that 99.9% means something: at most 1 lost per 1000.
     assert len(results) > 1000
     assert ok / len(results) >= 0.999, Counter(s for s, _ in results)
-    deadline = time.monotonic() + 60
-    now = replica_pids()
-    while (len(now) != 2 or victim in now) and time.monotonic() < deadline:
-        time.sleep(1)
-        now = replica_pids()
+    now = settle(lambda pids: len(pids) == 2 and victim not in pids)
     assert len(now) == 2 and victim not in now
 
 

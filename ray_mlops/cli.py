@@ -135,14 +135,17 @@ def _run_command(
     command: str,
 ) -> None:
     from ray_mlops.config import load_config
-    from ray_mlops.pipeline import check_resumable, preflight, run_pipeline
-    from ray_mlops.runtime import ray_runtime
-    from ray_mlops.summary import print_run_summary
+    from ray_mlops.preflight import preflight
 
     if run_id is not None and not resume:
         raise ConfigError("--run-id is only used with --resume")
     loaded = load_config(config)
     preflight(loaded)
+    # Imported after the checks above: a bad config fails before seconds of imports.
+    from ray_mlops.pipeline import check_resumable, run_pipeline
+    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.summary import print_run_summary
+
     if resume:
         check_resumable(loaded, command, run_id)
     with ray_runtime(address, verbose):
@@ -163,12 +166,14 @@ def data(
     Fails when the share of bad rows passes data.quarantine.max_bad_fraction.
     """
     from ray_mlops.config import load_config
-    from ray_mlops.pipeline import preflight, run_data_stage
-    from ray_mlops.runtime import ray_runtime
-    from ray_mlops.summary import print_data_summary
+    from ray_mlops.preflight import preflight
 
     loaded = load_config(config)
     preflight(loaded)
+    from ray_mlops.pipeline import run_data_stage
+    from ray_mlops.runtime import ray_runtime
+    from ray_mlops.summary import print_data_summary
+
     with ray_runtime(address, verbose):
         result = run_data_stage(loaded, console)
     print_data_summary(result, console)

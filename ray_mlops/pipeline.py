@@ -22,15 +22,15 @@ from rich.console import Console
 
 from ray_mlops.config import LoadedConfig, PipelineConfig
 from ray_mlops.data.contract import SchemaChange, compare_schemas
-from ray_mlops.data.source import resolve_source
 from ray_mlops.data.split import SplitPlan
 from ray_mlops.data.stage import PreparedData, prepare_data
 from ray_mlops.errors import ConfigError, ResumeError
 from ray_mlops.evaluate.metrics import default_primary_metric
-from ray_mlops.features.fit import check_feature_columns, fit_feature_state
+from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.from_config import make_spec
 from ray_mlops.notify import Notifier, notifier_for
+from ray_mlops.preflight import preflight
 from ray_mlops.registry.champion import (
     AliasDecision,
     champion_version,
@@ -163,17 +163,6 @@ class _Run:
             self.tracker.stage(name, reopen=reopen) as run_id,
         ):
             yield _Stage(run_id, note)
-
-
-def preflight(loaded: LoadedConfig) -> None:
-    """Checks that need neither Ray nor MLflow, so a bad input fails in a second.
-
-    Raises:
-        ray_mlops.errors.DataError: the data path matches no file.
-        ray_mlops.errors.ConfigError: feature settings name columns the data section lacks.
-    """
-    resolve_source(loaded.pipeline.data.path, loaded.base_dir)
-    check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)
 
 
 def run_pipeline(

@@ -1,29 +1,27 @@
 """Registry commands: ``ray-mlops models list|show|search|history|lineage``, ``promote``,
-``rollback``. Tables on stdout (Rich), messages on stderr."""
+``rollback``. Tables on stdout (Rich), messages on stderr.
+
+MLflow and the registry modules are imported inside each command: ``ray-mlops --help`` and
+every other command load this module, and those imports take seconds (the gate's scipy and
+torch among them).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import typer
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
 from ray_mlops.errors import ConfigError, RegistryError
-from ray_mlops.registry.aliases import alias_history
-from ray_mlops.registry.catalog import (
-    all_versions,
-    search_versions,
-    version_aliases,
-    version_metrics,
-)
-from ray_mlops.registry.gate import GateResult
-from ray_mlops.registry.lineage import version_lineage
-from ray_mlops.registry.record import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
-from ray_mlops.tracking import TAG_FINGERPRINT, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+    from ray_mlops.registry.gate import GateResult
 
 out = Console()
 err = Console(stderr=True)
@@ -45,6 +43,10 @@ TRACKING_OPT = typer.Option(
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    from ray_mlops.tracking import resolve_tracking_uri
+
     return MlflowClient(resolve_tracking_uri(tracking_uri))
 
 
@@ -61,6 +63,8 @@ def _fmt(value: float | None) -> str:
 @models_app.command("list")
 def list_models(tracking_uri: str | None = TRACKING_OPT) -> None:
     """Every registered model: versions, aliases and the newest version's date."""
+    from ray_mlops.registry.catalog import all_versions
+
     client = _client(tracking_uri)
     table = Table(title="registered models")
     for column in ("model", "versions", "aliases", "latest", "updated"):
@@ -79,6 +83,9 @@ def list_models(tracking_uri: str | None = TRACKING_OPT) -> None:
 
 
 def _versions_table(client: MlflowClient, title: str, versions: list[ModelVersion]) -> Table:
+    from ray_mlops.registry.catalog import version_aliases, version_metrics
+    from ray_mlops.tracking import TAG_FINGERPRINT, TAG_GATE
+
     table = Table(title=title)
     for column in ("model", "version", "aliases", "gate", "metrics", "fingerprint", "created"):
         table.add_column(column)
@@ -104,6 +111,11 @@ def show(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """A model's versions, or one version: metrics, gate result, tags, card, lineage."""
+    from mlflow.exceptions import MlflowException
+
+    from ray_mlops.registry.catalog import all_versions, version_metrics
+    from ray_mlops.tracking import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
+
     client = _client(tracking_uri)
     if version is None:
         versions = all_versions(client, name)
@@ -146,6 +158,8 @@ def search(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """Find model versions by name, tag, test metric threshold or dataset fingerprint."""
+    from ray_mlops.registry.catalog import search_versions
+
     client = _client(tracking_uri)
     try:
         found = search_versions(client, query)
@@ -163,6 +177,10 @@ def history(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """Every alias move of a model: when, from, to, who, why."""
+    from mlflow.exceptions import MlflowException
+
+    from ray_mlops.registry.aliases import alias_history
+
     client = _client(tracking_uri)
     try:
         moves = alias_history(client, name)
@@ -192,6 +210,8 @@ def lineage(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """Version -> training run -> search trial -> dataset and schema -> config -> git commit."""
+    from ray_mlops.registry.lineage import version_lineage
+
     try:
         chain = version_lineage(_client(tracking_uri), name, version)
     except LookupError as exc:
@@ -217,6 +237,7 @@ def promote(
     with the reasons and exits 1. --force moves the alias without the gate.
     """
     from ray_mlops.registry.operations import promote as run_promote
+    from ray_mlops.tracking import resolve_tracking_uri
 
     outcome = run_promote(resolve_tracking_uri(tracking_uri), name, version, reason, force)
     if outcome.gate is not None:
@@ -240,6 +261,7 @@ def rollback(
 ) -> None:
     """Point the champion alias back at the previous champion."""
     from ray_mlops.registry.operations import rollback as run_rollback
+    from ray_mlops.tracking import resolve_tracking_uri
 
     move = run_rollback(resolve_tracking_uri(tracking_uri), name, reason)
     err.print(

@@ -14,15 +14,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ray_mlops.registry.catalog import version_aliases
-from ray_mlops.search.trial import TAG_BEST_TRIAL, TAG_TRIAL_ID
 from ray_mlops.tracking import (
     SOURCE_SCHEMA_FILE,
+    TAG_BEST_TRIAL,
     TAG_CONFIG_HASH,
     TAG_FINGERPRINT,
     TAG_GIT_COMMIT,
     TAG_SCHEMA_HASH,
     TAG_SOURCE,
     TAG_STAGE,
+    TAG_TRIAL_ID,
     read_artifact_text,
 )
 

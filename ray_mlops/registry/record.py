@@ -26,10 +26,8 @@ from ray_mlops.registry.catalog import TAG_METRIC_PREFIX
 from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, AliasDecision
 from ray_mlops.registry.gate import GateResult
 from ray_mlops.registry.lineage import version_lineage
+from ray_mlops.tracking import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
 
-TAG_GATE = "ray_mlops.gate"
-TAG_GATE_REASONS = "ray_mlops.gate_reasons"
-TAG_CARD = "ray_mlops.model_card"
 GATE_JSON, GATE_MD = "gate/gate.json", "gate/gate.md"
 CARD_MD, CARD_HTML = "model_card/model_card.md", "model_card/model_card.html"
 EVALUATION_JSON, EVALUATION_HTML = "evaluation/evaluation.json", "evaluation/evaluation.html"

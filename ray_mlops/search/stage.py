@@ -13,15 +13,9 @@ from ray_mlops.models.predictor import FEATURES_FILE, SPEC_FILE
 from ray_mlops.models.spec import ModelSpec
 from ray_mlops.search.automl import search_space
 from ray_mlops.search.report import render_leaderboard_html
-from ray_mlops.search.trial import (
-    TAG_BEST_TRIAL,
-    TAG_TRIAL_ID,
-    TAG_TRIAL_STATUS,
-    SearchInputs,
-    features_key,
-    to_arrays,
-)
+from ray_mlops.search.trial import SearchInputs, features_key, to_arrays
 from ray_mlops.search.tuner import FAILED, SearchOutcome
+from ray_mlops.tracking import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.trainer import TrainingOutcome
 

@@ -29,10 +29,6 @@ from ray_mlops.train.ingest import FEATURES, LABEL, ResidentShard
 if TYPE_CHECKING:
     from ray_mlops.config import Dimension
 
-TAG_TRIAL_ID = "ray_mlops.trial_id"
-TAG_BEST_TRIAL = "ray_mlops.best_trial"
-TAG_TRIAL_STATUS = "ray_mlops.trial_status"
-
 Arrays = tuple[np.ndarray, np.ndarray]
 
 

@@ -28,7 +28,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from ray_mlops.config import Dimension
 from ray_mlops.search.space import trial_values
-from ray_mlops.search.trial import TAG_TRIAL_ID
+from ray_mlops.tracking import TAG_TRIAL_ID
 
 # Tune's own bookkeeping in every result: kept in Tune's files, not in the trial's run.
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}

@@ -1,0 +1,22 @@
+"""Checks of a pipeline config that need neither Ray nor MLflow, so a bad input fails fast.
+
+Kept apart from :mod:`ray_mlops.pipeline`, whose imports (torch, MLflow, Ray) take seconds:
+the command line runs these before importing it.
+"""
+
+from __future__ import annotations
+
+from ray_mlops.config import LoadedConfig
+from ray_mlops.data.source import resolve_source
+from ray_mlops.features.fit import check_feature_columns
+
+
+def preflight(loaded: LoadedConfig) -> None:
+    """Check that the data path matches a file and the features name columns of the data.
+
+    Raises:
+        ray_mlops.errors.DataError: the data path matches no file.
+        ray_mlops.errors.ConfigError: feature settings name columns the data section lacks.
+    """
+    resolve_source(loaded.pipeline.data.path, loaded.base_dir)
+    check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)

@@ -1,7 +1,8 @@
 """The gate, the alias history, rollback, lineage and webhooks across real pipeline runs.
 
 Real Ray, real MLflow (SQLite), a real local HTTP server receiving the webhooks. A weak
-model becomes champion (there is none), a strong one replaces it, an identical retrain is
+model, trained on other columns, becomes champion (there is none), a strong one replaces it
+(judged against it on the same frozen holdout), an identical retrain is registered but
 refused as noise, a rollback restores the weak one, and ``promote`` moves it forward again.
 """
 
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 NAME = "adult-gate"
 WEAK = {"epochs": 1, "learning_rate": 1e-5, "num_workers": 1}
+# The weak model sees other columns than the strong one: the gate scores each with its own.
+WEAK_DATA = {"numeric": ["capital_loss"], "categorical": ["race"]}
 STRONG = {"epochs": 4, "learning_rate": 0.01, "num_workers": 1}
 
 
@@ -59,7 +62,9 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.shutdown()
 
 
-def _run(workspace: Path, uri: str, hook: str, train: dict[str, Any]) -> PipelineResult:
+def _run(
+    workspace: Path, uri: str, hook: str, train: dict[str, Any], data: dict[str, Any]
+) -> PipelineResult:
     config = write_config(
         workspace,
         {
@@ -70,6 +75,7 @@ def _run(workspace: Path, uri: str, hook: str, train: dict[str, Any]) -> Pipelin
             "notify": {"webhook_url": hook, "retries": 2},
             "registry": {"intended_use": "tests of the gate", "limitations": ["3000 rows"]},
         },
+        **data,
     )
     previous = Path.cwd()
     os.chdir(workspace)
@@ -84,7 +90,8 @@ def history(
     workspace: Path, tracking_uri: str, webhook: tuple[str, list[dict[str, Any]]]
 ) -> list[PipelineResult]:
     hook, _ = webhook
-    return [_run(workspace, tracking_uri, hook, t) for t in (WEAK, STRONG, STRONG)]
+    runs = ((WEAK, WEAK_DATA), (STRONG, {}), (STRONG, {}))
+    return [_run(workspace, tracking_uri, hook, train, data) for train, data in runs]
 
 
 def test_gate_promotes_better_and_refuses_noise(
@@ -102,6 +109,7 @@ def test_gate_promotes_better_and_refuses_noise(
     assert alias_target(client, NAME, "champion") == "2"
     refused = client.get_model_version(NAME, "3")
     assert refused.tags["ray_mlops.gate"] == "failed"
+    assert refused.tags["ray_mlops.promoted"] == "false"
     assert "beats champion" in refused.tags["ray_mlops.gate_reasons"]
     # The rule table is saved with the run the version points at.
     gate = json.loads(Path(client.download_artifacts(refused.run_id, "gate/gate.json")).read_text())

@@ -78,6 +78,11 @@ def ray_session() -> Iterator[None]:
     for key, value in HA_PROXY_SETTINGS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
+    # A stopping replica stays open 30 s by default so that an external load balancer can
+    # deregister it first. Here the only one is Serve's own HAProxy, which drops it on the
+    # controller's broadcast and retries refused connections (HA_PROXY_SETTINGS): 5 s is
+    # plenty, and each scale-down and stop in the serving tests waits that long, not 30 s.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")
     ray.init(
         num_cpus=4,
         include_dashboard=False,

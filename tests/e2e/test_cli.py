@@ -226,7 +226,7 @@ def _finished_trials(experiments: Path, epochs: int) -> set[str]:
     return done
 
 
-TUNE_TRIALS = 10
+TUNE_TRIALS = 6
 
 
 def test_killed_tune_command_resumes_without_repeating_finished_trials(

@@ -720,6 +720,13 @@ class AutoscalingConfig(_Section):
     downscale_delay_s: float = Field(
         30.0, ge=0, description="Idleness must last this long to remove one."
     )
+    # Serve averages ongoing requests over this window; it must exceed Serve's 10-s metrics
+    # interval. The default is Serve's: steady; shorter follows load sooner, both ways.
+    look_back_period_s: float = Field(
+        30.0,
+        gt=10.0,
+        description="Window (s, above 10) over which ongoing requests are averaged to decide.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingConfig:

@@ -462,6 +462,8 @@ def test_autoscaling_adds_replicas_under_load_and_removes_them_after(
             "target_ongoing_requests": 1,
             "upscale_delay_s": 0.5,
             "downscale_delay_s": 3,
+            # Serve's 30-s average would keep the load in view for half a minute after it ends.
+            "look_back_period_s": 11,
         }
     )
     assert _replicas() == 1

@@ -83,3 +83,21 @@ def test_search_without_a_trial_limit_needs_a_time_budget() -> None:
         parse_config(unlimited)
     budgeted = parse_config({**MINIMAL, "search": {"num_samples": None, "time_budget_s": 60}})
     assert budgeted.search.num_samples is None and budgeted.search.time_budget_s == 60
+
+
+def test_autoscaling_look_back_reaches_serve_and_must_exceed_its_metrics_interval() -> None:
+    import warnings
+
+    from ray.serve.config import AutoscalingConfig
+
+    from ray_mlops.serve.launch import deployment_options
+
+    scaling = {"min_replicas": 1, "max_replicas": 3, "look_back_period_s": 12}
+    cfg = parse_config({**MINIMAL, "serve": {"autoscaling": scaling}})
+    options = deployment_options(cfg)["autoscaling_config"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Serve only warns about a window at or below 10 s
+        assert AutoscalingConfig(**options).look_back_period_s == 12
+    too_short = {**MINIMAL, "serve": {"autoscaling": {**scaling, "look_back_period_s": 5}}}
+    with pytest.raises(ConfigError, match=r"serve\.autoscaling\.look_back_period_s: .*10"):
+        parse_config(too_short)

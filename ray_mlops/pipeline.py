@@ -32,6 +32,7 @@ from ray_mlops.models.from_config import make_spec
 from ray_mlops.notify import Notifier, notifier_for
 from ray_mlops.preflight import preflight
 from ray_mlops.registry.champion import (
+    TAG_PROMOTED,
     AliasDecision,
     champion_version,
     load_version,
@@ -61,6 +62,7 @@ from ray_mlops.tracking import (
     TAG_COMMAND,
     TAG_CONFIG_HASH,
     TAG_FINGERPRINT,
+    TAG_GATE,
     TAG_GIT_COMMIT,
     PipelineTracker,
     find_resumable_run,
@@ -743,8 +745,8 @@ def _register_stage(
             stage.run_id,
             {
                 "ray_mlops.model_version": version.version,
-                "ray_mlops.promoted": str(decision.promote).lower(),
-                "ray_mlops.gate": evaluation.judgement.gate.verdict,
+                TAG_PROMOTED: str(decision.promote).lower(),
+                TAG_GATE: evaluation.judgement.gate.verdict,
             },
         )
         moved = "moved to it" if decision.promote else "stays"

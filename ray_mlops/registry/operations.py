@@ -38,6 +38,7 @@ from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, load_version
 from ray_mlops.registry.gate import GateResult
 from ray_mlops.registry.promotion import judge, promotion_gate
 from ray_mlops.registry.record import HOLDOUT_FILE, tag_decision
+from ray_mlops.tracking import TAG_GATE
 
 TAG_ROLLED_BACK = "ray_mlops.rolled_back"
 TAG_FORCED_BY = "ray_mlops.forced_by"
@@ -98,7 +99,7 @@ def promote(
     base = {"model": name, "version": str(version), "alias": alias, "who": current_actor()}
     try:
         if force:
-            client.set_model_version_tag(name, version, "ray_mlops.gate", "forced")
+            client.set_model_version_tag(name, version, TAG_GATE, "forced")
             client.set_model_version_tag(name, version, TAG_FORCED_BY, current_actor())
             client.set_model_version_tag(name, version, TAG_PROMOTED, "true")
             client.set_model_version_tag(name, version, TAG_DECISION, f"forced: {reason}")

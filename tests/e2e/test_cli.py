@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -147,6 +147,38 @@ def _kill_tree(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=30)
 
 
+def _kill_when(
+    command: str, config: Path, ready: Callable[[], bool], settle_s: float = 0.0
+) -> None:
+    """Start ``ray-mlops COMMAND CONFIG`` on its own local Ray, SIGKILL it once ``ready()``.
+
+    Fails, with the end of the command's log, if it ended before that.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log_path = config.parent / "first.log"
+    with log_path.open("w") as log:
+        first = subprocess.Popen(
+            [*CLI, command, str(config)], cwd=config.parent, stdout=log, stderr=log, env=env
+        )
+        deadline = time.monotonic() + 300
+        try:
+            while time.monotonic() < deadline and first.poll() is None and not ready():
+                time.sleep(0.05)
+            time.sleep(settle_s)
+            assert first.poll() is None, log_path.read_text()[-3000:]
+        finally:
+            _kill_tree(first)
+
+
+def _resume(command: str, config: Path) -> None:
+    """``ray-mlops COMMAND CONFIG --resume`` on a fresh local Ray: it must resume and succeed."""
+    done = _cli(
+        command, str(config), "--resume", cwd=config.parent, env={"RAY_ADDRESS": ""}, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming run" in done.stderr
+
+
 def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
     shutil.copy(Path(__file__).parents[2] / "configs" / "quickstart.yaml", tmp_path / "q.yaml")
     (tmp_path / "q.yaml").write_text(
@@ -173,28 +205,10 @@ def test_killed_train_command_resumes_instead_of_starting_over(
             "tracking": {"tracking_uri": uri},
         },
     )
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(
-        [*CLI, "train", str(config)], cwd=tmp_path, stdout=log, stderr=log, text=True, env=env
-    )
     results = tmp_path / ".ray-mlops" / "ray_results"
-    deadline = time.monotonic() + 300
-    try:
-        # Kill it once two epochs are checkpointed: mid-training, with something to resume.
-        while time.monotonic() < deadline and first.poll() is None:
-            if registered_checkpoints(results) >= 2:
-                break
-            time.sleep(0.05)
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-    finally:
-        _kill_tree(first)
-
-    second = _cli(
-        "train", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming run" in second.stderr
+    # Killed once two epochs are checkpointed: mid-training, with something to resume.
+    _kill_when("train", config, lambda: registered_checkpoints(results) >= 2)
+    _resume("train", config)
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("adult-test")
@@ -250,35 +264,20 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
             },
         },
     )
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(
-        [*CLI, "tune", str(config)], cwd=tmp_path, stdout=log, stderr=log, text=True, env=env
-    )
     experiments = tmp_path / ".ray-mlops" / "ray_results"
-    deadline = time.monotonic() + 300
-    try:
-        # Kill it once two trials have finished and Tune has had time to record them.
-        finished_before: set[str] = set()
-        while time.monotonic() < deadline and first.poll() is None:
-            finished_before = _finished_trials(experiments, 3)
-            if len(finished_before) >= 2:
-                break
-            time.sleep(0.05)
-        # TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state holds these trials as finished
-        # by now. A trial that ends in the last second before the kill is not in it yet and
-        # repeats its last epoch on resume (Tune's contract), so only these are checked.
-        time.sleep(1.5)
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-    finally:
-        _kill_tree(first)
-    assert 2 <= len(finished_before) < TUNE_TRIALS
+    finished_before: set[str] = set()
 
-    second = _cli(
-        "tune", str(config), "--resume", cwd=tmp_path, env={"RAY_ADDRESS": ""}, timeout=400
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming run" in second.stderr
+    def two_trials_finished() -> bool:
+        finished_before.update(_finished_trials(experiments, 3))
+        return len(finished_before) >= 2
+
+    # Killed once two trials have finished and Tune has had time to record them
+    # (TUNE_GLOBAL_CHECKPOINT_S=1: the experiment state holds them as finished by then). A
+    # trial that ends in the last second before the kill is not in it yet and repeats its
+    # last epoch on resume (Tune's contract), so only these are checked.
+    _kill_when("tune", config, two_trials_finished, settle_s=1.5)
+    assert 2 <= len(finished_before) < TUNE_TRIALS
+    _resume("tune", config)
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("adult-test")

@@ -7,7 +7,7 @@ from sklearn import metrics as skm
 
 from ray_mlops.config import Task
 
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error", "rmse", "mae", "mape"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error", "rmse", "mae", "wmape"})
 CALIBRATION_BINS = 10
 
 
@@ -162,14 +162,45 @@ def expected_calibration_error(
 
 
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, R2 and MAPE (a fraction, not a percentage, as scikit-learn gives it)."""
+    """RMSE, MAE, R2 and WMAPE (a fraction: 0.12 is 12%).
+
+    WMAPE is left out when every true value is 0, where no percentage error is defined.
+
+    Example:
+        >>> got = regression_metrics(np.array([0.0, 0.0, 4.0]), np.array([1.0, 0.0, 3.0]))
+        >>> got["wmape"], got["mae"]
+        (0.5, 0.6666666666666666)
+    """
     y = y_true.astype(np.float64)
-    return {
+    result = {
         "rmse": float(np.sqrt(skm.mean_squared_error(y, predicted))),
         "mae": float(skm.mean_absolute_error(y, predicted)),
         "r2": float(skm.r2_score(y, predicted)),
-        "mape": float(skm.mean_absolute_percentage_error(y, predicted)),
     }
+    wmape = weighted_absolute_percentage_error(y, predicted)
+    if wmape is not None:
+        result["wmape"] = wmape
+    return result
+
+
+def weighted_absolute_percentage_error(y_true: np.ndarray, predicted: np.ndarray) -> float | None:
+    """``sum(|y - p|) / sum(|y|)``; None when every ``y`` is 0.
+
+    Plain MAPE divides each error by its own ``y``: one true 0 (a count target, demand, sales)
+    makes it infinite, or 1e15 with scikit-learn's epsilon. WMAPE, the MAD/mean ratio that
+    demand forecasting uses for intermittent series, divides the total error by the total
+    volume instead, so it stays defined with zeros and weighs rows by their size. SMAPE was
+    the other candidate: it is undefined where ``y`` and the prediction are both 0, and it
+    punishes over- and under-prediction unequally.
+
+    Example:
+        >>> weighted_absolute_percentage_error(np.array([0.0, 10.0]), np.array([2.0, 8.0]))
+        0.4
+    """
+    volume = float(np.abs(y_true).sum())
+    if volume == 0.0:
+        return None
+    return float(np.abs(np.asarray(y_true, np.float64) - predicted).sum() / volume)
 
 
 def _f1(y_index: np.ndarray, predicted: np.ndarray, classes: range, average: str) -> float:

@@ -164,7 +164,8 @@ def test_regression_metrics_match_scikit_learn() -> None:
     assert got["rmse"] == _close(np.sqrt(skm.mean_squared_error(y, pred)))
     assert got["mae"] == _close(skm.mean_absolute_error(y, pred))
     assert got["r2"] == _close(skm.r2_score(y, pred))
-    assert got["mape"] == _close(skm.mean_absolute_percentage_error(y, pred))
+    assert got["wmape"] == _close(np.abs(y - pred).sum() / np.abs(y).sum())
+    assert "mape" not in got
 
 
 def test_unseen_labels_are_errors_and_direction_of_new_metrics() -> None:
@@ -174,7 +175,7 @@ def test_unseen_labels_are_errors_and_direction_of_new_metrics() -> None:
     assert got["accuracy"] == 0.5  # the two "maybe" rows are wrong whatever was predicted
     assert got["precision"] == 0.5  # "maybe" predicted "yes" is a false positive
     assert got["log_loss"] == _close(skm.log_loss([0, 1], proba[:2]))  # known rows only
-    for metric in ("log_loss", "brier", "calibration_error", "rmse", "mae", "mape"):
+    for metric in ("log_loss", "brier", "calibration_error", "rmse", "mae", "wmape"):
         assert metric in LOWER_IS_BETTER and not higher_is_better(metric)
     assert higher_is_better("pr_auc") and higher_is_better("f1_weighted")
 
@@ -509,6 +510,34 @@ def test_regression_and_multiclass_reports() -> None:
     assert report.confusion_matrix == skm.confusion_matrix(y, proba.argmax(1)).tolist()
     assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["labels"] == CLASSES
     assert "data:image/png;base64," in report.render_html("three classes")
+
+
+def test_a_count_target_with_zeros_gets_a_finite_percentage_error() -> None:
+    """Issue 23: plain MAPE on a target with zeros read 4.8e15 in the report and MLflow."""
+    rng = np.random.default_rng(3)
+    holdout = _frame(rng, 400)
+    holdout["target"] = rng.poisson(0.4, 400).astype(float)  # about two thirds zeros
+    predictions = pd.DataFrame({"prediction": np.full(400, 0.4)})
+    assert (holdout["target"] == 0).mean() > 0.5
+    report = evaluate_holdout(
+        holdout,
+        predictions,
+        "target",
+        "regression",
+        None,
+        categorical=["sex"],
+        numeric=["age"],
+        sensitive=[],
+        slices={},
+    )
+    y = holdout["target"].to_numpy()
+    assert "mape" not in report.metrics
+    assert report.metrics["wmape"] == _close(np.abs(y - 0.4).sum() / y.sum())
+    assert 0.5 < report.metrics["wmape"] < 2.0
+    assert "wmape" in json.loads(json.dumps(report.to_dict(), allow_nan=False))["metrics"]
+    # A slice whose every true value is 0 has no percentage error at all: left out, not inf.
+    zero = regression_metrics(np.zeros(5), np.ones(5))
+    assert "wmape" not in zero and zero["mae"] == 1.0
 
 
 def test_mismatched_predictions_are_rejected() -> None:

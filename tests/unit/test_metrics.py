@@ -28,6 +28,14 @@ def test_regression_metrics_match_scikit_learn() -> None:
     got = regression_metrics(y, pred)
     assert got["rmse"] == np.sqrt(skm.mean_squared_error(y, pred))
     assert got["r2"] == skm.r2_score(y, pred)
+    assert got["wmape"] == 1.5 / 7.0
+
+
+def test_wmape_is_defined_with_zero_targets_where_mape_explodes() -> None:
+    y = np.array([0.0, 0.0, 3.0, 1.0])
+    pred = np.array([0.5, 0.0, 2.0, 1.0])
+    assert skm.mean_absolute_percentage_error(y, pred) > 1e14  # what the issue saw
+    assert regression_metrics(y, pred)["wmape"] == 1.5 / 4.0
 
 
 def test_direction_of_improvement() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.registry_cli import models_app, promote, rollback
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = cli_console(stderr=True)
 CONFIG_ARG = typer.Argument(..., help="Pipeline config (YAML); see configs/quickstart.yaml.")
 ADDRESS_OPT = typer.Option(
     None,
@@ -296,7 +296,8 @@ def submit(
     """Run the same pipeline as a Ray Job on a cluster, stream its logs, exit with its status.
 
     The job logs to $MLFLOW_TRACKING_URI (or the config's tracking URI); with the embedded
-    SQLite default that only works for a cluster on this machine.
+    SQLite default that only works for a cluster on this machine. .ray-mlops/ and .venv/ are
+    not uploaded. A failed job prints Ray's reason and the end of its log, and exits 1.
     """
     from ray_mlops.config import load_config
     from ray_mlops.jobs.submit import submit_pipeline
@@ -304,11 +305,17 @@ def submit(
 
     loaded = load_config(config)
     tracking_uri = resolve_tracking_uri(loaded.pipeline.tracking.tracking_uri)
-    job_id, status = submit_pipeline(config, address, tracking_uri, working_dir, echo=print)
-    colour = "green" if status == "SUCCEEDED" else "red"
-    console.print(f"job {job_id}: [{colour}]{status}[/]")
-    if status != "SUCCEEDED":
-        raise typer.Exit(1)
+    outcome = submit_pipeline(config, address, tracking_uri, working_dir, echo=print)
+    if outcome.status == "SUCCEEDED":
+        console.print(f"job {outcome.job_id}: [green]SUCCEEDED[/]")
+        return
+    reason = f": {outcome.message}" if outcome.message else ""
+    console.print(f"job {outcome.job_id}: [red]{outcome.status}[/]{reason}", highlight=False)
+    if outcome.log_tail:
+        console.print(f"last {len(outcome.log_tail)} lines of the job's log:")
+        console.print("\n".join(outcome.log_tail), markup=False, highlight=False)
+    console.print(f"all of it: ray job logs {outcome.job_id} --address {address}", highlight=False)
+    raise typer.Exit(1)
 
 
 def _parse_model_ref(ref: str | None) -> tuple[str | None, str | None]:

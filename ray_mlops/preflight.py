@@ -9,14 +9,18 @@ from __future__ import annotations
 from ray_mlops.config import LoadedConfig
 from ray_mlops.data.source import resolve_source
 from ray_mlops.features.fit import check_feature_columns
+from ray_mlops.local_state import check_job_tracking
 
 
 def preflight(loaded: LoadedConfig) -> None:
-    """Check that the data path matches a file and the features name columns of the data.
+    """Check that the data path matches a file, the features name columns of the data, and
+    that a run inside a Ray Job does not track into the job's throw-away copy.
 
     Raises:
         ray_mlops.errors.DataError: the data path matches no file.
-        ray_mlops.errors.ConfigError: feature settings name columns the data section lacks.
+        ray_mlops.errors.ConfigError: feature settings name columns the data section lacks,
+            or a Ray Job would write its MLflow store into its uploaded working directory.
     """
+    check_job_tracking(loaded.pipeline.tracking.tracking_uri)
     resolve_source(loaded.pipeline.data.path, loaded.base_dir)
     check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)

@@ -12,9 +12,9 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from ray_mlops.registry.gate import GateResult
 
-out = Console()
-err = Console(stderr=True)
+out = cli_console()
+err = cli_console(stderr=True)
 
 models_app = typer.Typer(
     name="models",

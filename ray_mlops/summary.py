@@ -16,7 +16,7 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
         title=f"ray-mlops: {result.pipeline}{resumed}", show_header=False, title_justify="left"
     )
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # paths whole (folded on a narrow terminal), never cut
     for name, value in result.test_metrics.items():
         marker = " (primary)" if name == result.primary_metric else ""
         table.add_row(f"test {name}{marker}", f"{value:.4f}")
@@ -74,7 +74,7 @@ def print_data_summary(result: DataResult, console: Console) -> None:
     data = result.data
     table = Table(title="ray-mlops data", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # paths whole (folded on a narrow terminal), never cut
     table.add_row("source", f"{data.source.uri} ({len(data.source.files)} file(s))")
     table.add_row("rows read", f"{data.rows_read:,}")
     quarantined = f"{data.quarantine.rows:,}"

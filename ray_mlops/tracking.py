@@ -37,7 +37,9 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NAME,
 )
 
-DEFAULT_HOME = ".ray-mlops"
+from ray_mlops.local_state import DEFAULT_HOME as DEFAULT_HOME  # re-exported: the run layout
+from ray_mlops.local_state import ensure_home
+
 TAG_STAGE = "ray_mlops.stage"
 TAG_CONFIG_HASH = "ray_mlops.config_hash"
 TAG_FINGERPRINT = "ray_mlops.dataset_fingerprint"
@@ -77,9 +79,7 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    home = Path(DEFAULT_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'mlflow.db'}"
+    return f"sqlite:///{ensure_home() / 'mlflow.db'}"
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:

@@ -4,15 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ray_mlops.errors import ConfigError, RayMlopsError
+from ray_mlops.local_state import DEFAULT_HOME, local_store_path
 
-# Never uploaded with the working directory: environments, local state, VCS data.
-WORKING_DIR_EXCLUDES = [".venv", ".ray-mlops", ".git", "**/__pycache__", ".mypy_cache", ".gpu"]
+# Never uploaded with the working directory: environments, local state, VCS data. (Ray 2.60
+# also skips .git, .venv, venv and __pycache__ by default, and whatever .gitignore and
+# .rayignore files list; .ray-mlops/ carries its own.)
+WORKING_DIR_EXCLUDES = [".venv", DEFAULT_HOME, ".git", "**/__pycache__", ".mypy_cache", ".gpu"]
+LOG_TAIL_LINES = 20
+# What the Jobs SDK raises for an HTTP error: "Request failed with status code 500: TEXT."
+_HTTP_ERROR = re.compile(r"Request failed with status code (\d+): (.*?)\.?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a submitted job ended.
+
+    Attributes:
+        job_id: The submission id.
+        status: ``SUCCEEDED``, ``FAILED`` or ``STOPPED``.
+        message: Ray's reason for the status (``JobDetails.message``), empty when none.
+        log_tail: The last lines of the job's log when it did not succeed.
+    """
+
+    job_id: str
+    status: str
+    message: str
+    log_tail: list[str]
 
 
 def use_local_auth_token() -> None:
@@ -35,7 +61,7 @@ def submit_pipeline(
     working_dir: Path,
     extra_args: list[str] | None = None,
     echo: Callable[[str], None] = print,
-) -> tuple[str, str]:
+) -> JobOutcome:
     """Submit the pipeline as a job and follow it to the end.
 
     Args:
@@ -49,7 +75,14 @@ def submit_pipeline(
         echo: Receives the job's log lines as they arrive.
 
     Returns:
-        The job id and its final status (``SUCCEEDED``, ``FAILED`` or ``STOPPED``).
+        The job's id, final status and, when it did not succeed, Ray's reason and the end of
+        its log.
+
+    Raises:
+        ConfigError: the config is outside ``working_dir``, or the tracking store is a
+            relative path (the job would write it into its own copy of the folder).
+        RayMlopsError: the Jobs API could not be reached or refused a request, in one line
+            naming the address.
     """
     use_local_auth_token()  # before importing Ray, which reads the mode once
     from ray.exceptions import AuthenticationError
@@ -63,6 +96,13 @@ def submit_pipeline(
             f"{config_path} is outside the working directory {working_dir}, which is what "
             "the job receives; run submit from the project folder"
         ) from None
+    store = local_store_path(tracking_uri)
+    if store is not None and not store.is_absolute():
+        raise ConfigError(
+            f"tracking.tracking_uri: {tracking_uri!r} is a relative path, which the job would "
+            "resolve inside its own uploaded copy of the working directory and throw away; "
+            "give an absolute path (sqlite:////abs/path/mlflow.db) or an MLflow server URL"
+        )
     try:
         client = JobSubmissionClient(address)
     except AuthenticationError as exc:
@@ -70,15 +110,16 @@ def submit_pipeline(
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayMlopsError(f"cannot reach a Ray cluster at {address}: {exc}") from None
     command = ["python", "-m", "ray_mlops", "run", relative.as_posix(), *(extra_args or [])]
-    job_id = client.submit_job(
-        entrypoint=shlex.join(command),
-        runtime_env={
-            "working_dir": str(working_dir),
-            "excludes": WORKING_DIR_EXCLUDES,
-            "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri},
-        },
-        metadata={"ray_mlops.config": relative.as_posix()},
-    )
+    with _jobs_api(address, "submitting the job"):
+        job_id = client.submit_job(
+            entrypoint=shlex.join(command),
+            runtime_env={
+                "working_dir": str(working_dir),
+                "excludes": WORKING_DIR_EXCLUDES,
+                "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri},
+            },
+            metadata={"ray_mlops.config": relative.as_posix()},
+        )
     echo(f"submitted job {job_id} to {address}")
 
     async def follow() -> None:
@@ -86,10 +127,37 @@ def submit_pipeline(
             for line in chunk.splitlines():
                 echo(line)
 
-    asyncio.run(follow())
-    status = client.get_job_status(job_id)
-    while not status.is_terminal():
-        asyncio.run(asyncio.sleep(0.5))
+    with _jobs_api(address, f"following job {job_id}"):
+        asyncio.run(follow())
         status = client.get_job_status(job_id)
-    sys.stdout.flush()
-    return job_id, str(status.value if isinstance(status, JobStatus) else status)
+        while not status.is_terminal():
+            asyncio.run(asyncio.sleep(0.5))
+            status = client.get_job_status(job_id)
+        sys.stdout.flush()
+        name = str(status.value if isinstance(status, JobStatus) else status)
+        if name == "SUCCEEDED":
+            return JobOutcome(job_id, name, "", [])
+        message = client.get_job_info(job_id).message or ""
+        log_tail = client.get_job_logs(job_id).splitlines()[-LOG_TAIL_LINES:]
+    # Ray appends the whole log to an entrypoint's failure: keep the reason, show the tail.
+    reason = _first_line(message).split(", last available logs")[0]
+    return JobOutcome(job_id, name, reason, log_tail)
+
+
+@contextmanager
+def _jobs_api(address: str, doing: str) -> Iterator[None]:
+    """Turn the Jobs SDK's errors into one line: what failed, at which address, why."""
+    try:
+        yield
+    except (RuntimeError, ConnectionError, OSError) as exc:
+        text = str(exc).strip()
+        found = _HTTP_ERROR.match(text)
+        reason = f"HTTP {found[1]}: {found[2].strip()}" if found else text
+        raise RayMlopsError(
+            f"Ray Jobs API at {address}: {doing} failed: {_first_line(reason)}"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of a multi-line message (Ray appends the whole log to some)."""
+    return text.strip().splitlines()[0] if text.strip() else ""

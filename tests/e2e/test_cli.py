@@ -1,12 +1,16 @@
 """The `ray-mlops` command as a user runs it: exit codes, messages, and a real Ray Job."""
 
 import contextlib
+import http.server
+import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,6 +116,19 @@ def ray_cluster() -> Iterator[str]:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _submit(config: Path, address: str, tracking_uri: str) -> subprocess.CompletedProcess[str]:
+    """``ray-mlops submit CONFIG`` from the config's folder, tracking into ``tracking_uri``."""
+    return _cli(
+        "submit",
+        config.name,
+        "--address",
+        address,
+        cwd=config.parent,
+        env={"MLFLOW_TRACKING_URI": tracking_uri},
+        timeout=600,
+    )
+
+
 def test_submit_runs_the_pipeline_as_a_ray_job(
     ray_cluster: str, workspace: Path, tmp_path: Path
 ) -> None:
@@ -120,20 +137,120 @@ def test_submit_runs_the_pipeline_as_a_ray_job(
     (project / "sample.csv").write_bytes((workspace / "sample.csv").read_bytes())
     config = write_config(project, {"name": "adult-job", "train": {"epochs": 1}})
     tracking_uri = f"sqlite:///{tmp_path / 'job-mlflow.db'}"
-    done = _cli(
-        "submit",
-        config.name,
-        "--address",
-        ray_cluster,
-        cwd=project,
-        env={"MLFLOW_TRACKING_URI": tracking_uri},
-        timeout=600,
-    )
+    done = _submit(config, ray_cluster, tracking_uri)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "SUCCEEDED" in done.stderr
     assert "register" in done.stdout, "the job's own progress lines are streamed"
     champion = MlflowClient(tracking_uri).get_model_version_by_alias("adult-job", "champion")
     assert str(champion.version) == "1"
+
+
+class _AgentlessJobsApi(http.server.BaseHTTPRequestHandler):
+    """A dashboard whose Jobs API answers submissions as a cluster without a ready agent."""
+
+    def do_GET(self) -> None:
+        import ray
+
+        body = json.dumps({"ray_version": ray.__version__, "version": "4"}).encode()
+        self.send_response(200)  # /api/version, and "the package is already uploaded"
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = b"No available agent to submit job, please try again later."
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_submit_a_jobs_api_error_is_one_line_naming_the_address(
+    workspace: Path, tmp_path: Path
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AgentlessJobsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    shutil.copy(workspace / "sample.csv", tmp_path / "sample.csv")
+    config = write_config(tmp_path)
+    try:
+        done = _cli("submit", config.name, "--address", address, cwd=tmp_path)
+    finally:
+        server.shutdown()
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error == [
+        f"error: Ray Jobs API at {address}: submitting the job failed: HTTP 500: No available "
+        "agent to submit job, please try again later."
+    ], done.stderr
+
+
+def test_submit_a_failed_job_prints_the_reason_and_the_end_of_its_log(
+    ray_cluster: str, workspace: Path, tmp_path: Path
+) -> None:
+    # A data file that .gitignore keeps out of the upload: found here, missing in the job.
+    shutil.copy(workspace / "sample.csv", tmp_path / "sample.csv")
+    (tmp_path / ".gitignore").write_text("sample.csv\n")
+    config = write_config(tmp_path, {"name": "adult-failing-job"})
+    done = _submit(config, ray_cluster, f"sqlite:///{tmp_path / 'job-mlflow.db'}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    status = next(line for line in done.stderr.splitlines() if line.startswith("job "))
+    assert "FAILED: Job entrypoint command failed with exit code 1" in status, done.stderr
+    tail = done.stderr.split("lines of the job's log:", 1)[1]
+    assert "error: data file not found: sample.csv" in tail
+    assert "ray job logs" in tail
+
+
+def test_plain_ray_job_submit_uploads_no_local_state_and_refuses_a_copied_store(
+    ray_cluster: str, workspace: Path, tmp_path: Path
+) -> None:
+    shutil.copy(workspace / "sample.csv", tmp_path / "sample.csv")
+    config = write_config(tmp_path, {"name": "adult-plain-job"})
+    # The user's local state, as a first command leaves it: .ray-mlops/ with the store.
+    listed = _cli("models", "list", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert listed.returncode == 0, listed.stderr
+    assert (tmp_path / ".ray-mlops" / "mlflow.db").is_file()
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    show_upload = "import pathlib; print('UPLOADED', sorted(map(str, pathlib.Path().rglob('*'))))"
+    entrypoint = f"python -c {shlex.quote(show_upload)} && python -m ray_mlops run {config.name}"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "job",
+            "submit",
+            "--address",
+            ray_cluster,
+            "--working-dir",
+            ".",
+            # No store from the cluster's environment: the config's default applies.
+            "--runtime-env-json",
+            json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": ""}}),
+            "--",
+            "sh",
+            "-c",
+            entrypoint,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
+    output = done.stdout + done.stderr
+    uploaded = next(line for line in output.splitlines() if line.startswith("UPLOADED"))
+    assert "sample.csv" in uploaded and config.name in uploaded
+    assert ".ray-mlops/" not in uploaded and ".venv" not in uploaded, uploaded
+    assert "tracking.tracking_uri: this run is a Ray Job" in output, output[-3000:]
+    assert "ray-mlops submit CONFIG" in output
+    assert "Traceback" not in output
+    assert done.returncode != 0, "refused before any work: the job fails"
 
 
 def _kill_tree(process: subprocess.Popen[str]) -> None:

@@ -59,7 +59,7 @@ class SplitConfig(_Section):
     )
 
 
-ColumnRole = Literal["feature", "target", "id", "sensitive", "timestamp"]
+ColumnRole = Literal["feature", "target", "id", "group", "sensitive", "timestamp"]
 ColumnDtype = Literal["int", "float", "string", "bool", "timestamp"]
 
 
@@ -99,10 +99,20 @@ class QuarantineConfig(_Section):
     duplicate_ids: bool = Field(
         True, description="Quarantine every row whose id appears more than once."
     )
-    conflicting_labels: bool = Field(
-        True,
-        description="Quarantine rows whose features are identical but whose labels differ.",
+    conflicting_labels: bool | None = Field(
+        None,
+        description=(
+            "Quarantine rows whose features are identical but whose labels differ. Default "
+            "(null): on for classification, off for regression, where equal features with "
+            "different values are normal for a continuous target."
+        ),
     )
+
+    def checks_conflicting_labels(self, task: Task) -> bool:
+        """Whether the conflicting-labels check runs for ``task`` (see ``conflicting_labels``)."""
+        if self.conflicting_labels is None:
+            return task == "classification"
+        return self.conflicting_labels
 
 
 class DataConfig(_Section):
@@ -115,7 +125,18 @@ class DataConfig(_Section):
     target: str = Field(description="Column to predict.")
     id_column: str | None = Field(
         None,
-        description="Column that identifies a row. The split hashes it; without one, the whole row.",
+        description=(
+            "Column that identifies a row: a row key, unique per row (a repeated id is "
+            "quarantined as duplicate_id). The split hashes it; without one, the whole row."
+        ),
+    )
+    group_column: str | None = Field(
+        None,
+        description=(
+            "Column naming the entity a row belongs to when an entity has many rows (a person "
+            "in panel data, a store, a patient): all rows of a group land in one split (the "
+            "split hashes the group), and rows sharing it are not duplicates."
+        ),
     )
     numeric: list[str] = Field(default_factory=list, description="Numeric feature columns.")
     categorical: list[str] = Field(default_factory=list, description="Categorical feature columns.")
@@ -153,12 +174,30 @@ class DataConfig(_Section):
             raise ValueError(f"the target {self.target!r} is also listed as a feature")
         if self.split.strategy == "time" and not self.timestamp_column:
             raise ValueError("split.strategy 'time' needs data.timestamp_column")
+        if self.group_column is not None:
+            if self.group_column == self.id_column:
+                raise ValueError(
+                    f"group_column and id_column are both {self.group_column!r}: a group has "
+                    "many rows, an id one; drop id_column (or name the row key there)"
+                )
+            if self.split.strategy == "stratified":
+                # Per-class cut points could send one group's rows of different labels to
+                # different splits: the leak the group exists to prevent.
+                raise ValueError(
+                    "split.strategy 'stratified' cannot keep a group's rows together; use "
+                    "'hash' (or 'time') with group_column"
+                )
         return self
 
     @property
     def feature_columns(self) -> list[str]:
         """Feature columns in model input order: numeric, categorical, then datetime."""
         return [*self.numeric, *self.categorical, *self.datetime]
+
+    @property
+    def split_key(self) -> str | None:
+        """The column the split hashes: the group (its rows stay together), else the id."""
+        return self.group_column or self.id_column
 
 
 DatetimePart = Literal["year", "month", "day", "dayofweek", "hour", "minute"]

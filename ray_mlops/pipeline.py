@@ -439,7 +439,7 @@ def describe_data(data: PreparedData, schema_note: str) -> str:
     splits = ", ".join(f"{name} {n:,}" for name, n in data.split_counts.items())
     quarantined = f"quarantined {data.quarantine.rows:,}"
     if data.quarantine.rows:
-        quarantined += f" ({data.quarantine.top_reasons()})"
+        quarantined += f" ({data.quarantine.describe()})"
     return f"{data.rows_read:,} rows ({splits}); {quarantined}; fingerprint {data.fingerprint}; {schema_note}"
 
 

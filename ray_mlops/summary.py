@@ -83,6 +83,8 @@ def print_data_summary(result: DataResult, console: Console) -> None:
     table.add_row("quarantined", quarantined)
     for reason, count in sorted(data.quarantine.by_reason.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  {reason}", f"{count:,}")
+    if data.quarantine.hint:
+        table.add_row("  hint", data.quarantine.hint)
     table.add_row("splits", ", ".join(f"{k} {v:,}" for k, v in data.split_counts.items()))
     table.add_row("split plan", data.plan.strategy)
     table.add_row("fingerprint", data.fingerprint)

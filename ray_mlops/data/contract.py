@@ -37,6 +37,8 @@ def column_roles(data: DataConfig) -> dict[str, ColumnRole]:
     roles[data.target] = "target"
     if data.id_column:
         roles[data.id_column] = "id"
+    if data.group_column:
+        roles[data.group_column] = "group"
     if data.timestamp_column:
         roles[data.timestamp_column] = "timestamp"
     return roles
@@ -87,11 +89,12 @@ def contract_from_yaml(text: str) -> dict[str, ColumnContract]:
 
 @dataclass(frozen=True)
 class SchemaChange:
-    """Columns added, removed or retyped since the previous contract."""
+    """Columns added, removed or retyped since the previous contract (none before: ``first``)."""
 
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     retyped: dict[str, tuple[str, str]] = field(default_factory=dict)
+    first: bool = False
 
     @property
     def any(self) -> bool:
@@ -100,6 +103,8 @@ class SchemaChange:
 
     def describe(self) -> str:
         """One line for the console."""
+        if self.first:
+            return "schema recorded (first run)"
         if not self.any:
             return "schema unchanged"
         parts = []
@@ -114,8 +119,11 @@ class SchemaChange:
         return "schema changed: " + "; ".join(parts)
 
 
-def compare_schemas(previous: dict[str, str], current: dict[str, str]) -> SchemaChange:
-    """Compare two ``{column: arrow type}`` maps of the source data."""
+def compare_schemas(previous: dict[str, str] | None, current: dict[str, str]) -> SchemaChange:
+    """Compare two ``{column: arrow type}`` maps of the source data (``previous`` None: the
+    first run of the pipeline, nothing to compare with)."""
+    if previous is None:
+        return SchemaChange(first=True)
     return SchemaChange(
         added=sorted(set(current) - set(previous)),
         removed=sorted(set(previous) - set(current)),

@@ -1,7 +1,7 @@
 """Train/validation/test assignment that does not move rows between runs.
 
-``hash``: a row's split depends only on a salted hash of its id (or whole row), so adding
-rows never moves existing ones. ``stratified``: the same hash, cut per class so every class
+``hash``: a row's split depends only on a salted hash of its group, id or whole row, so
+adding rows never moves existing ones, and all rows of a group share a split. ``stratified``: the same hash, cut per class so every class
 has the configured shares exactly (rows near a cut may move if a class's size changes).
 ``time``: the latest rows are the test split, those just before them validation.
 
@@ -58,16 +58,17 @@ class SplitPlan:
         return cls(**json.loads(text))
 
 
-def hash_buckets(frame: pd.DataFrame, seed: int, id_column: str | None) -> np.ndarray:
-    """A bucket in ``[0, BUCKETS)`` per row from a salted hash of the id or the whole row."""
-    keys = frame[[id_column]] if id_column else frame
+def hash_buckets(frame: pd.DataFrame, seed: int, key_column: str | None) -> np.ndarray:
+    """A bucket in ``[0, BUCKETS)`` per row from a salted hash of its key (the group or id
+    column, see ``DataConfig.split_key``) or of the whole row."""
+    keys = frame[[key_column]] if key_column else frame
     # Hash a string form so that the id 7 read from CSV (int) and from JSON ("7") agree.
     salted = keys.astype("string").fillna("<null>") + f"|{seed}"
     hashes = pd.util.hash_pandas_object(salted, index=False).to_numpy()
     return (hashes % BUCKETS).astype(np.int64)
 
 
-def assign_splits(frame: pd.DataFrame, split: SplitConfig, id_column: str | None) -> np.ndarray:
+def assign_splits(frame: pd.DataFrame, split: SplitConfig, key_column: str | None) -> np.ndarray:
     """Split names by the plain hash strategy (see :func:`assign_by_plan` for all).
 
     Example:
@@ -77,17 +78,18 @@ def assign_splits(frame: pd.DataFrame, split: SplitConfig, id_column: str | None
         ['test', 'train', 'validation']
     """
     plan = SplitPlan("hash", split.validation, split.test, split.seed)
-    return assign_by_plan(frame, plan, id_column, target=None, timestamp_column=None)
+    return assign_by_plan(frame, plan, key_column, target=None, timestamp_column=None)
 
 
 def assign_by_plan(
     frame: pd.DataFrame,
     plan: SplitPlan,
-    id_column: str | None,
+    key_column: str | None,
     target: str | None,
     timestamp_column: str | None,
 ) -> np.ndarray:
-    """The split name of every row of ``frame`` under ``plan``."""
+    """The split name of every row of ``frame`` under ``plan``; rows with the same value of
+    ``key_column`` share their split (hash strategy)."""
     if plan.strategy == "time":
         assert timestamp_column is not None and plan.test_from_ns is not None
         instants = _epoch_ns(frame[timestamp_column])
@@ -97,7 +99,7 @@ def assign_by_plan(
             default="train",
         )
     key_frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_ray_mlops")])
-    bucket = hash_buckets(key_frame, plan.seed, id_column)
+    bucket = hash_buckets(key_frame, plan.seed, key_column)
     default_test, default_validation = _default_cuts(plan)
     test_cut = np.full(len(frame), default_test)
     validation_cut = np.full(len(frame), default_validation)
@@ -139,7 +141,7 @@ def _plan_stratified(valid: ray.data.Dataset, data: DataConfig, plan: SplitPlan)
         return pd.DataFrame(
             {
                 "label": batch[data.target].astype("string").to_numpy(dtype=object),
-                "bucket": hash_buckets(keys, plan.seed, data.id_column),
+                "bucket": hash_buckets(keys, plan.seed, data.split_key),
             }
         )
 

@@ -27,8 +27,10 @@ from ray_mlops.data.source import DataSource, resolve_source
 from ray_mlops.data.split import SPLITS, SplitPlan, assign_by_plan, plan_splits
 from ray_mlops.data.validate import (
     FEATURE_HASH_COLUMN,
+    RAW_VALUE_COLUMN,
     REASON_COLUMN,
     ROW_HASH_COLUMN,
+    DatasetWideIssues,
     RowRules,
     check_batch,
     find_dataset_wide_issues,
@@ -40,20 +42,51 @@ if TYPE_CHECKING:
     import ray.data
 
 SPLIT_COLUMN = "_ray_mlops_split"
+QUARANTINE_REASON = "quarantine_reason"
+QUARANTINE_RAW_VALUE = "quarantine_raw_value"
 
 
 @dataclass
 class QuarantineReport:
-    """Rows set aside, why, and where they were written."""
+    """Rows set aside, why, and where they were written.
+
+    ``by_reason`` counts each reason (``unparseable:age``); messages group them by kind
+    (``unparseable``) with the columns listed, so a cause spread over many columns still ranks
+    by its total. ``hint`` says what to change in the config, when that is known.
+
+    Example:
+        >>> report = QuarantineReport(
+        ...     rows=6, by_reason={"unparseable:age": 2, "unparseable:fnlwgt": 2, "null:c": 3}
+        ... )
+        >>> report.top_reasons()
+        'unparseable (4: age 2, fnlwgt 2), null (3: c 3)'
+    """
 
     rows: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     path: str | None = None
+    hint: str | None = None
 
-    def top_reasons(self, n: int = 3) -> str:
-        """The most frequent reasons, for messages."""
-        ranked = sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-        return ", ".join(f"{reason} ({count:,})" for reason, count in ranked)
+    def top_reasons(self, n: int = 3, columns_shown: int = 4) -> str:
+        """The most frequent kinds of reason, with their columns, for messages."""
+        kinds: dict[str, dict[str, int]] = {}
+        for reason, count in self.by_reason.items():
+            kind, _, column = reason.partition(":")
+            kinds.setdefault(kind, {})[column] = count
+        ranked = sorted(kinds.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:n]
+        parts = []
+        for kind, columns in ranked:
+            named = sorted(((c, k) for c, k in columns.items() if c), key=lambda ck: -ck[1])
+            listed = [f"{c} {k:,}" for c, k in named[:columns_shown]]
+            if len(named) > columns_shown:
+                listed.append(f"{len(named) - columns_shown} more columns")
+            detail = f": {', '.join(listed)}" if listed else ""
+            parts.append(f"{kind} ({sum(columns.values()):,}{detail})")
+        return ", ".join(parts)
+
+    def describe(self) -> str:
+        """The top reasons, then the hint if any."""
+        return self.top_reasons() + (f". {self.hint}" if self.hint else "")
 
 
 @dataclass
@@ -100,6 +133,7 @@ def check_columns(schema: pa.Schema, data: DataConfig, origin: str) -> None:
     named = {
         "target": [data.target],
         "id_column": [data.id_column] if data.id_column else [],
+        "group_column": [data.group_column] if data.group_column else [],
         "timestamp_column": [data.timestamp_column] if data.timestamp_column else [],
         "numeric": data.numeric,
         "categorical": data.categorical,
@@ -121,7 +155,7 @@ def check_columns(schema: pa.Schema, data: DataConfig, origin: str) -> None:
 
 
 def _with_split(batch: pd.DataFrame, plan: SplitPlan, data: DataConfig) -> pd.DataFrame:
-    names = assign_by_plan(batch, plan, data.id_column, data.target, data.timestamp_column)
+    names = assign_by_plan(batch, plan, data.split_key, data.target, data.timestamp_column)
     return batch.assign(**{SPLIT_COLUMN: names})
 
 
@@ -163,14 +197,14 @@ def prepare_data(
     ).materialize()
     schema_text = ",".join(f"{n}:{t}" for n, t in zip(schema.names, schema.types, strict=True))
     fingerprint, rows = dataset_fingerprint(checked, ROW_HASH_COLUMN, schema_text)
-    issues = find_dataset_wide_issues(checked, data)
+    issues = find_dataset_wide_issues(checked, data, task)
     marked = checked.map_batches(
         partial(mark_dataset_wide_issues, issues=issues, id_column=data.id_column),
         batch_format="pandas",
     )
-    quarantine = _quarantine(marked, rows, data, quarantine_dir)
+    quarantine = _quarantine(marked, rows, data, quarantine_dir, issues)
     valid = marked.filter(expr=col(REASON_COLUMN) == "").drop_columns(
-        [REASON_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
+        [REASON_COLUMN, RAW_VALUE_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
     )
     plan = frozen_plan(fingerprint)
     if plan is None:
@@ -219,9 +253,14 @@ def prepare_data(
 
 
 def _quarantine(
-    marked: ray.data.Dataset, rows: int, data: DataConfig, directory: Path
+    marked: ray.data.Dataset,
+    rows: int,
+    data: DataConfig,
+    directory: Path,
+    issues: DatasetWideIssues,
 ) -> QuarantineReport:
-    """Count bad rows by reason, write them with their reason, fail over the limit."""
+    """Count bad rows by reason, write them with their reason and the value as read, fail
+    over the limit."""
     from ray.data.expressions import col
 
     by_reason = count_by(marked.select_columns([REASON_COLUMN]), [REASON_COLUMN])
@@ -230,25 +269,50 @@ def _quarantine(
         for reason, n in zip(by_reason[REASON_COLUMN], by_reason["count"], strict=True)
         if reason
     }
-    report = QuarantineReport(rows=sum(counts.values()), by_reason=counts)
+    report = QuarantineReport(
+        rows=sum(counts.values()), by_reason=counts, hint=_group_hint(data, issues)
+    )
     if not report.rows:
         return report
     bad = marked.filter(expr=col(REASON_COLUMN) != "").drop_columns(
         [FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
     )
-    bad = bad.rename_columns({REASON_COLUMN: "quarantine_reason"})
+    bad = bad.rename_columns(
+        {REASON_COLUMN: QUARANTINE_REASON, RAW_VALUE_COLUMN: QUARANTINE_RAW_VALUE}
+    )
     directory.mkdir(parents=True, exist_ok=True)
     bad.write_parquet(str(directory))
     report.path = str(directory)
     share = report.rows / max(rows, 1)
     if share > data.quarantine.max_bad_fraction:
+        # Name what was checked: a declared contract, or only the built-in row checks.
+        checked = (
+            "break the data contract (data.contract)"
+            if data.contract
+            else "fail the row checks (no data.contract declared: numeric columns must parse, "
+            "the target must be present, the data.quarantine rules)"
+        )
         raise DataError(
-            f"{data.path}: {report.rows:,} of {rows:,} rows ({share:.1%}) break the data "
-            f"contract, over data.quarantine.max_bad_fraction "
-            f"{data.quarantine.max_bad_fraction:.1%}. Top reasons: {report.top_reasons()}. "
+            f"{data.path}: {report.rows:,} of {rows:,} rows ({share:.1%}) {checked}, over "
+            f"data.quarantine.max_bad_fraction "
+            f"{data.quarantine.max_bad_fraction:.1%}. Top reasons: {report.describe()}. "
             f"The rows and their reasons are in {directory}"
         )
     return report
+
+
+def _group_hint(data: DataConfig, issues: DatasetWideIssues) -> str | None:
+    """What to change when rows share an id: often an entity id with many rows (panel data)."""
+    if not issues.duplicate_id_rows:
+        return None
+    key = data.id_column
+    return (
+        f"{issues.duplicate_id_rows:,} rows share {len(issues.duplicate_ids):,} values of "
+        f"data.id_column {key!r} (up to {issues.most_rows_per_id:,} rows each). If a {key} "
+        f"has several rows by design (panel data), name it as the group instead: "
+        f"`group_column: {key}` in the data section in place of `id_column: {key}`; a group's "
+        "rows then share one split and are not duplicates"
+    )
 
 
 def _split_counts(tagged: ray.data.Dataset) -> dict[str, int]:

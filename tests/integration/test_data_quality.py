@@ -83,6 +83,11 @@ def test_each_reason_is_counted_and_written_with_its_rows(tmp_path: Path) -> Non
     assert len(written) == sum(EXPECTED.values())
     assert written.groupby("quarantine_reason").size().to_dict() == EXPECTED
     assert set(written.loc[written.quarantine_reason == "duplicate_id", "id"]) == {7}
+    # The offending value as read, beside its reason (issue 23: it held <NA>).
+    raw = written.set_index("quarantine_reason")["quarantine_raw_value"]
+    assert raw["unparseable:x"] == "abc" and raw["above_max:x"] == "150"
+    assert raw["below_min:x"] == "-5" and raw["unknown_category:c"] == "z"
+    assert pd.isna(raw["null:c"]) and pd.isna(raw["missing_target"])
     assert sum(prepared.split_counts.values()) == len(frame) - sum(EXPECTED.values())
 
 
@@ -92,6 +97,7 @@ def test_the_run_fails_over_the_limit_and_names_the_top_reasons(tmp_path: Path) 
         _prepare(tmp_path, frame, quarantine={"max_bad_fraction": 0.01})
     message = str(caught.value)
     assert "10 of 309 rows" in message and "duplicate_id (2)" in message
+    assert "above_max (1: x 1)" in message
     assert str(tmp_path / "quarantine") in message
     prepared = _prepare(tmp_path, frame, quarantine={"max_bad_fraction": 0.05})
     assert prepared.quarantine.rows == 10
@@ -183,3 +189,94 @@ def test_schema_changes_are_reported_and_the_test_split_is_frozen(tmp_path: Path
     assert "categories:\n    - a\n    - b" in contract
     inputs = client.get_run(first.run_id).inputs.dataset_inputs
     assert inputs[0].dataset.digest == first.data.fingerprint
+
+
+def _adult_frame(adult_sample: pd.DataFrame, tmp_path: Path, rows: int = 900) -> Path:
+    adult_sample.head(rows).to_csv(tmp_path / "adult.csv", index=False)
+    return tmp_path / "adult.csv"
+
+
+def test_regression_targets_keep_identical_features_with_different_values(
+    tmp_path: Path, adult_sample: pd.DataFrame
+) -> None:
+    """Issue 23: a continuous target lost every row whose features repeated another's."""
+    path = _adult_frame(adult_sample, tmp_path)
+    features = ["age", "sex", "education"]
+    config = {
+        "name": "hours",
+        "task": "regression",
+        "data": {
+            "path": str(path),
+            "target": "hours_per_week",
+            "id_column": "person_id",
+            "numeric": ["age"],
+            "categorical": ["sex", "education"],
+        },
+    }
+    frame = adult_sample.head(900)
+    spread = frame.groupby(features, dropna=False)["hours_per_week"].transform("nunique")
+    conflicting = int((spread > 1).sum())
+    assert conflicting > 100  # the check would have dropped these rows
+
+    cfg = parse_config(config)
+    assert cfg.data.quarantine.conflicting_labels is None
+    prepared = prepare_data(cfg.data, cfg.task, tmp_path, tmp_path / "q1")
+    assert prepared.quarantine.rows == 0
+    assert sum(prepared.split_counts.values()) == 900
+
+    asked = {"conflicting_labels": True, "max_bad_fraction": 1.0}
+    cfg = parse_config(config | {"data": {**config["data"], "quarantine": asked}})  # type: ignore[dict-item]
+    prepared = prepare_data(cfg.data, cfg.task, tmp_path, tmp_path / "q2")
+    assert prepared.quarantine.by_reason == {"conflicting_labels": conflicting}
+
+
+def _panel(adult_sample: pd.DataFrame, tmp_path: Path) -> Path:
+    """Adult rows as panel data: 300 people, 3 yearly rows each."""
+    frame = adult_sample.head(900).drop(columns=["person_id"])
+    frame.insert(0, "person", [f"p{i // 3}" for i in range(900)])
+    frame.insert(1, "year", [2018 + i % 3 for i in range(900)])
+    frame.to_csv(tmp_path / "panel.csv", index=False)
+    return tmp_path / "panel.csv"
+
+
+def _panel_config(path: Path, **data: object) -> dict[str, object]:
+    return {
+        "name": "panel",
+        "data": {
+            "path": str(path),
+            "target": "income",
+            "numeric": ["age", "hours_per_week"],
+            "categorical": ["education", "sex"],
+            "quarantine": {"conflicting_labels": False},
+            **data,
+        },
+    }
+
+
+def test_a_person_id_as_id_column_says_to_use_group_column(
+    tmp_path: Path, adult_sample: pd.DataFrame
+) -> None:
+    """Issue 23: 100% of panel rows went to quarantine as duplicate_id, with no way out."""
+    cfg = parse_config(_panel_config(_panel(adult_sample, tmp_path), id_column="person"))
+    with pytest.raises(DataError) as caught:
+        prepare_data(cfg.data, cfg.task, tmp_path, tmp_path / "quarantine")
+    message = str(caught.value)
+    assert "900 of 900 rows" in message and "duplicate_id (900)" in message
+    assert "900 rows share 300 values of data.id_column 'person' (up to 3 rows each)" in message
+    assert "`group_column: person` in the data section in place of `id_column: person`" in message
+
+
+def test_group_column_keeps_a_persons_rows_together_and_not_duplicates(
+    tmp_path: Path, adult_sample: pd.DataFrame
+) -> None:
+    cfg = parse_config(_panel_config(_panel(adult_sample, tmp_path), group_column="person"))
+    prepared = prepare_data(cfg.data, cfg.task, tmp_path, tmp_path / "quarantine")
+    assert prepared.quarantine.rows == 0 and prepared.quarantine.hint is None
+    where = pd.concat(
+        prepared.splits[name].to_pandas()[["person"]].assign(split=name)
+        for name in ("train", "validation", "test")
+    )
+    assert len(where) == 900
+    assert where.groupby("person")["split"].nunique().max() == 1
+    assert where.drop_duplicates("person")["split"].value_counts()["test"] > 20
+    assert prepared.contract["person"].role == "group"

@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
+from pydantic import ValidationError
 
-from ray_mlops.config import SplitConfig
+from ray_mlops.config import DataConfig, SplitConfig
 from ray_mlops.data.split import assign_splits
 
 SPLIT = SplitConfig(validation=0.2, test=0.2, seed=3)
@@ -47,3 +49,30 @@ def test_integer_and_string_ids_agree_and_rows_hash_without_id() -> None:
     frame = _frame(500)
     by_row = assign_splits(frame, SPLIT, None)
     assert (by_row == assign_splits(frame.iloc[::-1], SPLIT, None)[::-1]).all()
+
+
+def test_a_group_keeps_all_its_rows_in_one_split() -> None:
+    """Panel data: 400 people with 5 rows each; the split hashes the person, not the row."""
+    rng = np.random.default_rng(5)
+    panel = pd.DataFrame(
+        {"person": np.repeat(np.arange(400), 5), "year": np.tile(np.arange(2010, 2015), 400)}
+    )
+    panel["x"] = rng.normal(size=len(panel))
+    data = DataConfig(
+        path="p.csv", target="y", numeric=["x"], id_column="row", group_column="person"
+    )
+    assert data.split_key == "person"
+    names = pd.Series(assign_splits(panel, SPLIT, data.split_key))
+    assert names.groupby(panel["person"]).nunique().max() == 1
+    shares = names.groupby(panel["person"]).first().value_counts(normalize=True)
+    assert abs(shares["test"] - 0.2) < 0.06
+    by_row = pd.Series(assign_splits(panel, SPLIT, None))
+    assert by_row.groupby(panel["person"]).nunique().max() > 1  # what a row key would do
+
+
+def test_group_column_refuses_the_id_column_and_a_stratified_split() -> None:
+    base = {"path": "p.csv", "target": "y", "numeric": ["x"], "group_column": "person"}
+    with pytest.raises(ValidationError, match="a group has many rows, an id one"):
+        DataConfig.model_validate(base | {"id_column": "person"})
+    with pytest.raises(ValidationError, match="cannot keep a group's rows together"):
+        DataConfig.model_validate(base | {"split": {"strategy": "stratified"}})

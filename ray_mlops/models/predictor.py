@@ -5,6 +5,7 @@ Imports torch, numpy and pandas only, so a packaged model loads where Ray is abs
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ from ray_mlops.models.outputs import (  # noqa: F401 (re-exported)
 from ray_mlops.models.spec import ModelSpec
 
 WEIGHTS_FILE = "model.pt"
+# What pandas' infer_dtype calls a column of numbers (missing values skipped).
+_NUMBER_KINDS = frozenset(
+    {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}
+)
 SPEC_FILE = "model_spec.json"
 FEATURES_FILE = "feature_state.json"
 
@@ -106,3 +111,38 @@ class TabularPredictor:
             for i, label in enumerate(self.state.labels or []):
                 result[f"{PROBABILITY_PREFIX}{label}"] = probabilities[:, i]
         return pd.DataFrame(result)
+
+
+def numeric_inputs(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as float64: integer, float, boolean or missing values.
+
+    The packaged model's numeric inputs are declared MLflow ``any`` (see
+    ``registry.package.model_signature``), so this is where they are checked: text in a
+    numeric column is refused here rather than read as missing and imputed.
+
+    Example:
+        >>> numeric_inputs(pd.DataFrame({"age": [39, 50], "sex": ["F", "M"]}), ["age"])["age"]
+        0    39.0
+        1    50.0
+        Name: age, dtype: float64
+
+    Raises:
+        ValueError: a column holds something other than numbers, named with the first such
+            value and its row.
+    """
+    converted: dict[str, np.ndarray] = {}
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        if values.dtype.kind not in "iufb" and (
+            pd.api.types.infer_dtype(values, skipna=True) not in _NUMBER_KINDS
+        ):
+            not_number = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+            position = int(np.argmax(not_number.to_numpy(dtype=bool))) if not_number.any() else 0
+            raise ValueError(
+                f"input column {column!r} must hold numbers; row {position} holds "
+                f"{values.iloc[position]!r} ({values.dtype})"
+            )
+        converted[column] = pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
+    return frame.assign(**converted)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import AnyType, ColSpec, Schema
 from torch import nn
 
 import ray_mlops
@@ -41,10 +41,18 @@ _MODEL_CODE = (
 def model_signature(state: FeatureState) -> ModelSignature:
     """Input columns with their types (every input may be missing); output columns.
 
+    Numeric inputs are MLflow ``any``: a ``double`` column refuses int64 ("Can not safely
+    convert int64 to float64", MLflow allows only ints of up to 6 bytes), and a ``long`` one
+    refuses floats and missing values, so no one MLflow type accepts both the integer
+    columns of ``pd.read_csv`` and the floats of a JSON client. The model checks and converts
+    them itself (:func:`~ray_mlops.models.predictor.numeric_inputs`), naming a column that
+    holds something else. ray-mlops serving reads every input that is neither ``string``
+    nor ``datetime`` as numeric.
+
     Datetime inputs are MLflow ``datetime``: tz-naive ``datetime64`` in UTC, since MLflow's
     schema enforcement refuses strings and tz-aware values for that type.
     """
-    inputs = [ColSpec("double", c) for c in state.numeric]
+    inputs = [ColSpec(AnyType(), c) for c in state.numeric]
     inputs += [ColSpec("string", c) for c in state.categorical]
     inputs += [ColSpec("datetime", c) for c in state.datetime]
     if state.labels is None:

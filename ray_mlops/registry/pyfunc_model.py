@@ -14,7 +14,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from ray_mlops.models.predictor import TabularPredictor
+from ray_mlops.models.predictor import TabularPredictor, numeric_inputs
 
 ARTIFACT_KEY = "predictor"
 
@@ -37,7 +37,8 @@ class TabularModel(PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        return self._predictor.predict(model_input)
+        numeric = self._predictor.state.numeric
+        return self._predictor.predict(numeric_inputs(pd.DataFrame(model_input), numeric))
 
 
 mlflow.models.set_model(TabularModel())

@@ -305,10 +305,10 @@ def _group_hint(data: DataConfig, issues: DatasetWideIssues) -> str | None:
     """What to change when rows share an id: often an entity id with many rows (panel data)."""
     if not issues.duplicate_id_rows:
         return None
-    key = data.id_column
+    key, ids = data.id_column, len(issues.duplicate_ids)
     return (
-        f"{issues.duplicate_id_rows:,} rows share {len(issues.duplicate_ids):,} values of "
-        f"data.id_column {key!r} (up to {issues.most_rows_per_id:,} rows each). If a {key} "
+        f"{issues.duplicate_id_rows:,} rows share {ids:,} value{'s' if ids > 1 else ''} of "
+        f"data.id_column {key!r} (up to {issues.most_rows_per_id:,} rows each). If one {key!r} "
         f"has several rows by design (panel data), name it as the group instead: "
         f"`group_column: {key}` in the data section in place of `id_column: {key}`; a group's "
         "rows then share one split and are not duplicates"

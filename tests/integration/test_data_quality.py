@@ -83,6 +83,9 @@ def test_each_reason_is_counted_and_written_with_its_rows(tmp_path: Path) -> Non
     assert len(written) == sum(EXPECTED.values())
     assert written.groupby("quarantine_reason").size().to_dict() == EXPECTED
     assert set(written.loc[written.quarantine_reason == "duplicate_id", "id"]) == {7}
+    assert (prepared.quarantine.hint or "").startswith(
+        "2 rows share 1 value of data.id_column 'id' (up to 2 rows each). If one 'id' has"
+    )
     # The offending value as read, beside its reason (issue 23: it held <NA>).
     raw = written.set_index("quarantine_reason")["quarantine_raw_value"]
     assert raw["unparseable:x"] == "abc" and raw["above_max:x"] == "150"

@@ -113,3 +113,6 @@ def test_reasons_are_grouped_by_kind_so_a_cause_spread_over_columns_ranks_first(
     assert QuarantineReport(rows=45, by_reason=many).top_reasons() == (
         "unparseable (45: c0 10, c1 9, c2 8, c3 7, 2 more columns)"
     )
+
+    hinted = QuarantineReport(rows=4, by_reason={"duplicate_id": 4}, hint="use group_column")
+    assert hinted.describe() == "duplicate_id (4). use group_column"

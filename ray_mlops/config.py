@@ -134,8 +134,9 @@ class DataConfig(_Section):
         None,
         description=(
             "Column naming the entity a row belongs to when an entity has many rows (a person "
-            "in panel data, a store, a patient): all rows of a group land in one split (the "
-            "split hashes the group), and rows sharing it are not duplicates."
+            "in panel data, a store, a patient): rows sharing it are not duplicates, and under "
+            "split.strategy 'hash' all rows of a group land in one split (the split hashes the "
+            "group), so the test split holds unseen entities."
         ),
     )
     numeric: list[str] = Field(default_factory=list, description="Numeric feature columns.")

@@ -44,6 +44,18 @@ def ensure_home(base: Path | None = None) -> Path:
     return home
 
 
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else embedded SQLite.
+
+    The embedded default lives under ``.ray-mlops/`` in the working directory and is made
+    absolute, so Ray workers started elsewhere write to the same database.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{ensure_home() / 'mlflow.db'}"
+
+
 def job_working_dir() -> Path | None:
     """The unpacked working directory when this process is a Ray Job's entrypoint.
 

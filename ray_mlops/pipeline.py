@@ -64,6 +64,7 @@ from ray_mlops.tracking import (
     TAG_FINGERPRINT,
     TAG_GATE,
     TAG_GIT_COMMIT,
+    TAG_PRIMARY_PREFIX,
     PipelineTracker,
     find_resumable_run,
     flatten,
@@ -431,7 +432,7 @@ def _schema_change(run: _Run, data: PreparedData) -> SchemaChange:
     previous = latest_stage_artifact(
         run.tracker.client, run.tracker.experiment_id, "data", SOURCE_SCHEMA_FILE
     )
-    return compare_schemas(json.loads(previous) if previous else data.schema, data.schema)
+    return compare_schemas(json.loads(previous) if previous else None, data.schema)
 
 
 def describe_data(data: PreparedData, schema_note: str) -> str:
@@ -725,7 +726,7 @@ def _register_stage(
             tags={
                 TAG_FINGERPRINT: data.fingerprint,
                 TAG_CONFIG_HASH: cfg.config_hash(),
-                f"test_{metric}": f"{score:.6f}",
+                f"{TAG_PRIMARY_PREFIX}{metric}": f"{score:.6f}",
                 **metric_tags(evaluation.test_metrics),
             },
             description=f"{cfg.name}: test {metric} {score:.4f}",

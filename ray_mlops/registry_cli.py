@@ -3,7 +3,8 @@
 
 MLflow and the registry modules are imported inside each command: ``ray-mlops --help`` and
 every other command load this module, and those imports take seconds (the gate's scipy and
-torch among them).
+torch among them). ``models list``, ``show`` and ``search`` read an embedded SQLite registry
+without importing MLflow at all (:mod:`ray_mlops.registry.reader`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
     from ray_mlops.registry.gate import GateResult
+    from ray_mlops.registry.reader import RegistryReader, VersionRecord
 
 out = cli_console()
 err = cli_console(stderr=True)
@@ -50,6 +51,13 @@ def _client(tracking_uri: str | None) -> MlflowClient:
     return MlflowClient(resolve_tracking_uri(tracking_uri))
 
 
+def _reader(tracking_uri: str | None) -> RegistryReader:
+    from ray_mlops.local_state import resolve_tracking_uri
+    from ray_mlops.registry.reader import open_registry
+
+    return open_registry(resolve_tracking_uri(tracking_uri))
+
+
 def _time(millis: int | None) -> str:
     if not millis:
         return "—"
@@ -63,42 +71,49 @@ def _fmt(value: float | None) -> str:
 @models_app.command("list")
 def list_models(tracking_uri: str | None = TRACKING_OPT) -> None:
     """Every registered model: versions, aliases and the newest version's date."""
-    from ray_mlops.registry.catalog import all_versions
-
-    client = _client(tracking_uri)
+    reader = _reader(tracking_uri)
+    versions: dict[str, list[VersionRecord]] = {}
+    for v in reader.versions():
+        versions.setdefault(v.name, []).append(v)
     table = Table(title="registered models")
     for column in ("model", "versions", "aliases", "latest", "updated"):
         table.add_column(column)
-    for model in client.search_registered_models(max_results=1000):
-        versions = all_versions(client, model.name)
-        aliases = ", ".join(f"@{a} -> v{v}" for a, v in sorted((model.aliases or {}).items()))
+    for model in reader.models():
+        found = versions.get(model.name, [])
+        aliases = ", ".join(f"@{a} -> v{v}" for a, v in sorted(model.aliases.items()))
         table.add_row(
             model.name,
-            str(len(versions)),
+            str(len(found)),
             aliases or "—",
-            f"v{versions[0].version}" if versions else "—",
+            f"v{found[0].version}" if found else "—",
             _time(model.last_updated_timestamp),
         )
     out.print(table)
 
 
-def _versions_table(client: MlflowClient, title: str, versions: list[ModelVersion]) -> Table:
-    from ray_mlops.registry.catalog import version_aliases, version_metrics
-    from ray_mlops.tracking import TAG_FINGERPRINT, TAG_GATE
+def _versions_table(title: str, versions: list[VersionRecord]) -> Table:
+    """One row per version; the metric it was judged by first, then the others by name."""
+    from ray_mlops.registry.catalog import primary_metric, version_metrics
+    from ray_mlops.version_tags import TAG_FINGERPRINT, TAG_GATE
 
     table = Table(title=title)
-    for column in ("model", "version", "aliases", "gate", "metrics", "fingerprint", "created"):
+    for column in ("model", "version", "aliases", "gate", "primary metric", "metrics"):
         table.add_column(column)
+    table.add_column("fingerprint")
+    table.add_column("created", no_wrap=True)
     for v in versions:
         metrics = version_metrics(v)
-        shown = ", ".join(f"{k} {val:.4f}" for k, val in sorted(metrics.items())[:4])
+        primary = primary_metric(v)
+        judged = f"{primary} {metrics[primary]:.4f}" if primary in metrics else "—"
+        others = sorted((k, val) for k, val in metrics.items() if k != primary)
         table.add_row(
             v.name,
             str(v.version),
-            ", ".join("@" + a for a in version_aliases(client, v)) or "—",
-            (v.tags or {}).get(TAG_GATE, "—"),
-            shown or "—",
-            (v.tags or {}).get(TAG_FINGERPRINT, "—")[:12],
+            ", ".join("@" + a for a in v.aliases) or "—",
+            v.tags.get(TAG_GATE, "—"),
+            judged,
+            ", ".join(f"{k} {val:.4f}" for k, val in others[:4]) or "—",
+            v.tags.get(TAG_FINGERPRINT, "—")[:12],
             _time(v.creation_timestamp),
         )
     return table
@@ -111,36 +126,34 @@ def show(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """A model's versions, or one version: metrics, gate result, tags, card, lineage."""
-    from mlflow.exceptions import MlflowException
+    from ray_mlops.registry.catalog import primary_metric, version_metrics
+    from ray_mlops.version_tags import TAG_CARD, TAG_GATE, TAG_GATE_REASONS, TAG_METRIC_PREFIX
 
-    from ray_mlops.registry.catalog import all_versions, version_metrics
-    from ray_mlops.tracking import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
-
-    client = _client(tracking_uri)
+    reader = _reader(tracking_uri)
     if version is None:
-        versions = all_versions(client, name)
+        versions = reader.versions(name)
         if not versions:
             raise RegistryError(f"no registered model named {name!r}")
-        out.print(_versions_table(client, f"{name}: versions", versions))
+        out.print(_versions_table(f"{name}: versions", versions))
         return
-    try:
-        found = client.get_model_version(name, version)
-    except MlflowException:
-        raise RegistryError(f"model {name!r} has no version {version!r}") from None
-    tags = found.tags or {}
+    found = reader.version(name, version)
+    if found is None:
+        raise RegistryError(f"model {name!r} has no version {version!r}")
+    tags = found.tags
     out.print(f"[bold]{name} v{found.version}[/]  {found.description or ''}")
-    out.print(f"aliases: {', '.join('@' + a for a in found.aliases or []) or 'none'}")
+    out.print(f"aliases: {', '.join('@' + a for a in found.aliases) or 'none'}")
     out.print(f"created: {_time(found.creation_timestamp)}; run: {found.run_id}")
     out.print(f"gate: {tags.get(TAG_GATE, 'not run')}")
     if TAG_GATE_REASONS in tags:
         out.print(f"gate failures: {tags[TAG_GATE_REASONS]}")
+    primary = primary_metric(found)
     metrics = Table(title="test metrics")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
-    for key, value in sorted(version_metrics(found).items()):
-        metrics.add_row(key, f"{value:.4f}")
+    for key, value in sorted(version_metrics(found).items(), key=lambda kv: kv[0] != primary):
+        metrics.add_row(f"{key} (primary)" if key == primary else key, f"{value:.4f}")
     out.print(metrics)
-    other = {k: v for k, v in tags.items() if not k.startswith("ray_mlops.metric.")}
+    other = {k: v for k, v in tags.items() if not k.startswith(TAG_METRIC_PREFIX)}
     for key in sorted(other):
         out.print(f"  {key} = {other[key]}")
     if TAG_CARD in tags:
@@ -160,15 +173,14 @@ def search(
     """Find model versions by name, tag, test metric threshold or dataset fingerprint."""
     from ray_mlops.registry.catalog import search_versions
 
-    client = _client(tracking_uri)
     try:
-        found = search_versions(client, query)
+        found = search_versions(_reader(tracking_uri), query)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not found:
         err.print(f"no model version matches {query!r}")
         raise typer.Exit(1)
-    out.print(_versions_table(client, f"versions matching {query!r}", found))
+    out.print(_versions_table(f"versions matching {query!r}", found))
 
 
 @models_app.command()

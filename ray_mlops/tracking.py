@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -38,11 +37,18 @@ from mlflow.utils.mlflow_tags import (
 )
 
 from ray_mlops.local_state import DEFAULT_HOME as DEFAULT_HOME  # re-exported: the run layout
-from ray_mlops.local_state import ensure_home
+from ray_mlops.local_state import resolve_tracking_uri as resolve_tracking_uri
+
+# A registered model version's tags (gate, card, metrics), in a module free of MLflow.
+from ray_mlops.version_tags import TAG_CARD as TAG_CARD
+from ray_mlops.version_tags import TAG_CONFIG_HASH as TAG_CONFIG_HASH
+from ray_mlops.version_tags import TAG_FINGERPRINT as TAG_FINGERPRINT
+from ray_mlops.version_tags import TAG_GATE as TAG_GATE
+from ray_mlops.version_tags import TAG_GATE_REASONS as TAG_GATE_REASONS
+from ray_mlops.version_tags import TAG_METRIC_PREFIX as TAG_METRIC_PREFIX
+from ray_mlops.version_tags import TAG_PRIMARY_PREFIX as TAG_PRIMARY_PREFIX
 
 TAG_STAGE = "ray_mlops.stage"
-TAG_CONFIG_HASH = "ray_mlops.config_hash"
-TAG_FINGERPRINT = "ray_mlops.dataset_fingerprint"
 TAG_GIT_COMMIT = "ray_mlops.git_commit"
 TAG_COMMAND = "ray_mlops.command"
 TAG_RESUMES = "ray_mlops.resumes"
@@ -54,10 +60,6 @@ TAG_SOURCE = "ray_mlops.data_source"
 TAG_TRIAL_ID = "ray_mlops.trial_id"
 TAG_BEST_TRIAL = "ray_mlops.best_trial"
 TAG_TRIAL_STATUS = "ray_mlops.trial_status"
-# A registered model version: the gate's verdict and failed rules, and its model card.
-TAG_GATE = "ray_mlops.gate"
-TAG_GATE_REASONS = "ray_mlops.gate_reasons"
-TAG_CARD = "ray_mlops.model_card"
 PROFILE_JSON_FILE = "profile.json"
 PROFILE_HTML_FILE = "profile.html"
 CONTRACT_FILE = "data_contract.yaml"
@@ -68,18 +70,6 @@ if TYPE_CHECKING:
     from ray_mlops.data.stage import PreparedData
 
 _MAX_BATCH = 900  # below MLflow's 1000-entity limit per log_batch call
-
-
-def resolve_tracking_uri(configured: str | None = None) -> str:
-    """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else embedded SQLite.
-
-    The embedded default lives under ``.ray-mlops/`` in the working directory and is made
-    absolute, so Ray workers started elsewhere write to the same database.
-    """
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{ensure_home() / 'mlflow.db'}"
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:

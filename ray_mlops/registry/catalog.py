@@ -21,13 +21,17 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
+from ray_mlops.version_tags import TAG_FINGERPRINT, TAG_PRIMARY_PREFIX
+from ray_mlops.version_tags import TAG_METRIC_PREFIX as TAG_METRIC_PREFIX
 
-from ray_mlops.tracking import TAG_FINGERPRINT
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
-TAG_METRIC_PREFIX = "ray_mlops.metric."
+    from ray_mlops.registry.reader import RegistryReader, VersionRecord
+
 _COMPARISON = re.compile(r"^([A-Za-z_][\w.]*)\s*(>=|<=|>|<|==|=)\s*([-+\d.eE]+)$")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -39,6 +43,13 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+class Tagged(Protocol):
+    """A model version as MLflow returns it or the catalog reads it: its tags are enough."""
+
+    @property
+    def tags(self) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Term:
     """One condition of a search query."""
@@ -48,7 +59,7 @@ class Term:
     value: str | None = None
     op: str | None = None
 
-    def matches(self, name: str, version: ModelVersion, aliases: list[str]) -> bool:
+    def matches(self, name: str, version: Tagged, aliases: list[str]) -> bool:
         """Whether ``version`` of model ``name``, with ``aliases``, satisfies the term."""
         tags = version.tags or {}
         if self.kind == "name":
@@ -96,7 +107,7 @@ def parse_query(query: str) -> list[Term]:
     return terms
 
 
-def version_metrics(version: ModelVersion) -> dict[str, float]:
+def version_metrics(version: Tagged) -> dict[str, float]:
     """The test metrics recorded on a version (``ray_mlops.metric.<name>`` tags)."""
     metrics = {}
     for key, value in (version.tags or {}).items():
@@ -110,39 +121,25 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
     return metrics
 
 
-def all_versions(client: MlflowClient, name: str | None = None) -> list[ModelVersion]:
-    """Every version (of one model, or of all), newest model versions first."""
-    query = f"name = '{name}'" if name else None
-    versions: list[ModelVersion] = []
-    page_token = None
-    while True:
-        page = client.search_model_versions(query, max_results=1000, page_token=page_token)
-        versions.extend(page)
-        page_token = page.token
-        if not page_token:
-            break
-    return sorted(versions, key=lambda v: (v.name, -int(v.version)))
+def primary_metric(version: Tagged) -> str | None:
+    """The name of the metric the version was judged by (its ``test_<metric>`` tag)."""
+    for key in version.tags or {}:
+        if key.startswith(TAG_PRIMARY_PREFIX):
+            return key.removeprefix(TAG_PRIMARY_PREFIX)
+    return None
 
 
-def search_versions(client: MlflowClient, query: str) -> list[ModelVersion]:
-    """The versions that satisfy every term of ``query``."""
+def search_versions(reader: RegistryReader, query: str) -> list[VersionRecord]:
+    """The versions that satisfy every term of ``query``, by name, newest version first."""
     terms = parse_query(query)
     names = [t.key for t in terms if t.kind == "name" and not any(c in t.key for c in "*?[")]
-    candidates = all_versions(client, names[0] if len(names) == 1 else None)
-    return [
-        v
-        for v in candidates
-        if all(t.matches(v.name, v, version_aliases(client, v)) for t in terms)
-    ]
+    candidates = reader.versions(names[0] if len(names) == 1 else None)
+    return [v for v in candidates if all(t.matches(v.name, v, v.aliases) for t in terms)]
 
 
 def version_aliases(client: MlflowClient, version: ModelVersion) -> list[str]:
     """The aliases pointing at ``version`` (searches do not fill them in)."""
     if version.aliases:
         return list(version.aliases)
-    aliases = _model_aliases(client, version.name)
+    aliases = client.get_registered_model(version.name).aliases or {}
     return sorted(a for a, v in aliases.items() if str(v) == str(version.version))
-
-
-def _model_aliases(client: MlflowClient, name: str) -> dict[str, str]:
-    return {k: str(v) for k, v in (client.get_registered_model(name).aliases or {}).items()}

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ray_mlops.registry.catalog import version_aliases
 from ray_mlops.tracking import (
+    CONTRACT_FILE,
     SOURCE_SCHEMA_FILE,
     TAG_BEST_TRIAL,
     TAG_CONFIG_HASH,
@@ -120,6 +122,17 @@ def _best_trial(client: MlflowClient, experiment_id: str, parent: str) -> str | 
 
 
 def _schema(client: MlflowClient, experiment_id: str, parent: str) -> dict[str, str]:
+    """Each source column's type: the contract's (``float``, ``int``, ``string``, ...) where
+    it has one, else the type it was read as. The source is read as text so that bad values
+    can be quarantined as written, so its read types alone say ``string`` for every column."""
     data_run = _stage_run(client, experiment_id, parent, "data")
-    text = read_artifact_text(client, data_run, SOURCE_SCHEMA_FILE) if data_run else None
-    return dict(json.loads(text)) if text else {}
+    if data_run is None:
+        return {}
+    text = read_artifact_text(client, data_run, SOURCE_SCHEMA_FILE)
+    schema: dict[str, str] = dict(json.loads(text)) if text else {}
+    contract_text = read_artifact_text(client, data_run, CONTRACT_FILE)
+    contract = (yaml.safe_load(contract_text) or {}).get("contract", {}) if contract_text else {}
+    for column, spec in contract.items():
+        if isinstance(spec, dict) and spec.get("dtype"):
+            schema[column] = str(spec["dtype"])
+    return schema

@@ -17,13 +17,23 @@ from ray_mlops.registry.aliases import (
 )
 from ray_mlops.registry.catalog import parse_query, search_versions
 from ray_mlops.registry.champion import register_version
+from ray_mlops.registry.reader import (
+    MlflowRegistryReader,
+    RegistryReader,
+    SqliteRegistryReader,
+    open_registry,
+)
 from ray_mlops.registry.record import metric_tags
 from ray_mlops.tracking import TAG_FINGERPRINT
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> MlflowClient:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def client(tmp_path: Path, uri: str) -> MlflowClient:
     client = MlflowClient(uri)
     experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(experiment)
@@ -81,9 +91,21 @@ def test_rollback_without_alias_is_an_error(client: MlflowClient) -> None:
         previous_champion(client, "adult", "champion")
 
 
-def test_search_by_metric_name_tag_fingerprint_and_alias(client: MlflowClient) -> None:
+READERS = {
+    # The catalog commands' own reader of a SQLite store (no MLflow import), and MLflow's.
+    "sqlite": lambda client, uri: open_registry(uri),
+    "mlflow": lambda client, uri: MlflowRegistryReader(client),
+}
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_search_by_metric_name_tag_fingerprint_and_alias(
+    client: MlflowClient, uri: str, kind: str
+) -> None:
+    reader: RegistryReader = READERS[kind](client, uri)
+
     def found(query: str) -> list[tuple[str, str]]:
-        return [(v.name, str(v.version)) for v in search_versions(client, query)]
+        return [(v.name, str(v.version)) for v in search_versions(reader, query)]
 
     assert found("roc_auc>=0.86") == [("adult", "3"), ("adult", "2"), ("fraud", "1")]
     assert found("name:adult roc_auc>0.85") == [("adult", "3"), ("adult", "2")]
@@ -93,6 +115,29 @@ def test_search_by_metric_name_tag_fingerprint_and_alias(client: MlflowClient) -
     move_alias(client, "adult", "champion", "2", why="x")
     assert found("alias:champion") == [("adult", "2")]
     assert found("roc_auc>0.99") == []
+
+
+def test_the_sqlite_reader_reads_what_mlflow_reads(client: MlflowClient, uri: str) -> None:
+    move_alias(client, "adult", "champion", "2", why="x")
+    move_alias(client, "adult", "challenger", "3", why="y")
+    client.delete_model_version("adult", "1")  # kept in the table, marked deleted
+    sqlite, mlflow = open_registry(uri), MlflowRegistryReader(client)
+    assert isinstance(sqlite, SqliteRegistryReader), "the fast path was not taken"
+    assert sqlite.models() == mlflow.models()
+    assert [m.aliases for m in sqlite.models()] == [{"challenger": "3", "champion": "2"}, {}]
+    assert sqlite.versions() == mlflow.versions()
+    assert [v.version for v in sqlite.versions("adult")] == ["3", "2"]
+    assert sqlite.version("adult", "2") == mlflow.version("adult", "2")
+    assert sqlite.version("adult", "2").aliases == ["champion"]  # type: ignore[union-attr]
+    assert sqlite.version("adult", "1") is None and mlflow.version("adult", "1") is None
+    assert sqlite.version("nobody", "1") is None and sqlite.version("adult", "x") is None
+
+
+def test_a_store_without_the_registry_tables_is_read_by_mlflow(tmp_path: Path) -> None:
+    (tmp_path / "other.db").write_bytes(b"")
+    reader = open_registry(f"sqlite:///{tmp_path / 'other.db'}")
+    assert isinstance(reader, MlflowRegistryReader)
+    assert reader.models() == []
 
 
 def test_bad_query_names_the_term() -> None:

@@ -74,7 +74,7 @@ def assign_splits(frame: pd.DataFrame, split: SplitConfig, key_column: str | Non
     Example:
         >>> frame = pd.DataFrame({"id": range(1000)})
         >>> names = assign_splits(frame, SplitConfig(validation=0.2, test=0.2), "id")
-        >>> sorted(set(names))
+        >>> sorted(set(names.tolist()))
         ['test', 'train', 'validation']
     """
     plan = SplitPlan("hash", split.validation, split.test, split.seed)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -253,6 +254,33 @@ def test_plain_ray_job_submit_uploads_no_local_state_and_refuses_a_copied_store(
     assert done.returncode != 0, "refused before any work: the job fails"
 
 
+def test_models_show_and_lineage_of_a_pipeline_version(
+    trained: Any, tracking_uri: str, workspace: Path
+) -> None:
+    version = str(trained.model_version)
+    show = _cli("models", "show", trained.model_name, "--tracking-uri", tracking_uri, cwd=workspace)
+    assert show.returncode == 0, show.stderr
+    header = next(line for line in show.stdout.splitlines() if "primary metric" in line)
+    column = [cell.strip() for cell in header.split("┃")].index("primary metric")
+    row = next(line for line in show.stdout.splitlines() if f"│ {version} " in line)
+    score = trained.test_metrics[trained.primary_metric]
+    assert row.split("│")[column].strip() == f"{trained.primary_metric} {score:.4f}"
+
+    chain = _cli(
+        "models",
+        "lineage",
+        trained.model_name,
+        version,
+        "--tracking-uri",
+        tracking_uri,
+        cwd=workspace,
+    )
+    assert chain.returncode == 0, chain.stderr
+    schema = next(line for line in chain.stdout.splitlines() if "schema:" in line)
+    # The contract's types, not the text every column is read as.
+    assert "age: float" in schema and "workclass: string" in schema, schema
+
+
 def _kill_tree(process: subprocess.Popen[str]) -> None:
     """SIGKILL a command and every process it started (its local Ray included)."""
     import psutil
@@ -287,13 +315,20 @@ def _kill_when(
             _kill_tree(first)
 
 
-def _resume(command: str, config: Path) -> None:
+def _resume(command: str, config: Path) -> subprocess.CompletedProcess[str]:
     """``ray-mlops COMMAND CONFIG --resume`` on a fresh local Ray: it must resume and succeed."""
     done = _cli(
         command, str(config), "--resume", cwd=config.parent, env={"RAY_ADDRESS": ""}, timeout=400
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming run" in done.stderr
+    return done
+
+
+def _summary_value(output: str, label: str) -> str:
+    """The value beside ``label`` in the run summary's table."""
+    row = next(line for line in output.splitlines() if f"│ {label} " in line)
+    return row.split("│")[2].strip()
 
 
 def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
@@ -325,7 +360,13 @@ def test_killed_train_command_resumes_instead_of_starting_over(
     results = tmp_path / ".ray-mlops" / "ray_results"
     # Killed once two epochs are checkpointed: mid-training, with something to resume.
     _kill_when("train", config, lambda: registered_checkpoints(results) >= 2)
-    _resume("train", config)
+    # The pipeline's first run has no earlier schema to compare with (it said "unchanged").
+    assert "schema recorded (first run)" in (tmp_path / "first.log").read_text()
+    resumed = _resume("train", config)
+    assert "schema unchanged" in resumed.stderr
+    # Paths in the summary whole when stderr is not a terminal (they were cut with "…").
+    assert "…" not in resumed.stderr
+    assert Path(_summary_value(resumed.stderr, "best checkpoint")).is_dir()
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("adult-test")

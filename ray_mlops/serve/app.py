@@ -8,13 +8,16 @@ challenger (:mod:`ray_mlops.serve.slots`), batches requests across clients with
 APIs:
 - REST: ``POST /v1/models/{name}:predict`` with ``{"records": [...]}`` or
   ``{"columns": {name: [...]}}``; ``GET /v1/models/{name}``.
-- Open Inference Protocol v2: ``/v2/health/live``, ``/v2/health/ready``,
-  ``/v2/models/{name}``, ``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``.
+- Open Inference Protocol v2, its whole REST API: ``GET /v2`` (server metadata),
+  ``/v2/health/live``, ``/v2/health/ready``, and ``/v2/models/{name}[/versions/{v}]``,
+  ``.../ready`` and ``POST .../infer``, with JSON or binary tensor data (the binary tensor
+  data extension that ``tritonclient`` uses by default).
 - ``/metrics`` (Prometheus), ``/docs`` and ``/openapi.json``.
 
 Every answer names the version that produced it (body and ``X-Model-Version``). A client's
-mistake is a 4xx with a message (400 bad JSON, 401/403 keys, 404 model, 413 size, 422 fields,
-429 rate, 504 deadline), never a 500.
+mistake is a 4xx with a message (400 bad JSON, 401/403 keys, 404 model, 405 method, 413 size,
+415 encoding, 422 fields, 429 rate, 504 deadline), never a 500. Every error, whoever raises
+it, has the body ``{"error": ..., "details": [...]}`` (:mod:`ray_mlops.serve.answers`).
 """
 
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations at
@@ -26,17 +29,29 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
 from ray import serve
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
+from ray_mlops import __version__
 from ray_mlops.config import ServeConfig
+from ray_mlops.serve.answers import JSONAnswer, error_response, error_responses
 from ray_mlops.serve.capture import TrafficCapture
 from ray_mlops.serve.guard import KeyStore, RateLimiter
-from ray_mlops.serve.schema import RequestError, RequestRows, parse_body, request_rows
+from ray_mlops.serve.schema import (
+    RequestError,
+    RequestRows,
+    decode_content,
+    parse_body,
+    request_rows,
+)
 from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
 
@@ -84,6 +99,9 @@ _PREDICT_BODY = {
 _INFER_BODY = {
     "required": True,
     "content": {
+        # The binary tensor data extension: a JSON header of Inference-Header-Content-Length
+        # bytes (the schema below, tensors with parameters.binary_data_size), then raw data.
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "application/json": {
             "schema": {
                 "type": "object",
@@ -109,17 +127,59 @@ _INFER_BODY = {
                     },
                 },
             }
-        }
+        },
     },
+}
+
+# What each kind of route can answer besides 200, documented with the one error body.
+_MODEL_ERRORS = error_responses(401, 403, 404, 429, 500, 504)
+_PREDICT_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 500, 504)
+_TEXT_200: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
 }
 
 api = FastAPI(
     title="ray-mlops model server",
+    version=__version__,
     description=(
         "Predictions from a registered model. REST (/v1) and the Open Inference Protocol v2 "
         "(/v2). Send 'Authorization: Bearer KEY' or 'X-API-Key: KEY' when keys are configured."
     ),
 )
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals in the project's error body (FastAPI's is ``{"detail"}``)."""
+    return error_response(RequestError(exc.status_code, str(exc.detail), headers=exc.headers))
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    return error_response(RequestError(422, f"{len(details)} invalid field(s)", details))
+
+
+@api.exception_handler(Exception)
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """A failure outside the request path's own handling (ModelServer._handle)."""
+    _log.exception("request %s failed", request.headers.get("x-request-id"))
+    return error_response(_internal_error(request.headers.get("x-request-id")))
+
+
+def _routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, inside included routers too: Serve's ingress moves the class's routes
+    into a router that FastAPI (0.137 on) keeps as one node in the app's list."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        else:
+            yield route
+
+
+def _internal_error(request_id: str | None) -> RequestError:
+    return RequestError(500, f"internal server error; request id {request_id}, see the server log")
 
 
 @serve.deployment
@@ -290,12 +350,17 @@ class ModelServer:
 
     async def _handle(
         self, request: Request, name: str, route: str, role: str, work: Any
-    ) -> JSONResponse | PlainTextResponse:
-        """Checks every request goes through, then ``work``, within the deadline."""
+    ) -> Response:
+        """Checks every request goes through, then ``work``, within the deadline.
+
+        This is where every outcome becomes an answer and is counted in ``requests_total``:
+        a refusal (:class:`RequestError`), the deadline (504) and any other failure (500).
+        Serve adds the ``X-Request-ID`` header to every answer (the client's, or one it made
+        up and put in the request's headers), so it is read here, never set again.
+        """
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         version = ""
-        headers = {"X-Request-ID": request_id}
         try:
             if name and name != self.model_name:
                 raise RequestError(
@@ -308,28 +373,24 @@ class ModelServer:
             response, version = await asyncio.wait_for(
                 work(request, request_id), timeout=self.cfg.request_timeout_s
             )
-            status = 200
         except RequestError as exc:
-            status = exc.status
-            headers |= getattr(exc, "headers", None) or {}
-            response = JSONResponse(exc.to_body(), status_code=status)
+            response = error_response(exc)
         except TimeoutError:
-            status = 504
-            response = JSONResponse(
-                {
-                    "error": f"no answer within the deadline of {self.cfg.request_timeout_s:g} s",
-                    "details": [],
-                },
-                status_code=504,
+            deadline = self.cfg.request_timeout_s
+            response = error_response(
+                RequestError(504, f"no answer within the deadline of {deadline:g} s")
             )
-        latency_ms = (time.perf_counter() - started) * 1000
+        except Exception:
+            _log.exception("request %s to %s failed", request_id, route)
+            response = error_response(_internal_error(request_id))
         if version:
-            headers["X-Model-Version"] = version
-        response.headers.update(headers)
-        self.metrics.request(route, status, version, latency_ms)
+            response.headers["X-Model-Version"] = version
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.request(route, response.status_code, version, latency_ms)
         return response
 
-    async def _body(self, request: Request) -> Any:
+    async def _raw_body(self, request: Request) -> bytes:
+        """The request body within ``max_body_bytes``, decompressed when it is gzip/deflate."""
         limit = self.cfg.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -337,7 +398,26 @@ class ModelServer:
         body = await request.body()
         if len(body) > limit:
             raise RequestError(413, f"request body of {len(body)} bytes; the limit is {limit}")
-        return parse_body(body)
+        return decode_content(body, request.headers.get("content-encoding"), limit)
+
+    async def _body(self, request: Request) -> Any:
+        return parse_body(await self._raw_body(request))
+
+    def _slot(self, version: str | None) -> ModelSlot:
+        """The slot serving ``version``; None: the champion."""
+        if version is None:
+            champion = self.slots[CHAMPION]
+            assert champion is not None
+            return champion
+        served = [slot for slot in self.slots.values() if slot is not None]
+        for slot in served:
+            if slot.version == version:
+                return slot
+        raise RequestError(
+            404,
+            f"version {version!r} of model {self.model_name!r} is not served here; "
+            f"served: {[slot.version for slot in served]}",
+        )
 
     def _capture(
         self,
@@ -372,15 +452,20 @@ class ModelServer:
 
     # -- REST v1 ---------------------------------------------------------------------------
 
-    @api.post("/v1/models/{name}:predict", openapi_extra={"requestBody": _PREDICT_BODY})
+    @api.post(
+        "/v1/models/{name}:predict",
+        openapi_extra={"requestBody": _PREDICT_BODY},
+        responses=_PREDICT_ERRORS,
+    )
     async def predict(self, name: str, request: Request) -> Any:
         """Predict for ``{"records": [...]}`` or ``{"columns": {...}}``."""
 
-        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
             started = time.perf_counter()
             slot = self._choose()
             rows = request_rows(await self._body(req), slot.schema, self.cfg.max_records)
             scores = await self._answer(slot, rows)
+            scores.check_finite(rows, lambda row, column: ["body", "records", row, column])
             answer = scores.body()
             body = {
                 "model_name": self.model_name,
@@ -391,19 +476,25 @@ class ModelServer:
             self._capture(
                 request_id, slot, rows, scores, (time.perf_counter() - started) * 1000, answer
             )
-            return JSONResponse(body), slot.version
+            return JSONAnswer(body), slot.version
 
         return await self._handle(request, name, "v1_predict", "predict", work)
 
-    @api.get("/v1/models/{name}")
+    @api.get("/v1/models/{name}", responses=error_responses(401, 403, 404, 405, 429, 500, 504))
     async def metadata(self, name: str, request: Request) -> Any:
         """Model name, version, input columns and an example request body."""
+        if name.endswith(":predict"):
+            # The path of the predict API, which this route's {name} also matches.
+            return await self._refuse(
+                request,
+                "v1_predict",
+                RequestError(405, f"{request.url.path} takes POST", headers={"Allow": "POST"}),
+            )
 
-        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
-            slot = self.slots[CHAMPION]
-            assert slot is not None
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
+            slot = self._slot(None)
             schema = slot.schema
-            return JSONResponse(
+            return JSONAnswer(
                 {
                     "model_name": self.model_name,
                     "model_version": slot.version,
@@ -431,63 +522,139 @@ class ModelServer:
         """The replica holds a loaded, warmed-up model."""
         return {"ready": self.slots.get(CHAMPION) is not None}
 
-    @api.get("/v2/models/{name}/ready")
+    @api.get("/v2", responses=error_responses(401, 403, 429, 500, 504))
+    async def server_metadata(self, request: Request) -> Any:
+        """OIP v2 server metadata: name, version and the protocol extensions supported."""
+        from ray_mlops.serve.oip import server_metadata
+
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
+            return JSONAnswer(server_metadata(__version__)), ""
+
+        return await self._handle(request, "", "v2_server_metadata", "predict", work)
+
+    @api.get("/v2/models/{name}/ready", responses=_MODEL_ERRORS)
     async def model_ready(self, name: str, request: Request) -> Any:
         """The named model is loaded here."""
+        return await self._model_ready(request, name, None)
 
-        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
-            slot = self.slots[CHAMPION]
-            assert slot is not None
-            return JSONResponse({"name": self.model_name, "ready": True}), slot.version
+    @api.get("/v2/models/{name}/versions/{version}/ready", responses=_MODEL_ERRORS)
+    async def model_version_ready(self, name: str, version: str, request: Request) -> Any:
+        """The named model version is loaded here (404 when it is not)."""
+        return await self._model_ready(request, name, version)
+
+    async def _model_ready(self, request: Request, name: str, version: str | None) -> Any:
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
+            slot = self._slot(version)
+            return JSONAnswer({"name": self.model_name, "ready": True}), slot.version
 
         return await self._handle(request, name, "v2_ready", "predict", work)
 
-    @api.get("/v2/models/{name}")
+    @api.get("/v2/models/{name}", responses=_MODEL_ERRORS)
     async def v2_metadata(self, name: str, request: Request) -> Any:
         """OIP v2 model metadata: input and output tensors."""
+        return await self._v2_metadata(request, name, None)
+
+    @api.get("/v2/models/{name}/versions/{version}", responses=_MODEL_ERRORS)
+    async def v2_version_metadata(self, name: str, version: str, request: Request) -> Any:
+        """OIP v2 metadata of one served model version."""
+        return await self._v2_metadata(request, name, version)
+
+    async def _v2_metadata(self, request: Request, name: str, version: str | None) -> Any:
         from ray_mlops.serve.oip import model_metadata
 
-        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
-            slot = self.slots[CHAMPION]
-            assert slot is not None
-            meta = model_metadata(self.model_name, slot.version, slot.schema, slot.labels)
-            return JSONResponse(meta), slot.version
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
+            slot = self._slot(version)
+            versions = [slot.version] if version else self._versions()
+            meta = model_metadata(self.model_name, versions, slot.schema, slot.labels)
+            return JSONAnswer(meta), slot.version
 
         return await self._handle(request, name, "v2_metadata", "predict", work)
 
-    @api.post("/v2/models/{name}/infer", openapi_extra={"requestBody": _INFER_BODY})
+    def _versions(self) -> list[str]:
+        """The versions served here: the champion's first."""
+        return list(dict.fromkeys(s.version for s in self.slots.values() if s is not None))
+
+    @api.post(
+        "/v2/models/{name}/infer",
+        openapi_extra={"requestBody": _INFER_BODY},
+        responses=_PREDICT_ERRORS,
+    )
     async def infer(self, name: str, request: Request) -> Any:
         """OIP v2 inference: one tensor per input column."""
-        from ray_mlops.serve.oip import infer_response, output_names, parse_infer_request
+        return await self._infer(request, name, None)
 
-        async def work(req: Request, request_id: str) -> tuple[JSONResponse, str]:
+    @api.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        openapi_extra={"requestBody": _INFER_BODY},
+        responses=_PREDICT_ERRORS,
+    )
+    async def infer_version(self, name: str, version: str, request: Request) -> Any:
+        """OIP v2 inference by one served model version (champion or challenger)."""
+        return await self._infer(request, name, version)
+
+    async def _infer(self, request: Request, name: str, version: str | None) -> Any:
+        from ray_mlops.serve.oip import (
+            encode_infer_response,
+            infer_response,
+            output_names,
+            parse_infer_request,
+        )
+        from ray_mlops.serve.tensors import (
+            BINARY_MEDIA_TYPE,
+            HEADER_LENGTH,
+            TensorDataError,
+            split_body,
+        )
+
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
             started = time.perf_counter()
-            slot = self._choose()
+            slot = self._choose() if version is None else self._slot(version)
+            try:
+                header, binary = split_body(
+                    await self._raw_body(req), req.headers.get(HEADER_LENGTH)
+                )
+            except TensorDataError as exc:
+                raise RequestError(400, str(exc)) from None
             parsed = parse_infer_request(
-                await self._body(req),
+                parse_body(header),
                 slot.schema,
                 self.cfg.max_records,
                 known_outputs=output_names(slot.labels),
+                binary=binary,
             )
             scores = await self._answer(slot, parsed.rows)
+            positions = parsed.positions
+            scores.check_finite(
+                parsed.rows,
+                lambda row, column: ["body", "inputs", positions[column], "data", row],
+            )
             body = infer_response(
                 self.model_name, slot.version, parsed.id or request_id, scores, parsed.outputs
             )
             self._capture(
                 request_id, slot, parsed.rows, scores, (time.perf_counter() - started) * 1000
             )
-            return JSONResponse(body), slot.version
+            content, header_length = encode_infer_response(body, parsed.binary)
+            if header_length is None:
+                return Response(content, media_type="application/json"), slot.version
+            answer = Response(content, media_type=BINARY_MEDIA_TYPE)
+            answer.headers[HEADER_LENGTH] = str(header_length)
+            return answer, slot.version
 
         return await self._handle(request, name, "v2_infer", "predict", work)
 
     # -- operations ------------------------------------------------------------------------
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={**_TEXT_200, **error_responses(401, 403, 429, 500, 504)},
+    )
     async def prometheus(self, request: Request) -> Any:
         """Prometheus text format: this project's and Serve's series, from every node."""
         from ray_mlops.serve.telemetry import scrape_metrics
 
-        async def work(req: Request, request_id: str) -> tuple[PlainTextResponse, str]:
+        async def work(req: Request, request_id: str) -> tuple[Response, str]:
             text = await asyncio.to_thread(scrape_metrics)
             return PlainTextResponse(text, media_type="text/plain; version=0.0.4"), ""
 
@@ -503,6 +670,40 @@ class ModelServer:
             "replica": self.replica,
             "pid": os.getpid(),
         }
+
+    @api.api_route(
+        "/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    async def unrouted(self, path: str, request: Request) -> Any:
+        """Any other path or method: 404, or 405 naming the methods the path takes.
+
+        Declared last, so it only sees what no other route took; answering here rather than
+        in Starlette's router counts these answers in ``requests_total`` too.
+        """
+        allowed = sorted(
+            method
+            for route in _routes(request.app.router.routes)
+            if route.matches(request.scope)[0] is Match.PARTIAL
+            for method in getattr(route, "methods", None) or ()
+        )
+        if allowed:
+            error = RequestError(
+                405,
+                f"{request.url.path} takes {', '.join(allowed)}, not {request.method}",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        else:
+            error = RequestError(404, f"no API at {request.url.path}; see /docs")
+        return await self._refuse(request, "unrouted", error)
+
+    async def _refuse(self, request: Request, route: str, error: RequestError) -> Response:
+        """Answer ``error`` before any other check (no key needed), counted like the rest."""
+        started = time.perf_counter()
+        response = error_response(error)
+        self.metrics.request(route, error.status, "", (time.perf_counter() - started) * 1000)
+        return response
 
     def check_health(self) -> None:
         """Serve's health check: a replica without its champion is replaced."""

@@ -3,8 +3,10 @@
 A request carries one tensor per input column; this module checks the tensors' structure
 (names, datatypes, shapes, lengths), then hands the rows to :func:`checked_rows`, so a value
 is accepted or refused exactly as in a ``{"records": [...]}`` request and the frame has the
-same dtypes. Only JSON tensor data is supported, not the binary-data or shared-memory
-extensions.
+same dtypes. Tensor data comes as JSON or in the binary tensor data extension
+(:mod:`ray_mlops.serve.tensors`), which ``tritonclient`` uses by default; answers are JSON or
+binary per output, as the request asks. The shared-memory extension cannot work across
+machines and is refused.
 
 Example:
     >>> schema = InputSchema(numeric=["age"], categorical=["sex"], order=["age", "sex"])
@@ -23,27 +25,47 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pandas as pd
 
-from ray_mlops.serve.schema import InputSchema, RequestError, RequestRows, checked_rows
+from ray_mlops.serve.answers import encode_json
+from ray_mlops.serve.schema import (
+    InputSchema,
+    RequestError,
+    RequestRows,
+    checked_rows,
+    describe,
+)
 from ray_mlops.serve.scores import Scores
+from ray_mlops.serve.tensors import (
+    FIXED_DATATYPES,
+    TEXT_DATATYPE,
+    TensorDataError,
+    decode_tensor,
+    encode_tensor,
+)
 
 PLATFORM = "ray-mlops"
+# The protocol extensions this server implements, as GET /v2 names them (Triton's names).
+EXTENSIONS = ("binary_tensor_data",)
 PREDICTION_OUTPUT = "prediction"
 PROBABILITIES_OUTPUT = "probabilities"
-NUMERIC_DATATYPES = frozenset({"FP64", "FP32", "INT64", "INT32"})
-INTEGER_DATATYPES = frozenset({"INT64", "INT32"})
-TEXT_DATATYPE = "BYTES"
+# Every numeric datatype of the protocol; BOOL is not a number here, as in JSON records.
+NUMERIC_DATATYPES = frozenset(FIXED_DATATYPES.keys() - {"BOOL"} | {"BF16"})
+INTEGER_DATATYPES = frozenset(d for d in NUMERIC_DATATYPES if "INT" in d)
 
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
-# Parameters that move tensor data out of the JSON body; honouring them needs the raw body.
-_OUT_OF_BAND_PARAMETERS = ("binary_data_size", "shared_memory_region")
+BINARY_SIZE = "binary_data_size"
+# Request parameter: every output in binary unless an output says otherwise.
+BINARY_OUTPUT = "binary_data_output"
+# Output parameter: this output in binary (true) or JSON (false).
+BINARY_DATA = "binary_data"
+_SHARED_MEMORY = "shared_memory_region"
 # Same cap as checked_rows: a client fixes a few errors at a time; a huge body stays cheap.
 _MAX_ERRORS = 50
 
@@ -56,11 +78,21 @@ class InferRequest:
         id: The client's request id, echoed in the response; ``None`` when not given.
         rows: One row per instance, checked as by :func:`checked_rows`.
         outputs: Output names to return, in the requested order; ``None`` for all.
+        binary_outputs: Output names to return as binary data, whether asked for by name or
+            by the request's ``binary_data_output``; all outputs when ``outputs`` is None
+            and this holds ``"*"``.
+        positions: Each column's place in ``inputs``, for errors found later.
     """
 
     id: str | None
     rows: RequestRows
     outputs: list[str] | None
+    binary_outputs: frozenset[str] = frozenset()
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def binary(self, output: str) -> bool:
+        """Whether ``output`` goes out as binary data."""
+        return output in self.binary_outputs or "*" in self.binary_outputs
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -88,14 +120,23 @@ def output_names(labels: list[str] | None) -> list[str]:
     return [PREDICTION_OUTPUT] if labels is None else [PREDICTION_OUTPUT, PROBABILITIES_OUTPUT]
 
 
+def server_metadata(version: str) -> dict[str, Any]:
+    """The body of ``GET /v2``: the server's name, version and protocol extensions.
+
+    Args:
+        version: The ray-mlops version.
+    """
+    return {"name": PLATFORM, "version": version, "extensions": list(EXTENSIONS)}
+
+
 def model_metadata(
-    name: str, version: str, schema: InputSchema, labels: list[str] | None
+    name: str, versions: list[str], schema: InputSchema, labels: list[str] | None
 ) -> dict[str, Any]:
-    """The body of ``GET /v2/models/{name}``.
+    """The body of ``GET /v2/models/{name}[/versions/{version}]``.
 
     Args:
         name: Registered model name.
-        version: Registered model version being served.
+        versions: Registered model versions served (the champion's first).
         schema: The model's input columns.
         labels: Class labels of a classifier; ``None`` for regression.
 
@@ -119,7 +160,7 @@ def model_metadata(
         )
     return {
         "name": name,
-        "versions": [version],
+        "versions": versions,
         "platform": PLATFORM,
         "inputs": inputs,
         "outputs": outputs,
@@ -132,15 +173,18 @@ def parse_infer_request(
     max_records: int,
     *,
     known_outputs: Sequence[str] = (PREDICTION_OUTPUT, PROBABILITIES_OUTPUT),
+    binary: bytes | None = None,
 ) -> InferRequest:
     """Validate a ``POST /v2/models/{name}/infer`` body and return its rows as a frame.
 
     Args:
-        payload: The decoded JSON body.
+        payload: The decoded JSON body (the JSON header of a binary request).
         schema: The model's input columns; one tensor is expected per column.
         max_records: Most rows one request may carry.
         known_outputs: Output names a request may ask for; pass :func:`output_names` of the
             served model so that a regression model refuses ``probabilities``.
+        binary: The bytes after the JSON header of a binary request
+            (:func:`~ray_mlops.serve.tensors.split_body`); None for a JSON-only body.
 
     Returns:
         The request id, the typed frame and the requested outputs.
@@ -161,10 +205,16 @@ def parse_infer_request(
     ]
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        errors.append({"loc": ["body", "id"], "msg": f"expected a string, got {request_id!r}"})
-    outputs, output_errors = _requested_outputs(payload.get("outputs"), known_outputs)
-    columns, tensor_errors = _column_tensors(payload["inputs"], schema)
-    errors += output_errors + tensor_errors
+        errors.append(
+            {"loc": ["body", "id"], "msg": f"expected a string, got {describe(request_id)}"}
+        )
+    binary_default, parameter_errors = _request_parameters(payload.get("parameters", {}))
+    outputs, binary_outputs, output_errors = _requested_outputs(
+        payload.get("outputs"), known_outputs, binary_default
+    )
+    raw, binary_errors = _binary_parts(payload["inputs"], binary)
+    columns, tensor_errors = _column_tensors(payload["inputs"], schema, raw)
+    errors += parameter_errors + output_errors + binary_errors + tensor_errors
     if errors:
         raise RequestError(422, _summary(errors, "invalid field"), errors[:_MAX_ERRORS])
     rows = len(next(iter(columns.values())).data) if columns else 0
@@ -177,7 +227,11 @@ def parse_infer_request(
             [{"loc": ["body", "inputs"], "msg": "expected at least one row"}],
         )
     return InferRequest(
-        id=request_id, rows=_checked_rows(columns, schema, max_records), outputs=outputs
+        id=request_id,
+        rows=_checked_rows(columns, schema, max_records),
+        outputs=outputs,
+        binary_outputs=binary_outputs,
+        positions={name: tensor.position for name, tensor in columns.items()},
     )
 
 
@@ -211,7 +265,7 @@ def infer_response(
         raise RequestError(
             422,
             f"this model does not produce output(s) {missing}; it produces {available}",
-            [{"loc": ["body", "outputs"], "msg": f"unknown output {m!r}"} for m in missing],
+            [{"loc": ["body", "outputs"], "msg": f"unknown output {describe(m)}"} for m in missing],
         )
     rows = len(scores)
     tensors: list[dict[str, Any]] = []
@@ -247,6 +301,33 @@ def infer_response(
     return body
 
 
+def encode_infer_response(
+    body: dict[str, Any], binary: Callable[[str], bool]
+) -> tuple[bytes, int | None]:
+    """The bytes of an inference answer, with the outputs ``binary`` picks as binary data.
+
+    Args:
+        body: An answer from :func:`infer_response` (it is changed: binary outputs lose
+            their ``data`` and gain a ``binary_data_size``).
+        binary: Whether an output, by name, goes out as binary data
+            (:meth:`InferRequest.binary`).
+
+    Returns:
+        The body, and the length of its JSON header when binary data follows it (the
+        ``Inference-Header-Content-Length`` to send); None for a JSON-only answer.
+    """
+    parts: list[bytes] = []
+    for output in body["outputs"]:
+        if binary(output["name"]):
+            raw = encode_tensor(output["datatype"], output.pop("data"))
+            output.setdefault("parameters", {})[BINARY_SIZE] = len(raw)
+            parts.append(raw)
+    header = encode_json(body)
+    if not parts:
+        return header, None
+    return header + b"".join(parts), len(header)
+
+
 def _column_datatype(column: str, schema: InputSchema) -> str:
     return "FP64" if column in schema.numeric else TEXT_DATATYPE
 
@@ -255,17 +336,41 @@ def _summary(errors: list[dict[str, Any]], what: str) -> str:
     return f"{len(errors)} {what}(s): " + "; ".join(e["msg"] for e in errors[:3])
 
 
+def _request_parameters(parameters: Any) -> tuple[bool, list[dict[str, Any]]]:
+    """The request's ``binary_data_output`` (False when absent); errors when malformed.
+
+    Other parameters (tritonclient's ``timeout``, ``priority``, custom ones) are ignored.
+    """
+    where: list[Any] = ["body", "parameters"]
+    if not isinstance(parameters, dict):
+        return False, [{"loc": where, "msg": "expected an object"}]
+    binary = parameters.get(BINARY_OUTPUT, False)
+    if not isinstance(binary, bool):
+        return False, [
+            {
+                "loc": [*where, BINARY_OUTPUT],
+                "msg": f"expected true or false, got {describe(binary)}",
+            }
+        ]
+    return binary, []
+
+
 def _requested_outputs(
-    outputs: Any, known: Sequence[str]
-) -> tuple[list[str] | None, list[dict[str, Any]]]:
-    """The requested output names, or None for all; errors for malformed or unknown ones."""
+    outputs: Any, known: Sequence[str], binary_default: bool
+) -> tuple[list[str] | None, frozenset[str], list[dict[str, Any]]]:
+    """The requested output names (None for all), those wanted in binary, and errors."""
     # An empty list reads as no choice (tritonclient sends none then), not as "return nothing".
     if outputs is None or outputs == []:
-        return None, []
+        return None, frozenset({"*"} if binary_default else ()), []
     where: list[Any] = ["body", "outputs"]
     if not isinstance(outputs, list):
-        return None, [{"loc": where, "msg": "expected a list of {'name': ...} objects"}]
+        return (
+            None,
+            frozenset(),
+            [{"loc": where, "msg": "expected a list of {'name': ...} objects"}],
+        )
     names: list[str] = []
+    binary: set[str] = set()
     errors: list[dict[str, Any]] = []
     for i, output in enumerate(outputs):
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
@@ -273,50 +378,107 @@ def _requested_outputs(
             continue
         name = output["name"]
         errors += [
-            {"loc": [*where, i, key], "msg": f"output {name!r}: unknown field"}
+            {"loc": [*where, i, key], "msg": f"output {describe(name)}: unknown field"}
             for key in sorted(set(output) - _OUTPUT_KEYS, key=str)
         ]
         parameters = output.get("parameters", {})
         if not isinstance(parameters, dict):
             errors.append({"loc": [*where, i, "parameters"], "msg": "expected an object"})
+        elif not isinstance(parameters.get(BINARY_DATA, binary_default), bool):
+            errors.append(
+                {
+                    "loc": [*where, i, "parameters", BINARY_DATA],
+                    "msg": f"output {describe(name)}: expected true or false",
+                }
+            )
         elif "classification" in parameters:
             # Triton's classification extension would change the output's meaning: refuse it
             # rather than answer something the client did not ask for.
             errors.append(
                 {
                     "loc": [*where, i, "parameters"],
-                    "msg": f"output {name!r}: the classification extension is not supported",
+                    "msg": f"output {describe(name)}: the classification extension is not supported",
                 }
             )
         if name not in known:
             errors.append(
                 {
                     "loc": [*where, i, "name"],
-                    "msg": f"unknown output {name!r}; known: {list(known)}",
+                    "msg": f"unknown output {describe(name)}; known: {list(known)}",
                 }
             )
         elif name in names:
-            errors.append({"loc": [*where, i, "name"], "msg": f"duplicate output {name!r}"})
+            errors.append({"loc": [*where, i, "name"], "msg": f"duplicate output {describe(name)}"})
         else:
             names.append(name)
-    return names, errors
+            if isinstance(parameters, dict) and parameters.get(BINARY_DATA, binary_default):
+                binary.add(name)
+    return names, frozenset(binary), errors
+
+
+def _binary_parts(
+    tensors: list[Any], binary: bytes | None
+) -> tuple[dict[int, bytes], list[dict[str, Any]]]:
+    """Each binary input's bytes, by its place in ``inputs``, cut from the binary part in order.
+
+    The sizes are read first, from every tensor that declares one, so that one malformed
+    tensor does not shift the bytes of those after it.
+    """
+    parts: dict[int, bytes] = {}
+    errors: list[dict[str, Any]] = []
+    offset = 0
+    for i, tensor in enumerate(tensors):
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if not isinstance(parameters, dict) or BINARY_SIZE not in parameters:
+            continue
+        where: list[Any] = ["body", "inputs", i, "parameters"]
+        name = describe(tensor.get("name"))
+        size = parameters[BINARY_SIZE]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            errors.append(
+                {
+                    "loc": [*where, BINARY_SIZE],
+                    "msg": f"tensor {name}: expected a byte count, got {describe(size)}",
+                }
+            )
+            continue
+        if binary is None:
+            errors.append(
+                {
+                    "loc": where,
+                    "msg": f"tensor {name}: {BINARY_SIZE} needs a binary body, with the "
+                    "Inference-Header-Content-Length header giving its JSON part's length",
+                }
+            )
+            continue
+        parts[i] = binary[offset : offset + size]
+        offset += size
+    if binary is not None and offset != len(binary):
+        errors.append(
+            {
+                "loc": ["body", "inputs"],
+                "msg": f"the binary part holds {len(binary)} bytes; the tensors' "
+                f"{BINARY_SIZE} add up to {offset}",
+            }
+        )
+    return parts, errors
 
 
 def _column_tensors(
-    tensors: list[Any], schema: InputSchema
+    tensors: list[Any], schema: InputSchema, raw: dict[int, bytes]
 ) -> tuple[dict[str, _Tensor], list[dict[str, Any]]]:
     """Each column's tensor index and flat data; errors for the tensors' structure."""
     columns: dict[str, _Tensor] = {}
     errors: list[dict[str, Any]] = []
     for i, tensor in enumerate(tensors):
-        data, tensor_errors = _tensor_data(i, tensor, schema)
+        data, tensor_errors = _tensor_data(i, tensor, schema, raw.get(i))
         errors += tensor_errors
         if data is None:
             continue
         name = tensor["name"]
         if name in columns:
             errors.append(
-                {"loc": ["body", "inputs", i, "name"], "msg": f"duplicate tensor {name!r}"}
+                {"loc": ["body", "inputs", i, "name"], "msg": f"duplicate tensor {describe(name)}"}
             )
         else:
             columns[name] = _Tensor(i, tensor["datatype"], data)
@@ -325,7 +487,7 @@ def _column_tensors(
         t.get("name") for t in tensors if isinstance(t, dict) and isinstance(t.get("name"), str)
     }
     errors += [
-        {"loc": ["body", "inputs"], "msg": f"missing tensor {column!r}"}
+        {"loc": ["body", "inputs"], "msg": f"missing tensor {describe(column)}"}
         for column in schema.order
         if column not in named
     ]
@@ -335,7 +497,7 @@ def _column_tensors(
         errors += [
             {
                 "loc": ["body", "inputs", tensor.position, "shape"],
-                "msg": f"tensor {name!r} has {len(tensor.data)} rows; tensor {first!r} has "
+                "msg": f"tensor {describe(name)} has {len(tensor.data)} rows; tensor {describe(first)} has "
                 f"{len(reference.data)}",
             }
             for name, tensor in columns.items()
@@ -345,21 +507,29 @@ def _column_tensors(
 
 
 def _tensor_data(
-    index: int, tensor: Any, schema: InputSchema
+    index: int, tensor: Any, schema: InputSchema, raw: bytes | None
 ) -> tuple[list[Any] | None, list[dict[str, Any]]]:
-    """The tensor's data as a flat list, or None with the reasons it is malformed."""
+    """The tensor's data as a flat list, or None with the reasons it is malformed.
+
+    ``raw`` is its binary data when it declared a ``binary_data_size``.
+    """
     where: list[Any] = ["body", "inputs", index]
     if not isinstance(tensor, dict):
         return None, [{"loc": where, "msg": f"expected an object, got {type(tensor).__name__}"}]
     name = tensor.get("name")
     if not isinstance(name, str):
-        return None, [{"loc": [*where, "name"], "msg": f"expected a tensor name, got {name!r}"}]
+        return None, [
+            {"loc": [*where, "name"], "msg": f"expected a tensor name, got {describe(name)}"}
+        ]
     if name not in schema.order:
         return None, [
-            {"loc": [*where, "name"], "msg": f"unknown tensor {name!r}; inputs: {schema.order}"}
+            {
+                "loc": [*where, "name"],
+                "msg": f"unknown tensor {describe(name)}; inputs: {schema.order}",
+            }
         ]
     errors = [
-        {"loc": [*where, key], "msg": f"tensor {name!r}: unknown field"}
+        {"loc": [*where, key], "msg": f"tensor {describe(name)}: unknown field"}
         for key in sorted(set(tensor) - _TENSOR_KEYS, key=str)
     ]
     errors += _datatype_errors(where, name, tensor.get("datatype"), schema)
@@ -369,14 +539,17 @@ def _tensor_data(
         errors.append(
             {
                 "loc": [*where, "shape"],
-                "msg": f"tensor {name!r}: expected shape [n] or [n, 1], got "
-                f"{tensor.get('shape')!r}",
+                "msg": f"tensor {describe(name)}: expected shape [n] or [n, 1], got "
+                f"{describe(tensor.get('shape'))}",
             }
         )
+    parameters = tensor.get("parameters")
+    if raw is not None or (isinstance(parameters, dict) and BINARY_SIZE in parameters):
+        return _binary_data(where, name, tensor, raw, shape, errors)
     data = tensor.get("data")
     if not isinstance(data, list):
         errors.append(
-            {"loc": [*where, "data"], "msg": f"tensor {name!r}: expected a list of values"}
+            {"loc": [*where, "data"], "msg": f"tensor {describe(name)}: expected a list of values"}
         )
         return None, errors
     flat = _flatten(data)
@@ -384,18 +557,21 @@ def _tensor_data(
         errors.append(
             {
                 "loc": [*where, "data"],
-                "msg": f"tensor {name!r}: expected a flat list, or one-element lists",
+                "msg": f"tensor {describe(name)}: expected a flat list, or one-element lists",
             }
         )
     elif shape is not None and flat is not data and len(shape) != 2:
         errors.append(
-            {"loc": [*where, "data"], "msg": f"tensor {name!r}: nested data needs shape [n, 1]"}
+            {
+                "loc": [*where, "data"],
+                "msg": f"tensor {describe(name)}: nested data needs shape [n, 1]",
+            }
         )
     elif shape is not None and shape[0] != len(flat):
         errors.append(
             {
                 "loc": [*where, "shape"],
-                "msg": f"tensor {name!r}: shape {shape} does not match {len(flat)} values",
+                "msg": f"tensor {describe(name)}: shape {shape} does not match {len(flat)} values",
             }
         )
     return (flat if not errors else None), errors
@@ -410,20 +586,63 @@ def _datatype_errors(
     return [
         {
             "loc": [*where, "datatype"],
-            "msg": f"tensor {name!r}: datatype {datatype!r} is not one of {allowed}",
+            "msg": f"tensor {describe(name)}: datatype {describe(datatype)} is not one of {allowed}",
         }
     ]
 
 
+def _binary_data(
+    where: list[Any],
+    name: str,
+    tensor: dict[str, Any],
+    raw: bytes | None,
+    shape: list[int] | None,
+    errors: list[dict[str, Any]],
+) -> tuple[list[Any] | None, list[dict[str, Any]]]:
+    """A binary tensor's elements; NaN in a float tensor is a missing value.
+
+    Binary data has no ``null``: NaN is the only way it can say "missing", so here (unlike
+    in JSON, which has ``null``) it reads as missing.
+    """
+    if "data" in tensor:
+        errors.append(
+            {
+                "loc": [*where, "data"],
+                "msg": f"tensor {describe(name)}: has both 'data' and a {BINARY_SIZE}",
+            }
+        )
+    if raw is None or errors:
+        return None, errors  # the size's own error is reported by _binary_parts
+    try:
+        array = decode_tensor(tensor["datatype"], raw)
+    except TensorDataError as exc:
+        return None, [
+            {"loc": [*where, "parameters", BINARY_SIZE], "msg": f"tensor {describe(name)}: {exc}"}
+        ]
+    if shape is not None and shape[0] != len(array):
+        return None, [
+            {
+                "loc": [*where, "shape"],
+                "msg": f"tensor {describe(name)}: shape {shape} does not match the "
+                f"{len(array)} values of its binary data",
+            }
+        ]
+    if array.dtype.kind == "f":
+        return [None if v != v else v for v in array.tolist()], []
+    return array.tolist(), []
+
+
 def _parameter_errors(where: list[Any], name: str, parameters: Any) -> list[dict[str, Any]]:
     if not isinstance(parameters, dict):
-        return [{"loc": [*where, "parameters"], "msg": f"tensor {name!r}: expected an object"}]
-    if any(key in parameters for key in _OUT_OF_BAND_PARAMETERS):
+        return [
+            {"loc": [*where, "parameters"], "msg": f"tensor {describe(name)}: expected an object"}
+        ]
+    if _SHARED_MEMORY in parameters:
         return [
             {
                 "loc": [*where, "parameters"],
-                "msg": f"tensor {name!r}: binary and shared-memory data are not supported; "
-                "send the values in 'data' (tritonclient: binary_data=False)",
+                "msg": f"tensor {describe(name)}: the shared-memory extension is not supported "
+                "(the server runs on other machines); send the values in the body",
             }
         ]
     return []
@@ -486,13 +705,13 @@ def _number_errors(column: str, tensor: _Tensor) -> list[dict[str, Any]]:
         if math.isnan(value):
             msg = "expected a finite number, got NaN (send null for a missing value)"
         elif integer:
-            msg = f"expected an integer ({tensor.datatype}), got {value!r}"
+            msg = f"expected an integer ({tensor.datatype}), got {describe(value)}"
         else:
             continue
         errors.append(
             {
                 "loc": ["body", "inputs", tensor.position, "data", row],
-                "msg": f"tensor {column!r} row {row}: {msg}",
+                "msg": f"tensor {describe(column)} row {row}: {msg}",
             }
         )
     return errors
@@ -510,5 +729,5 @@ def _tensor_loc(error: dict[str, Any], columns: dict[str, _Tensor]) -> dict[str,
     row, column = loc[2], loc[3]
     return {
         "loc": ["body", "inputs", columns[column].position, "data", row],
-        "msg": f"tensor {column!r} row {row}: {error['msg']}",
+        "msg": f"tensor {describe(column)} row {row}: {error['msg']}",
     }

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ray_mlops.features.primitives import datetime_values
+
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 5
 
 
 class RequestError(Exception):
@@ -73,11 +79,58 @@ class InputSchema:
 
 
 def parse_body(body: bytes) -> Any:
-    """JSON from the request body, or a 400."""
+    """JSON from the request body, or a 400.
+
+    Beyond syntax errors and bad UTF-8 (``ValueError``), the parser refuses integers of more
+    than 4300 digits (``ValueError`` too) and recurses once per nesting level
+    (``RecursionError``): each is the client's doing, so each is a 400.
+    """
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise RequestError(400, f"request body is not valid JSON: {describe(exc)}") from None
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body decompressed per its ``Content-Encoding`` (gzip or deflate), within ``limit``.
+
+    Decompression stops one byte past ``limit``, so a small "zip bomb" cannot expand in
+    memory. tritonclient sends these with ``request_compression_algorithm``.
+
+    Raises:
+        RequestError: 415 for another encoding, 413 over ``limit`` once expanded, 400 when
+            the data is not what the encoding says.
+    """
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    # zlib's window bits: 16 + 15 reads a gzip member, 15 a zlib stream (HTTP's "deflate").
+    wbits = {"gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}.get(name)
+    if wbits is None:
+        raise RequestError(
+            415, f"Content-Encoding {describe(encoding)} is not supported; use gzip or deflate"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(400, f"request body is not valid {name} data: {exc}") from None
+    if len(data) > limit:
+        raise RequestError(413, f"request body expands to over {limit} bytes, the limit")
+    if not inflater.eof:
+        raise RequestError(400, f"request body is truncated {name} data")
+    return data
+
+
+def describe(value: Any) -> str:
+    """A short ``repr`` of a client's value for an error message.
+
+    Nested containers are cut a few levels down and long text is shortened, so a message
+    stays small and its ``repr`` cannot recurse through a deeply nested value.
+    """
+    return _SHORT.repr(value)
 
 
 @dataclass(frozen=True)
@@ -256,7 +309,9 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append({"loc": [*where, column], "msg": f"expected a number, got {value!r}"})
+            errors.append(
+                {"loc": [*where, column], "msg": f"expected a number, got {describe(value)}"}
+            )
         elif (isinstance(value, float) and not math.isfinite(value)) or (
             isinstance(value, int) and not _fits_float(value)
         ):
@@ -266,14 +321,19 @@ def _record_errors(index: int, record: Any, schema: InputSchema) -> list[dict[st
     for column in schema.categorical:
         value = record.get(column)
         if value is not None and not isinstance(value, str):
-            errors.append({"loc": [*where, column], "msg": f"expected a string, got {value!r}"})
+            errors.append(
+                {"loc": [*where, column], "msg": f"expected a string, got {describe(value)}"}
+            )
     for column in schema.datetime:
         value = record.get(column)
         if value is None:
             continue
         if not isinstance(value, str) or pd.isna(datetime_values(pd.Series([value]))[0]):
             errors.append(
-                {"loc": [*where, column], "msg": f"expected an ISO 8601 time, got {value!r}"}
+                {
+                    "loc": [*where, column],
+                    "msg": f"expected an ISO 8601 time, got {describe(value)}",
+                }
             )
     return errors
 

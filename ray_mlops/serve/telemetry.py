@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-PREFIXES = ("ray_ray_mlops_", "ray_serve_")
+# Ray's metrics agent exports every ray.util.metrics series as "ray_" + its name (its
+# Prometheus namespace is "ray", not configurable), so "mlops_requests" is scraped as
+# "ray_mlops_requests_total".
+PREFIXES = ("ray_mlops_", "ray_serve_")
 LATENCY_BUCKETS_MS = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4]
 BATCH_BUCKETS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
 
@@ -26,39 +29,39 @@ class ServerMetrics:
         metrics: Any = serve_metrics
         self.model = model_name
         self.requests = metrics.Counter(
-            "ray_mlops_requests",
+            "mlops_requests",
             description="Requests answered, by route, HTTP status and model version.",
             tag_keys=("model", "route", "status", "version"),
         )
         self.latency = metrics.Histogram(
-            "ray_mlops_request_latency_ms",
+            "mlops_request_latency_ms",
             description="Time from request to response inside the replica, in ms.",
             boundaries=LATENCY_BUCKETS_MS,
             tag_keys=("model", "route"),
         )
         self.batch_size = metrics.Histogram(
-            "ray_mlops_batch_size",
+            "mlops_batch_size",
             description="Requests per model call (serve.batch).",
             boundaries=BATCH_BUCKETS,
             tag_keys=("model",),
         )
         self.version = metrics.Gauge(
-            "ray_mlops_model_version",
+            "mlops_model_version",
             description="The model version each alias serves on this replica.",
             tag_keys=("model", "alias"),
         )
         self.replica_up = metrics.Gauge(
-            "ray_mlops_replica_up",
+            "mlops_replica_up",
             description="1 per live model replica: their sum is the replica count.",
             tag_keys=("model",),
         )
         self.capture_dropped = metrics.Counter(
-            "ray_mlops_capture_dropped",
+            "mlops_capture_dropped",
             description="Captured records dropped because the buffer was full or a write failed.",
             tag_keys=("model",),
         )
         self.shadow_errors = metrics.Counter(
-            "ray_mlops_shadow_errors",
+            "mlops_shadow_errors",
             description="Shadow predictions of the challenger that failed (callers never see them).",
             tag_keys=("model",),
         )

@@ -242,20 +242,11 @@ def test_rate_limit_answers_429_with_retry_after(
     assert _post(served, body).status_code == 200
 
 
-def test_open_inference_protocol_v2_from_tritonclient(
-    served: ServedModel, champion: str, adult_sample: pd.DataFrame
-) -> None:
+def _triton_inputs(meta: dict[str, Any], frame: pd.DataFrame, binary: bool = True) -> list[Any]:
+    """One tensor per input column, set as tritonclient does by default (binary data)."""
     import numpy as np
     import tritonclient.http as triton
 
-    client = triton.InferenceServerClient(url=served.base_url.removeprefix("http://"))
-    headers = _auth()
-    assert client.is_server_live(headers=headers) and client.is_server_ready(headers=headers)
-    assert client.is_model_ready(MODEL, headers=headers)
-    meta = client.get_model_metadata(MODEL, headers=headers)
-    assert meta["versions"] == [champion]
-    records = _records(adult_sample, 12)
-    frame = pd.DataFrame.from_records(records)
     inputs = []
     for spec in meta["inputs"]:
         values = frame[spec["name"]]
@@ -264,21 +255,137 @@ def test_open_inference_protocol_v2_from_tritonclient(
         else:
             array = values.astype("float64").to_numpy()
         tensor = triton.InferInput(spec["name"], [len(array)], spec["datatype"])
-        tensor.set_data_from_numpy(array, binary_data=False)
+        tensor.set_data_from_numpy(array, binary_data=binary)
         inputs.append(tensor)
-    outputs = [triton.InferRequestedOutput(o["name"], binary_data=False) for o in meta["outputs"]]
-    result = client.infer(MODEL, inputs, outputs=outputs, headers=headers)
+    return inputs
+
+
+def test_tritonclient_works_unchanged_with_its_defaults(
+    served: ServedModel, champion: str, adult_sample: pd.DataFrame
+) -> None:
+    """Every call of the Open Inference Protocol's REST API, as tritonclient makes it by
+    default: binary tensors in and out (the binary data extension)."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=served.base_url.removeprefix("http://"))
+    headers = _auth()
+    assert client.is_server_live(headers=headers) and client.is_server_ready(headers=headers)
+    server = client.get_server_metadata(headers=headers)
+    assert server["name"] == "ray-mlops" and "binary_tensor_data" in server["extensions"]
+    assert client.is_model_ready(MODEL, headers=headers)
+    assert client.is_model_ready(MODEL, champion, headers=headers)
+    assert not client.is_model_ready(MODEL, "999", headers=headers)
+    meta = client.get_model_metadata(MODEL, headers=headers)
+    assert meta["versions"] == [champion]
+    assert client.get_model_metadata(MODEL, champion, headers=headers)["inputs"] == meta["inputs"]
+    with pytest.raises(InferenceServerException, match=r"version '999'.*not served"):
+        client.get_model_metadata(MODEL, "999", headers=headers)
+
+    records = _records(adult_sample, 12)
+    frame = pd.DataFrame.from_records(records)
     rest = _post(
         served, {"records": [{**r, "workclass": r["workclass"] or ""} for r in records]}
     ).json()
-    assert [
-        p.decode() if isinstance(p, bytes) else p for p in result.as_numpy("prediction")
-    ] == rest["predictions"]
-    probabilities = result.as_numpy("probabilities")
-    assert probabilities.shape == (12, 2)
-    assert probabilities[:, 1] == pytest.approx(
-        [p[">50K"] for p in rest["probabilities"]], abs=1e-12
+    for version in ("", champion):
+        # A fresh dict each call: infer() adds its Inference-Header-Content-Length to it.
+        result = client.infer(
+            MODEL, _triton_inputs(meta, frame), model_version=version, headers=_auth()
+        )
+        assert result.get_response()["outputs"][0]["parameters"]["binary_data_size"] > 0
+        assert [p.decode() for p in result.as_numpy("prediction")] == rest["predictions"]
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (12, 2)
+        assert probabilities[:, 1] == pytest.approx(
+            [p[">50K"] for p in rest["probabilities"]], abs=1e-12
+        )
+    # JSON tensors and JSON outputs, asked for by name, give the same answers.
+    outputs = [triton.InferRequestedOutput(o["name"], binary_data=False) for o in meta["outputs"]]
+    as_json = client.infer(
+        MODEL, _triton_inputs(meta, frame, binary=False), outputs=outputs, headers=_auth()
     )
+    assert "data" in as_json.get_response()["outputs"][0]
+    assert as_json.as_numpy("prediction").tolist() == rest["predictions"]
+    # A client's mistake reaches it as the server's message, in the protocol's error body.
+    with pytest.raises(InferenceServerException, match="missing tensor 'sex'"):
+        inputs = [t for t in _triton_inputs(meta, frame) if t.name() != "sex"]
+        client.infer(MODEL, inputs, headers=_auth())
+
+
+def _oip_tensors(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record as OIP v2 JSON tensors, one per column."""
+    return [
+        {
+            "name": column,
+            "shape": [1],
+            "datatype": "FP64" if isinstance(value, float | int) else "BYTES",
+            "data": [value],
+        }
+        for column, value in record.items()
+    ]
+
+
+def test_out_of_range_numbers_and_deep_nesting_are_4xx_not_500(
+    served: ServedModel, adult_sample: pd.DataFrame
+) -> None:
+    """The two client mistakes that were 500s: a number the model's arithmetic overflows on
+    (1e300, finite in JSON) and JSON nested 5,000 levels deep."""
+    good = _records(adult_sample, 2)
+    huge = _post(served, {"records": [good[0], {**good[1], "age": 1e300}]})
+    assert huge.status_code == 422, huge.text
+    assert huge.json()["details"][0]["loc"] == ["body", "records", 1, "age"]
+    assert "age=1e+300" in huge.json()["error"]
+    tensors = _oip_tensors({**good[0], "age": 1e300})
+    infer = requests.post(
+        served.predict_url.replace("v1/models", "v2/models").replace(":predict", "/infer"),
+        json={"inputs": tensors},
+        headers=_auth(),
+        timeout=30,
+    )
+    assert infer.status_code == 422 and "age=1e+300" in infer.json()["error"], infer.text
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"records": [' * 1000, b"1" * 5000):
+        nested = requests.post(served.predict_url, data=body, headers=_auth(), timeout=30)
+        assert nested.status_code == 400, nested.text
+        assert "not valid JSON" in nested.json()["error"]
+
+
+def test_wrong_methods_and_paths_are_405_and_404_in_the_error_body(
+    served: ServedModel,
+) -> None:
+    """A GET on the predict path is a 405 (it was a 404 naming model 'x:predict'); every
+    refusal has the one error body, and each answer one X-Request-ID."""
+    get_predict = requests.get(served.predict_url, headers=_auth(), timeout=30)
+    assert get_predict.status_code == 405, get_predict.text
+    assert get_predict.headers["Allow"] == "POST"
+    assert get_predict.json() == {"error": f"/v1/models/{MODEL}:predict takes POST", "details": []}
+    get_infer = requests.get(f"{served.base_url}/v2/models/{MODEL}/infer", timeout=30)
+    assert get_infer.status_code == 405 and get_infer.headers["Allow"] == "POST"
+    assert set(get_infer.json()) == {"error", "details"} and "POST" in get_infer.json()["error"]
+    nowhere = requests.get(f"{served.base_url}/v3/models", timeout=30)
+    assert nowhere.status_code == 404 and nowhere.json()["error"].startswith("no API at /v3")
+    for given in (None, "my-request-7"):
+        sent = {} if given is None else {"X-Request-ID": given}
+        answer = requests.get(
+            f"{served.base_url}/v1/models/{MODEL}", headers=_auth() | sent, timeout=30
+        )
+        ids = answer.raw.headers.getlist("X-Request-ID")
+        assert answer.status_code == 200 and len(ids) == 1, ids
+        assert given is None or ids == [given]
+
+
+def test_openapi_documents_the_error_answers_and_metrics_as_text(served: ServedModel) -> None:
+    document = requests.get(f"{served.base_url}/openapi.json", timeout=30).json()
+    predict = document["paths"]["/v1/models/{name}:predict"]["post"]["responses"]
+    assert {"400", "404", "413", "422", "429"} <= set(predict)
+    error_schema = predict["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_schema.endswith("/ErrorBody")
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    assert {"400", "404", "413", "422"} <= set(infer["responses"])
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+    assert "/v2/models/{name}/versions/{version}/infer" in document["paths"]
+    assert "/v2" in document["paths"]
+    metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
 
 
 def test_metrics_export_requests_latency_batches_and_version(
@@ -293,15 +400,15 @@ def test_metrics_export_requests_latency_batches_and_version(
         if 'status="422"' in text and "ray_mlops_batch_size_bucket" in text:
             break
         time.sleep(1)
-    assert (
-        "ray_ray_mlops_requests_total" in text and 'status="200"' in text and 'status="422"' in text
-    )
-    assert "ray_ray_mlops_request_latency_ms_bucket" in text
-    assert "ray_ray_mlops_batch_size_bucket" in text
-    version_lines = [x for x in text.splitlines() if x.startswith("ray_ray_mlops_model_version{")]
+    # One prefix: Ray's exporter adds "ray_" to the names, which start "mlops_".
+    assert "ray_ray_" not in text
+    assert "ray_mlops_requests_total" in text and 'status="200"' in text and 'status="422"' in text
+    assert "ray_mlops_request_latency_ms_bucket" in text
+    assert "ray_mlops_batch_size_bucket" in text
+    version_lines = [x for x in text.splitlines() if x.startswith("ray_mlops_model_version{")]
     names = sorted({x.split("{")[0].split(" ")[0] for x in text.splitlines() if "mlops" in x})
     assert any(x.endswith(f" {float(champion)}") for x in version_lines), names
-    assert any(x.startswith("ray_ray_mlops_replica_up{") for x in text.splitlines())
+    assert any(x.startswith("ray_mlops_replica_up{") for x in text.splitlines())
 
 
 def test_a_sample_of_traffic_is_captured_to_parquet(
@@ -386,6 +493,92 @@ def test_alias_move_under_load_switches_versions_without_a_failed_request(
     deadline = time.monotonic() + 20
     while _post(served, body).json()["model_version"] != champion and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+FAILING_MODEL = """
+import mlflow.pyfunc
+from mlflow.models import set_model
+
+
+class Failing(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        raise RuntimeError("this model version fails on every call")
+
+
+set_model(Failing())
+"""
+
+
+@pytest.fixture
+def failing_version(
+    champion: str, tracking_uri: str, workspace: Path, adult_sample: pd.DataFrame
+) -> Iterator[str]:
+    """A registered version of the model, with the champion's inputs, whose predict raises:
+    the one way left for the server to fail on a request. Deleted after the test."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    code = workspace / "failing_model.py"
+    code.write_text(FAILING_MODEL)
+    frame = pd.DataFrame.from_records(_records(adult_sample, 2))
+    numeric = ["age", "education_num", "capital_gain", "hours_per_week"]
+    signature = infer_signature(frame.astype({c: "float64" for c in numeric}))
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment(
+        "failing-model", artifact_location=(workspace / "failing-artifacts").as_uri()
+    )
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code),
+                signature=signature,
+                pip_requirements=["mlflow"],
+                registered_model_name=MODEL,
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(MODEL, "challenger", version)
+    yield version
+    client.delete_registered_model_alias(MODEL, "challenger")
+    client.delete_model_version(MODEL, version)
+
+
+def test_a_server_failure_is_a_500_in_the_error_body_and_counted(
+    deploy: Callable[..., ServedModel], failing_version: str, adult_sample: pd.DataFrame
+) -> None:
+    """500s are in the project's requests_total (they were only in Serve's own counter)."""
+    # The failing version is loaded as challenger, answering no share of traffic: only a
+    # request for its version reaches it.
+    served = deploy(rollout={"mode": "canary", "canary_share": 0.0})
+    try:
+        tensors = _oip_tensors(_records(adult_sample, 1)[0])
+        url = f"{served.base_url}/v2/models/{MODEL}/versions/{failing_version}/infer"
+        headers = {**_auth(), "X-Request-ID": "fails-1"}
+        failed = requests.post(url, json={"inputs": tensors}, headers=headers, timeout=60)
+        assert failed.status_code == 500, failed.text
+        assert failed.json() == {
+            "error": "internal server error; request id fails-1, see the server log",
+            "details": [],
+        }
+        deadline = time.monotonic() + 40
+        counted: list[str] = []
+        while not counted and time.monotonic() < deadline:
+            text = requests.get(f"{served.base_url}/metrics", headers=_auth("ops"), timeout=30).text
+            counted = [
+                line
+                for line in text.splitlines()
+                if line.startswith("ray_mlops_requests_total{")
+                and 'status="500"' in line
+                and 'route="v2_infer"' in line
+            ]
+            time.sleep(1)
+        assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1
+    finally:
+        deploy()
 
 
 def test_canary_sends_its_share_to_the_challenger(

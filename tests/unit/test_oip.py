@@ -325,7 +325,7 @@ def test_more_rows_than_the_limit_is_413() -> None:
 
 
 def test_metadata_lists_columns_and_outputs() -> None:
-    classifier = model_metadata("adult", "3", SCHEMA, LABELS)
+    classifier = model_metadata("adult", ["3"], SCHEMA, LABELS)
     assert classifier["name"] == "adult" and classifier["versions"] == ["3"]
     assert classifier["platform"] == "ray-mlops"
     assert classifier["inputs"] == [
@@ -338,7 +338,7 @@ def test_metadata_lists_columns_and_outputs() -> None:
         {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
         {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]},
     ]
-    regression = model_metadata("price", "7", SCHEMA, None)
+    regression = model_metadata("price", ["7"], SCHEMA, None)
     assert regression["outputs"] == [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
     assert output_names(None) == ["prediction"]
     assert output_names(LABELS) == ["prediction", "probabilities"]

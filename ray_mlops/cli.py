@@ -215,12 +215,12 @@ def serve(
     Replicas follow the alias: promote a version and they switch without a failed request.
     """
     from ray_mlops.config import load_config
-    from ray_mlops.runtime import ray_runtime, stop_on_sigterm
+    from ray_mlops.runtime import stop_on_sigterm
     from ray_mlops.serve.launch import (
         deploy_model,
         serve_config,
+        serving_runtime,
         stop_serving,
-        use_ha_proxy,
         write_serve_config,
     )
     from ray_mlops.tracking import resolve_tracking_uri
@@ -236,8 +236,7 @@ def serve(
         write_serve_config(document, export)
         console.print(f"wrote {export}: serve deploy {export}")
         return
-    use_ha_proxy(cfg)
-    with ray_runtime(address, verbose):
+    with serving_runtime(cfg, address, verbose, note=console.print):
         # After ray.init, whose own SIGTERM handler prints a stack and aborts the process: a
         # process manager's stop then drains and writes the capture, like Ctrl-C.
         stop_on_sigterm()

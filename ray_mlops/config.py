@@ -854,6 +854,24 @@ class ServeConfig(_Section):
             "default: Ray Serve's Python proxy."
         ),
     )
+    proxy_stats_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Port of HAProxy's stats page (GET /stats) on serve.host. Default: a free port "
+            "picked at start, so several servers share a machine."
+        ),
+    )
+    proxy_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Port of HAProxy's own Prometheus metrics (GET /metrics) on serve.host. Default: "
+            "a free port picked at start."
+        ),
+    )
     num_replicas: int = Field(1, ge=1, description="Model replicas (without autoscaling).")
     autoscaling: AutoscalingConfig | None = Field(
         None, description="Autoscale the replicas instead of a fixed num_replicas."

@@ -8,14 +8,27 @@ import os
 import signal
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
+
+
+def starts_local_ray(address: str | None = None) -> bool:
+    """Whether :func:`ray_runtime` with this ``address`` starts a Ray of its own here."""
+    import ray
+
+    return not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
 
 
 @contextlib.contextmanager
-def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[None]:
+def ray_runtime(
+    address: str | None = None,
+    verbose: bool = False,
+    runtime_env: dict[str, Any] | None = None,
+) -> Iterator[None]:
     """Use the running Ray (tests, jobs), connect to ``address``, or start a local one.
 
     A Ray started here is shut down on exit; one that was already running is left alone.
     Worker logs reach the terminal only with ``verbose`` (errors still raise in the driver).
+    ``runtime_env`` applies to the jobs of a local Ray started here only.
     """
     import ray
     import ray.data
@@ -27,7 +40,12 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
     if target:
         ray.init(address=target, log_to_driver=verbose)
     else:
-        ray.init(_node_ip_address="127.0.0.1", log_to_driver=verbose, include_dashboard=verbose)
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            log_to_driver=verbose,
+            include_dashboard=verbose,
+            runtime_env=runtime_env,
+        )
     ray.data.DataContext.get_current().enable_progress_bars = verbose
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.WARNING)

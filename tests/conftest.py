@@ -72,7 +72,11 @@ def ray_session() -> Iterator[None]:
     import ray
 
     # Serve's HAProxy ingress (the default serve.proxy) is read from the environment of the
-    # processes Ray starts; metrics reach the nodes' agents every second instead of ten.
+    # processes Ray starts, with ports and files of its own (not 8404, 9101, 8500 and
+    # /tmp/haproxy-serve, which a `ray-mlops serve` on this machine may hold); metrics
+    # reach the nodes' agents every second instead of ten.
+    from ray_mlops.config import ServeConfig
+    from ray_mlops.serve.ingress import local_ingress
     from ray_mlops.serve.launch import HA_PROXY_SETTINGS
 
     for key, value in HA_PROXY_SETTINGS.items():
@@ -83,15 +87,16 @@ def ray_session() -> Iterator[None]:
     # controller's broadcast and retries refused connections (HA_PROXY_SETTINGS): 5 s is
     # plenty, and each scale-down and stop in the serving tests waits that long, not 30 s.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
+    with local_ingress(ServeConfig(port=free_port())):
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

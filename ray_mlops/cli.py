@@ -291,6 +291,13 @@ def submit(
     working_dir: Path = typer.Option(
         Path("."), "--working-dir", help="Folder uploaded as the job's working directory."
     ),
+    agent_wait: float = typer.Option(
+        30.0,
+        "--agent-wait",
+        min=0,
+        help="Seconds to keep retrying while the cluster has no job agent ready (a cluster "
+        "that has just started answers 'No available agent to submit job').",
+    ),
 ) -> None:
     """Run the same pipeline as a Ray Job on a cluster, stream its logs, exit with its status.
 
@@ -304,7 +311,9 @@ def submit(
 
     loaded = load_config(config)
     tracking_uri = resolve_tracking_uri(loaded.pipeline.tracking.tracking_uri)
-    outcome = submit_pipeline(config, address, tracking_uri, working_dir, echo=print)
+    outcome = submit_pipeline(
+        config, address, tracking_uri, working_dir, echo=print, agent_wait_s=agent_wait
+    )
     if outcome.status == "SUCCEEDED":
         console.print(f"job {outcome.job_id}: [green]SUCCEEDED[/]")
         return

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from ray_mlops.local_state import DEFAULT_HOME, local_store_path
 # .rayignore files list; .ray-mlops/ carries its own.)
 WORKING_DIR_EXCLUDES = [".venv", DEFAULT_HOME, ".git", "**/__pycache__", ".mypy_cache", ".gpu"]
 LOG_TAIL_LINES = 20
+AGENT_RETRY_S = 2.0
+_NO_AGENT = "No available agent to submit job"
 # What the Jobs SDK raises for an HTTP error: "Request failed with status code 500: TEXT."
 _HTTP_ERROR = re.compile(r"Request failed with status code (\d+): (.*?)\.?$", re.DOTALL)
 
@@ -61,6 +64,7 @@ def submit_pipeline(
     working_dir: Path,
     extra_args: list[str] | None = None,
     echo: Callable[[str], None] = print,
+    agent_wait_s: float = 30.0,
 ) -> JobOutcome:
     """Submit the pipeline as a job and follow it to the end.
 
@@ -73,6 +77,8 @@ def submit_pipeline(
         working_dir: Uploaded as the job's working directory.
         extra_args: More arguments for ``ray-mlops run``.
         echo: Receives the job's log lines as they arrive.
+        agent_wait_s: How long to retry a submission that the cluster refuses because no job
+            agent is ready yet (``No available agent to submit job``: a cluster just started).
 
     Returns:
         The job's id, final status and, when it did not succeed, Ray's reason and the end of
@@ -110,16 +116,26 @@ def submit_pipeline(
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayMlopsError(f"cannot reach a Ray cluster at {address}: {exc}") from None
     command = ["python", "-m", "ray_mlops", "run", relative.as_posix(), *(extra_args or [])]
-    with _jobs_api(address, "submitting the job"):
-        job_id = client.submit_job(
-            entrypoint=shlex.join(command),
-            runtime_env={
-                "working_dir": str(working_dir),
-                "excludes": WORKING_DIR_EXCLUDES,
-                "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri},
-            },
-            metadata={"ray_mlops.config": relative.as_posix()},
-        )
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=shlex.join(command),
+                runtime_env={
+                    "working_dir": str(working_dir),
+                    "excludes": WORKING_DIR_EXCLUDES,
+                    "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri},
+                },
+                metadata={"ray_mlops.config": relative.as_posix()},
+            )
+            break
+        except (RuntimeError, ConnectionError, OSError) as exc:
+            # A cluster that has just started answers before its job agent is registered.
+            if _NO_AGENT not in str(exc) or time.monotonic() >= deadline:
+                waited = f" (retried for {agent_wait_s:g} s)" if _NO_AGENT in str(exc) else ""
+                raise _api_error(address, "submitting the job" + waited, exc) from None
+            echo(f"the cluster has no job agent ready yet; retrying for up to {agent_wait_s:g} s")
+            time.sleep(AGENT_RETRY_S)
     echo(f"submitted job {job_id} to {address}")
 
     async def follow() -> None:
@@ -150,12 +166,14 @@ def _jobs_api(address: str, doing: str) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, ConnectionError, OSError) as exc:
-        text = str(exc).strip()
-        found = _HTTP_ERROR.match(text)
-        reason = f"HTTP {found[1]}: {found[2].strip()}" if found else text
-        raise RayMlopsError(
-            f"Ray Jobs API at {address}: {doing} failed: {_first_line(reason)}"
-        ) from None
+        raise _api_error(address, doing, exc) from None
+
+
+def _api_error(address: str, doing: str, exc: Exception) -> RayMlopsError:
+    text = str(exc).strip()
+    found = _HTTP_ERROR.match(text)
+    reason = f"HTTP {found[1]}: {found[2].strip()}" if found else text
+    return RayMlopsError(f"Ray Jobs API at {address}: {doing} failed: {_first_line(reason)}")
 
 
 def _first_line(text: str) -> str:

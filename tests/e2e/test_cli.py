@@ -83,6 +83,12 @@ def ray_cluster() -> Iterator[str]:
             f"--port={free_port()}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
+            # Free ports for the agents too: the defaults (52365, ...) may be held by another
+            # Ray on this machine, and a head without its job agent refuses every submission.
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             "--num-cpus=2",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
@@ -179,15 +185,16 @@ def test_submit_a_jobs_api_error_is_one_line_naming_the_address(
     shutil.copy(workspace / "sample.csv", tmp_path / "sample.csv")
     config = write_config(tmp_path)
     try:
-        done = _cli("submit", config.name, "--address", address, cwd=tmp_path)
+        done = _cli("submit", config.name, "--address", address, "--agent-wait", "3", cwd=tmp_path)
     finally:
         server.shutdown()
     assert done.returncode == 1
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "no job agent ready yet; retrying for up to 3 s" in done.stdout
     error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert error == [
-        f"error: Ray Jobs API at {address}: submitting the job failed: HTTP 500: No available "
-        "agent to submit job, please try again later."
+        f"error: Ray Jobs API at {address}: submitting the job (retried for 3 s) failed: "
+        "HTTP 500: No available agent to submit job, please try again later."
     ], done.stderr
 
 

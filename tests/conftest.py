@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,11 @@ TEST_ROWS = 3000
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, and that Ray's own processes, which take
+    theirs from the ephemeral range, will not take before a test binds it."""
+    from ray_mlops.serve.ingress import free_port as free_serving_port
+
+    return free_serving_port("127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 # metrics.sock" to the folder's path: a workspace path is too long, /tmp/ray-mlops-ha-XXXXXXXX
 # (96 bytes in all) is not.
 SOCKET_PATH_LIMIT = 97
+# Above Ray's worker ports (10002-19999 by default), below the ephemeral range.
+FREE_PORTS_FROM = 20000
 FOLDER_PREFIX = "ray-mlops-ha-"
 FOLDER_NAME = len(FOLDER_PREFIX) + 8 + len("/") + 56 + len("/metrics.sock")
 
@@ -66,11 +69,38 @@ class IngressPorts:
 
 
 def free_port(host: str) -> int:
-    """A TCP port nobody listens on right now on ``host``."""
-    family = _family(host)
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    """A TCP port nobody listens on right now on ``host``, below the kernel's ephemeral range.
+
+    The Ray started next takes ports of its own meanwhile: from the ephemeral range (bound
+    to port 0; measured: its raylet took a port picked that way before HAProxy could) and
+    10002-19999 for its workers. A port between the two is left to HAProxy.
+    """
+    candidates = range(FREE_PORTS_FROM, _ephemeral_start())
+    for port in random.sample(candidates, min(len(candidates), 100)):
+        if _bindable(host, port):
+            return port
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:  # a crowded machine
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # IANA's dynamic ports: macOS and Windows
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        # Allows a port whose last connections are still in TIME_WAIT, as HAProxy does;
+        # a listener still refuses the bind.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def ingress_ports(serve: ServeConfig) -> IngressPorts:
@@ -91,17 +121,11 @@ def check_ports_free(host: str, ports: dict[str, int]) -> None:
             ``SO_REUSEPORT`` listeners included).
     """
     for setting, port in ports.items():
-        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-            # Allows a port whose last connections are still in TIME_WAIT, as HAProxy does;
-            # a listener still refuses the bind.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise PortInUseError(
-                    f"serve: port {port} ({setting}) on {host} is in use by "
-                    f"{port_holder(port) or exc.strerror}"
-                ) from None
+        if not _bindable(host, port):
+            raise PortInUseError(
+                f"serve: port {port} ({setting}) on {host} is in use by "
+                f"{port_holder(port) or 'a process this user cannot see'}"
+            )
 
 
 def bind_failure(error: BaseException) -> PortInUseError | None:
@@ -126,7 +150,7 @@ def port_holder(port: int) -> str | None:
         if connection.status != psutil.CONN_LISTEN or connection.laddr.port != port:
             continue
         if connection.pid is None:
-            return "a process of another user"
+            return "a process this user cannot see"
         return describe_process(connection.pid)
     return None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_mlops.serve.ingress import PortInUseError, bind_failure, check_ports_free
+from ray_mlops.serve.ingress import PortInUseError, bind_failure, check_ports_free, free_port
 from ray_mlops.serve.ray_compat import bind_status_pages_to_host
 
 
@@ -82,3 +82,10 @@ def test_haproxys_bind_alert_becomes_the_one_line_error(listener: int, tmp_path:
     )
     assert "\n" not in str(error)
     assert bind_failure(RuntimeError("replica failed to start")) is None
+
+
+def test_a_free_port_is_outside_the_ranges_ray_takes_its_own_ports_from() -> None:
+    low, _ = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    ports = {free_port("127.0.0.1") for _ in range(20)}
+    assert all(20000 <= port < int(low) for port in ports)
+    check_ports_free("127.0.0.1", {str(port): port for port in ports})

@@ -367,6 +367,9 @@ def test_killed_train_command_resumes_instead_of_starting_over(
     results = tmp_path / ".ray-mlops" / "ray_results"
     # Killed once two epochs are checkpointed: mid-training, with something to resume.
     _kill_when("train", config, lambda: registered_checkpoints(results) >= 2)
+    # Local state marked ignored (git, Ray job uploads) though tracking goes elsewhere.
+    assert (tmp_path / ".ray-mlops" / ".rayignore").read_text().splitlines()[-1] == "*"
+    assert (tmp_path / ".ray-mlops" / ".gitignore").is_file()
     # The pipeline's first run has no earlier schema to compare with (it said "unchanged").
     assert "schema recorded (first run)" in (tmp_path / "first.log").read_text()
     resumed = _resume("train", config)

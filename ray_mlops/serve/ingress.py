@@ -35,6 +35,7 @@ SOCKET_PATH_LIMIT = 97
 # Above Ray's worker ports (10002-19999 by default), below the ephemeral range.
 FREE_PORTS_FROM = 20000
 FOLDER_PREFIX = "ray-mlops-ha-"
+OWNER_FILE = "owner.pid"
 FOLDER_NAME = len(FOLDER_PREFIX) + 8 + len("/") + 56 + len("/metrics.sock")
 
 
@@ -233,12 +234,27 @@ def local_ingress(serve: ServeConfig) -> Iterator[IngressPorts]:
     base = tempfile.gettempdir()
     if len(base) + len("/") + FOLDER_NAME > SOCKET_PATH_LIMIT:
         base = "/tmp"
+    remove_orphan_folders(Path(base))
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base))
+    (folder / OWNER_FILE).write_text(str(os.getpid()))
     os.environ.update(ingress_environment(ports, folder))
     try:
         yield ports
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_orphan_folders(base: Path) -> None:
+    """Remove the HAProxy folders of servers that died without removing theirs (SIGKILL)."""
+    import psutil
+
+    for folder in base.glob(f"{FOLDER_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or its owner is writing the file right now
+        if not psutil.pid_exists(owner):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _family(host: str) -> socket.AddressFamily:

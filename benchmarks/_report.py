@@ -10,19 +10,34 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
 
 def header(benchmark: str, *packages: str) -> dict[str, Any]:
-    """Name, date, machine, and the versions of ``packages`` and Python."""
+    """Name, date, commit, machine, and the versions of ``packages`` and Python."""
     versions = {name: importlib.import_module(name).__version__ for name in packages}
     return {
         "benchmark": benchmark,
         "date": dt.date.today().isoformat(),
+        "commit": measured_commit(),
         "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
         "versions": versions | {"python": platform.python_version()},
     }
+
+
+def measured_commit() -> str:
+    """The commit of the code measured, with ``+dirty`` when the work tree has changes."""
+    root = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{commit}+dirty" if git("status", "--porcelain", "--untracked-files=no") else commit
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ray_mlops.data.profile import CategoricalProfile, DatasetProfile, NumericProfile
+from ray_mlops.reports import (
+    BLUE,
+    GREY,
+    embed_png,
+    new_figure,
+    no_values,
+    note,
+    page,
+    plain,
+    row,
+    section,
+    table,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
-h1 { border-bottom: 2px solid #4c72b0; padding-bottom: .3rem; }
-section { border-top: 1px solid #ddd; padding: .5rem 0 1rem; }
-.row { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
-table { border-collapse: collapse; font-size: .9rem; }
-th, td { padding: .15rem .6rem; border-bottom: 1px solid #eee; text-align: right; }
-th { text-align: left; font-weight: 600; }
-img { max-width: 100%; }
-.note { color: #666; font-style: italic; }
-"""
-_BLUE, _GREY = "#4c72b0", "#b0b0b0"
 # The association measure of (numeric, categorical) features, as ``profile_dataset`` defines them.
 _MEASURES = {"classification": ("eta", "Cramér's V"), "regression": ("Pearson r", "eta")}
 
@@ -57,11 +54,7 @@ def render_profile_html(profile: DatasetProfile, title: str) -> str:
     sections += [
         _categorical_section(n, c, categorical_measure) for n, c in profile.categorical.items()
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
-    )
+    return page(title, sections)
 
 
 def _summary_section(profile: DatasetProfile) -> str:
@@ -77,19 +70,19 @@ def _summary_section(profile: DatasetProfile) -> str:
         ("Target", profile.target),
     ]
     if profile.target_balance is not None:
-        figure, ax = _figure(len(profile.target_balance))
+        figure, ax = new_figure(len(profile.target_balance))
         labels, counts = list(profile.target_balance), list(profile.target_balance.values())
         _bars(ax, labels, counts, "rows")
         ax.set_title("Target balance")
-        plot = _img(figure, f"balance of {profile.target}")
+        plot = embed_png(figure, f"balance of {profile.target}")
     elif profile.target_summary is not None:
-        figure, ax = _figure()
+        figure, ax = new_figure()
         _histogram(ax, profile.target_summary)
         ax.set_title("Target distribution")
-        plot = _img(figure, f"distribution of {profile.target}")
+        plot = embed_png(figure, f"distribution of {profile.target}")
     else:
-        plot = '<p class="note">No target statistics.</p>'
-    return _section("Summary", _table(rows) + plot)
+        plot = note("No target statistics.")
+    return section("Summary", table(rows) + plot)
 
 
 def _association_section(profile: DatasetProfile) -> str:
@@ -106,10 +99,10 @@ def _association_section(profile: DatasetProfile) -> str:
     )
     heading = f"Association with {profile.target}"
     if not ranked:
-        return _section(heading, '<p class="note">No feature has a defined association.</p>')
-    figure, ax = _figure(len(ranked))
+        return section(heading, note("No feature has a defined association."))
+    figure, ax = new_figure(len(ranked))
     _bars(ax, [label for label, _ in ranked], [value for _, value in ranked], "association")
-    return _section(heading, _img(figure, "feature association with the target"))
+    return section(heading, embed_png(figure, "feature association with the target"))
 
 
 def _numeric_section(name: str, column: NumericProfile, measure: str) -> str:
@@ -124,10 +117,10 @@ def _numeric_section(name: str, column: NumericProfile, measure: str) -> str:
         ("max", column.max),
         (f"association ({measure})", column.target_association),
     ]
-    figure, ax = _figure()
+    figure, ax = new_figure()
     _histogram(ax, column)
-    ax.set_xlabel(_plain(name))
-    return _section(name, _row(_table(rows), _img(figure, f"histogram of {name}")))
+    ax.set_xlabel(plain(name))
+    return section(name, row(table(rows), embed_png(figure, f"histogram of {name}")))
 
 
 def _categorical_section(name: str, column: CategoricalProfile, measure: str) -> str:
@@ -140,39 +133,25 @@ def _categorical_section(name: str, column: CategoricalProfile, measure: str) ->
     ]
     other = [("(other values)", column.other_count)] if column.other_count else []
     ranked = [*column.top, *other]
-    figure, ax = _figure(len(ranked))
+    figure, ax = new_figure(len(ranked))
     if ranked:
         counts = [count for _, count in ranked]
         _bars(ax, [value for value, _ in ranked], counts, "rows", other_last=bool(other))
     else:
-        _no_values(ax)
+        no_values(ax)
     top = [(value, _share(count, column.count)) for value, count in ranked]
-    tables = _table(rows) + _table(top, header=("value", "rows"))
-    return _section(name, _row(tables, _img(figure, f"most frequent values of {name}")))
-
-
-def _figure(bars: int = 0) -> tuple[Figure, Axes]:
-    """A figure sized for ``bars`` horizontal bars (or a plain plot when 0).
-
-    Built from ``matplotlib.figure.Figure`` rather than pyplot: no global backend or figure
-    registry is touched, so nothing is left open (matplotlib's advice for servers), and saving
-    to PNG renders with Agg.
-    """
-    from matplotlib.figure import Figure
-
-    height = 3.0 if bars == 0 else min(12.0, 1.0 + 0.3 * bars)
-    figure = Figure(figsize=(6.0, height), layout="constrained")
-    return figure, figure.add_subplot()
+    tables = table(rows) + table(top, header=("value", "rows"))
+    return section(name, row(tables, embed_png(figure, f"most frequent values of {name}")))
 
 
 def _histogram(ax: Axes, column: NumericProfile) -> None:
     edges, counts = column.histogram_edges, column.histogram_counts
     if not counts:
-        _no_values(ax)
+        no_values(ax)
     elif len(edges) == 2 and edges[0] == edges[1]:
-        ax.bar([_plain(f"{edges[0]:g} (constant)")], counts, color=_BLUE)
+        ax.bar([plain(f"{edges[0]:g} (constant)")], counts, color=BLUE)
     else:
-        ax.stairs(counts, edges, fill=True, color=_BLUE)
+        ax.stairs(counts, edges, fill=True, color=BLUE)
     ax.set_ylabel("rows")
 
 
@@ -180,56 +159,13 @@ def _bars(
     ax: Axes, labels: Iterable[str], values: Sequence[float], xlabel: str, other_last: bool = False
 ) -> None:
     """Horizontal bars, the first label on top; a trailing "other" bar is grey."""
-    names = [_plain(label) for label in labels]
-    colors = [_BLUE] * len(names)
+    names = [plain(label) for label in labels]
+    colors = [BLUE] * len(names)
     if other_last:
-        colors[-1] = _GREY
+        colors[-1] = GREY
     ax.barh(names[::-1], list(values)[::-1], color=colors[::-1])
     ax.set_xlabel(xlabel)
 
 
-def _no_values(ax: Axes) -> None:
-    ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
-
-
-def _img(figure: Figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
-
-
-def _table(rows: Iterable[tuple[str, object]], header: tuple[str, str] | None = None) -> str:
-    head = f"<tr><th>{_esc(header[0])}</th><th>{_esc(header[1])}</th></tr>" if header else ""
-    body = "".join(f"<tr><th>{_esc(key)}</th><td>{_value(v)}</td></tr>" for key, v in rows)
-    return f"<table>{head}{body}</table>"
-
-
-def _section(heading: str, body: str) -> str:
-    return f"<section>\n<h2>{_esc(heading)}</h2>\n{body}\n</section>"
-
-
-def _row(*parts: str) -> str:
-    return '<div class="row">' + "".join(f"<div>{part}</div>" for part in parts) + "</div>"
-
-
 def _share(count: int, total: int) -> str:
     return f"{count:,} ({count / total:.1%})" if total else f"{count:,}"
-
-
-def _value(value: object) -> str:
-    if value is None:
-        return "&mdash;"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return _esc(str(value))
-    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _plain(text: str) -> str:
-    """Text for a matplotlib label: a ``$`` in the data must not start mathtext."""
-    return text.replace("$", r"\$")

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from ray_mlops.data.report import _BLUE, _figure, _img, _no_values, _plain
 from ray_mlops.evaluate.metrics import CALIBRATION_BINS, label_indices
+from ray_mlops.reports import BLUE, embed_png, new_figure, no_values, plain
 
 # More one-vs-rest curves than this make an unreadable plot; the most frequent classes win.
 MAX_CURVES = 10
@@ -25,11 +25,11 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], labels: list[str]) ->
         labels: The classes, in the matrix's order.
     """
     counts = np.asarray(matrix, dtype=np.int64)
-    figure, ax = _figure()
+    figure, ax = new_figure()
     side = min(12.0, 2.5 + 0.6 * len(labels))
     figure.set_size_inches(side + 1.0, side)
     ax.imshow(counts, cmap="Blues")
-    names = [_plain(label) for label in labels]
+    names = [plain(label) for label in labels]
     ax.set_xticks(range(len(labels)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), names)
     ax.set_xlabel("predicted")
@@ -39,45 +39,45 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], labels: list[str]) ->
         # White text on the darker half of the colour scale, where black would vanish.
         color = "white" if darkest and value > darkest / 2 else "black"
         ax.text(j, i, f"{value:,}", ha="center", va="center", color=color, fontsize="small")
-    return _img(figure, "confusion matrix")
+    return embed_png(figure, "confusion matrix")
 
 
 def roc_plot(y_true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> str:
     """ROC curve of the positive class (binary) or one-vs-rest per class (multiclass)."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     drawn = 0
     for k, y_k, score in _one_vs_rest(y_true, probabilities, labels):
         fpr, tpr, _ = skm.roc_curve(y_k, score)
         auc = skm.auc(fpr, tpr)
-        ax.plot(fpr, tpr, label=_plain(f"{labels[k]} (AUC {auc:.3f})"))
+        ax.plot(fpr, tpr, label=plain(f"{labels[k]} (AUC {auc:.3f})"))
         drawn += 1
     if not drawn:
-        _no_values(ax)
-        return _img(figure, "ROC curve (undefined)")
+        no_values(ax)
+        return embed_png(figure, "ROC curve (undefined)")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize="small", loc="lower right")
-    return _img(figure, "ROC curve")
+    return embed_png(figure, "ROC curve")
 
 
 def precision_recall_plot(y_true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> str:
     """Precision-recall curve of the positive class or one-vs-rest per class."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     drawn = 0
     for k, y_k, score in _one_vs_rest(y_true, probabilities, labels):
         precision, recall, _ = skm.precision_recall_curve(y_k, score)
         ap = skm.average_precision_score(y_k, score)
-        ax.step(recall, precision, where="post", label=_plain(f"{labels[k]} (AP {ap:.3f})"))
+        ax.step(recall, precision, where="post", label=plain(f"{labels[k]} (AP {ap:.3f})"))
         drawn += 1
     if not drawn:
-        _no_values(ax)
-        return _img(figure, "precision-recall curve (undefined)")
+        no_values(ax)
+        return embed_png(figure, "precision-recall curve (undefined)")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_ylim(0.0, 1.05)
     ax.legend(fontsize="small", loc="lower left")
-    return _img(figure, "precision-recall curve")
+    return embed_png(figure, "precision-recall curve")
 
 
 def calibration_plot(
@@ -87,20 +87,20 @@ def calibration_plot(
 
     Equal-width bins, as in ``calibration_error``; a well-calibrated model is on the diagonal.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
     drawn = 0
     for k, y_k, score in _one_vs_rest(y_true, probabilities, labels, need_both=False):
         observed, predicted = calibration_curve(y_k, score, n_bins=bins, strategy="uniform")
-        ax.plot(predicted, observed, marker="o", markersize=3, label=_plain(labels[k]))
+        ax.plot(predicted, observed, marker="o", markersize=3, label=plain(labels[k]))
         drawn += 1
     if not drawn:
-        _no_values(ax)
-        return _img(figure, "reliability diagram (undefined)")
+        no_values(ax)
+        return embed_png(figure, "reliability diagram (undefined)")
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed frequency")
     ax.legend(fontsize="small", loc="upper left")
-    return _img(figure, "reliability diagram")
+    return embed_png(figure, "reliability diagram")
 
 
 def residuals_plot(y_true: np.ndarray, predicted: np.ndarray, seed: int = 0) -> str:
@@ -109,41 +109,41 @@ def residuals_plot(y_true: np.ndarray, predicted: np.ndarray, seed: int = 0) -> 
     if len(y) > MAX_POINTS:
         keep = np.random.default_rng(seed).choice(len(y), MAX_POINTS, replace=False)
         y, p = y[keep], p[keep]
-    figure, ax = _figure()
-    ax.scatter(p, y - p, s=6, alpha=0.4, color=_BLUE)
+    figure, ax = new_figure()
+    ax.scatter(p, y - p, s=6, alpha=0.4, color=BLUE)
     ax.axhline(0.0, color="black", linewidth=1)
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual (true - predicted)")
-    return _img(figure, "residuals against predicted values")
+    return embed_png(figure, "residuals against predicted values")
 
 
 def residual_histogram(y_true: np.ndarray, predicted: np.ndarray) -> str:
     """Distribution of the residuals (true - predicted)."""
     residuals = np.asarray(y_true, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
-    figure, ax = _figure()
+    figure, ax = new_figure()
     if len(residuals):
-        ax.hist(residuals, bins=30, color=_BLUE)
+        ax.hist(residuals, bins=30, color=BLUE)
         ax.set_xlabel("residual (true - predicted)")
         ax.set_ylabel("rows")
     else:
-        _no_values(ax)
-    return _img(figure, "histogram of residuals")
+        no_values(ax)
+    return embed_png(figure, "histogram of residuals")
 
 
 def importance_plot(importance: dict[str, tuple[float, float]], metric: str) -> str:
     """Horizontal bars of mean permutation importance, most important on top, std as error."""
     ranked = sorted(importance.items(), key=lambda item: -item[1][0])
-    figure, ax = _figure(len(ranked))
+    figure, ax = new_figure(len(ranked))
     if not ranked:
-        _no_values(ax)
-        return _img(figure, "permutation importance (none)")
-    names = [_plain(name) for name, _ in ranked][::-1]
+        no_values(ax)
+        return embed_png(figure, "permutation importance (none)")
+    names = [plain(name) for name, _ in ranked][::-1]
     means = [mean for _, (mean, _) in ranked][::-1]
     stds = [std for _, (_, std) in ranked][::-1]
-    ax.barh(names, means, xerr=stds, color=_BLUE)
+    ax.barh(names, means, xerr=stds, color=BLUE)
     ax.axvline(0.0, color="black", linewidth=1)
-    ax.set_xlabel(_plain(f"drop of {metric} when shuffled"))
-    return _img(figure, "permutation importance")
+    ax.set_xlabel(plain(f"drop of {metric} when shuffled"))
+    return embed_png(figure, "permutation importance")
 
 
 def _one_vs_rest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,7 +12,6 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ray_mlops.config import Task
-from ray_mlops.data.report import _CSS, _esc, _row, _section, _value
 from ray_mlops.evaluate import plots
 from ray_mlops.evaluate.fairness import FairnessResult, fairness_metrics
 from ray_mlops.evaluate.importance import PredictFn, permutation_importance
@@ -26,6 +25,7 @@ from ray_mlops.evaluate.metrics import (
 )
 from ray_mlops.evaluate.slices import SliceResult, slice_metrics
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX
+from ray_mlops.reports import note, page, row, section, table
 
 
 @dataclass
@@ -100,22 +100,18 @@ class EvaluationReport:
         permutation importance. Every name and value from the data is HTML-escaped.
         """
         sections = [
-            _section("Summary", self._summary()),
-            _section("Plots", self._plots()),
+            section("Summary", self._summary()),
+            section("Plots", self._plots()),
         ]
         if self.per_class:
-            sections.append(_section("Per class", self._per_class()))
+            sections.append(section("Per class", self._per_class()))
         if self.slices:
-            sections.append(_section("Slices", _slices_table(self.slices)))
+            sections.append(section("Slices", _slices_table(self.slices)))
         for result in self.fairness.values():
-            sections.append(_section(f"Fairness: {result.column}", _fairness(result)))
+            sections.append(section(f"Fairness: {result.column}", _fairness(result)))
         if self.importance is not None:
-            sections.append(_section("Permutation importance", self._importance()))
-        return (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
-        )
+            sections.append(section("Permutation importance", self._importance()))
+        return page(title, sections)
 
     def _summary(self) -> str:
         facts: list[tuple[str, object]] = [("Task", self.task), ("Rows", self.rows)]
@@ -127,9 +123,9 @@ class EvaluationReport:
             (name, value, "higher" if higher_is_better(name) else "lower")
             for name, value in self.metrics.items()
         ]
-        return _row(
-            _grid(["", ""], facts),
-            _grid(["metric", "value", "better"], metrics),
+        return row(
+            table(facts),
+            table(metrics, ["metric", "value", "better"]),
         )
 
     def _plots(self) -> str:
@@ -137,25 +133,25 @@ class EvaluationReport:
         if self.confusion_matrix is not None and self.labels is not None:
             figures.insert(0, plots.confusion_matrix_plot(self.confusion_matrix, self.labels))
         if not figures:
-            return '<p class="note">No plots.</p>'
-        return '<div class="row">' + "".join(f"<div>{f}</div>" for f in figures) + "</div>"
+            return note("No plots.")
+        return row(*figures)
 
     def _per_class(self) -> str:
         names = ["precision", "recall", "f1", "support"]
         rows = [(label, *(m[n] for n in names)) for label, m in self.per_class.items()]
-        return _grid(["class", *names], rows)
+        return table(rows, ["class", *names])
 
     def _importance(self) -> str:
         assert self.importance is not None
         metric = self.importance_metric or "metric"
         ranked = sorted(self.importance.items(), key=lambda item: -item[1][0])
         rows = [(column, mean, std) for column, (mean, std) in ranked]
-        note = (
-            f'<p class="note">Drop of {_esc(metric)} (in its better direction) when the '
-            "column is shuffled: larger means the model relies on it more.</p>"
+        explained = note(
+            f"Drop of {metric} (in its better direction) when the column is shuffled: "
+            "larger means the model relies on it more."
         )
-        table = _grid(["column", "mean", "std"], rows)
-        return note + _row(table, plots.importance_plot(self.importance, metric))
+        ranking = table(rows, ["column", "mean", "std"])
+        return explained + row(ranking, plots.importance_plot(self.importance, metric))
 
 
 def evaluate_holdout(
@@ -304,7 +300,7 @@ def _slices_table(results: list[SliceResult]) -> str:
         else:
             cells = [result.metrics.get(n) for n in columns]
         rows.append((result.name, result.rows, *cells))
-    return _grid(["slice", "rows", *columns], rows)
+    return table(rows, ["slice", "rows", *columns])
 
 
 def _fairness(result: FairnessResult) -> str:
@@ -319,7 +315,7 @@ def _fairness(result: FairnessResult) -> str:
     for values in result.groups.values():
         names += [n for n in values if n not in names]
     groups = [(group, *(values.get(n) for n in names)) for group, values in result.groups.items()]
-    return _row(_grid(["", ""], summary), _grid(["group", *names], groups))
+    return row(table(summary), table(groups, ["group", *names]))
 
 
 def _slice_dict(result: SliceResult) -> dict[str, Any]:
@@ -332,24 +328,6 @@ def _slice_dict(result: SliceResult) -> dict[str, Any]:
 def _fairness_dict(result: FairnessResult) -> dict[str, Any]:
     # The measures of the other task are None, not missing values: they are left out.
     return {k: v for k, v in asdict(result).items() if k != "column" and v is not None}
-
-
-def _grid(header: list[str], rows: Iterable[tuple[object, ...]]) -> str:
-    """A table: the first cell of each row is its (escaped) label, the others values."""
-    head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if any(header) else ""
-    body = "".join(
-        f"<tr><th>{_esc(str(first))}</th>"
-        + "".join(f"<td>{_cell(value)}</td>" for value in rest)
-        + "</tr>"
-        for first, *rest in rows
-    )
-    return f"<table>{head}{body}</table>"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "&mdash;"
-    return _value(value)
 
 
 def _json_safe(value: Any) -> Any:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
-from ray_mlops.data.report import _figure, _img
+from ray_mlops.reports import embed_png, esc, new_figure, page
 
 _STATUS_COLORS = {
     "completed": "#1f77b4",
@@ -22,7 +20,7 @@ def render_leaderboard_html(leaderboard: pd.DataFrame, metric: str, mode: str, t
     Each dot is a trial's best epoch, coloured by how it ended (pruned trials are grey); the
     line is the best value found so far, which is what a search buys over time.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     by_trial = leaderboard.sort_values("trial")
     for status, rows in by_trial.groupby("status"):
         ax.scatter(
@@ -40,13 +38,8 @@ def render_leaderboard_html(leaderboard: pd.DataFrame, metric: str, mode: str, t
     ax.set_ylabel(metric)
     ax.legend(fontsize="small")
     table = leaderboard.to_html(index=False, float_format=lambda v: f"{v:.6g}", na_rep="—")
-    return (
-        '<!doctype html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ddd;padding:2px 6px;font-size:13px}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        f"<p>{len(leaderboard)} trials ranked by {html.escape(metric)} ({mode}imise); "
-        f"{int(leaderboard['epochs'].sum())} trial-epochs in all.</p>\n"
-        f"{_img(figure, f'{metric} by trial')}\n{table}\n</body></html>\n"
+    summary = (
+        f"<p>{len(leaderboard)} trials ranked by {esc(metric)} ({mode}imise); "
+        f"{int(leaderboard['epochs'].sum())} trial-epochs in all.</p>"
     )
+    return page(title, [summary, embed_png(figure, f"{metric} by trial"), table])

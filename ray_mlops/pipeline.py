@@ -29,19 +29,12 @@ from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.from_config import make_spec
+from ray_mlops.models.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
 from ray_mlops.notify import Notifier, notifier_for
 from ray_mlops.preflight import preflight
-from ray_mlops.registry.champion import (
-    TAG_PROMOTED,
-    AliasDecision,
-    champion_version,
-    load_version,
-    register_version,
-)
-from ray_mlops.registry.gate import GateResult
-from ray_mlops.registry.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
-from ray_mlops.registry.promotion import Judged, judge, promotion_gate
-from ray_mlops.registry.record import (
+from ray_mlops.promotion.gate import GateResult
+from ray_mlops.promotion.judge import Judged, judge, promotion_gate
+from ray_mlops.promotion.record import (
     CARD_HTML,
     EVALUATION_HTML,
     EVALUATION_JSON,
@@ -51,6 +44,13 @@ from ray_mlops.registry.record import (
     Judgement,
     metric_tags,
     record_candidate,
+)
+from ray_mlops.registry.champion import (
+    TAG_PROMOTED,
+    AliasDecision,
+    champion_version,
+    load_version,
+    register_version,
 )
 from ray_mlops.tracking import (
     DEFAULT_HOME,

@@ -21,7 +21,7 @@ from ray_mlops.errors import ConfigError, RegistryError
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from ray_mlops.registry.gate import GateResult
+    from ray_mlops.promotion.gate import GateResult
     from ray_mlops.registry.reader import RegistryReader, VersionRecord
 
 out = cli_console()
@@ -248,7 +248,7 @@ def promote(
     config it was trained with. A failure leaves the champion where it is, tags the version
     with the reasons and exits 1. --force moves the alias without the gate.
     """
-    from ray_mlops.registry.operations import promote as run_promote
+    from ray_mlops.promotion.operations import promote as run_promote
     from ray_mlops.tracking import resolve_tracking_uri
 
     outcome = run_promote(resolve_tracking_uri(tracking_uri), name, version, reason, force)
@@ -272,7 +272,7 @@ def rollback(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """Point the champion alias back at the previous champion."""
-    from ray_mlops.registry.operations import rollback as run_rollback
+    from ray_mlops.promotion.operations import rollback as run_rollback
     from ray_mlops.tracking import resolve_tracking_uri
 
     move = run_rollback(resolve_tracking_uri(tracking_uri), name, reason)

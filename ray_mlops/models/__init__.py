@@ -1,1 +1,1 @@
-"""Model builders and the Ray-free predictor used by evaluation and serving."""
+"""Model builders, the Ray-free predictor used by evaluation and serving, pyfunc packaging."""

@@ -117,7 +117,7 @@ def numeric_inputs(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """``frame`` with ``columns`` as float64: integer, float, boolean or missing values.
 
     The packaged model's numeric inputs are declared MLflow ``any`` (see
-    ``registry.package.model_signature``), so this is where they are checked: text in a
+    ``models.package.model_signature``), so this is where they are checked: text in a
     numeric column is refused here rather than read as missing and imputed.
 
     Example:

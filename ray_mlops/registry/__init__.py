@@ -1,1 +1,1 @@
-"""Packaging as MLflow pyfunc models, registration and the champion alias."""
+"""MLflow registry access: the champion and its aliases, the catalog, lineage, version tags."""

@@ -24,9 +24,9 @@ from rich.console import Console
 
 from ray_mlops.config import load_config
 from ray_mlops.pipeline import PipelineResult, run_pipeline
+from ray_mlops.promotion.operations import promote, rollback
 from ray_mlops.registry.aliases import alias_history, alias_target
 from ray_mlops.registry.lineage import version_lineage
-from ray_mlops.registry.operations import promote, rollback
 from tests.conftest import free_port, write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -259,9 +259,9 @@ def test_large_test_sets_are_scored_with_ray_data_batch_inference(
 ) -> None:
     import pandas as pd
 
+    from ray_mlops.promotion.judge import predict_holdout
+    from ray_mlops.promotion.record import HOLDOUT_FILE
     from ray_mlops.registry.champion import load_version
-    from ray_mlops.registry.promotion import predict_holdout
-    from ray_mlops.registry.record import HOLDOUT_FILE
 
     client = MlflowClient(tracking_uri)
     version = client.get_model_version(NAME, "2")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ray_mlops.promotion.record import metric_tags
 from ray_mlops.registry.aliases import (
     PROMOTE,
     ROLLBACK,
@@ -23,7 +24,6 @@ from ray_mlops.registry.reader import (
     SqliteRegistryReader,
     open_registry,
 )
-from ray_mlops.registry.record import metric_tags
 from ray_mlops.tracking import TAG_FINGERPRINT
 
 

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from ray_mlops.config import GateConfig
 from ray_mlops.evaluate.metrics import classification_metrics
-from ray_mlops.registry.gate import ScoredModel, binary_roc_auc, bootstrap_improvement, run_gate
+from ray_mlops.promotion.gate import ScoredModel, binary_roc_auc, bootstrap_improvement, run_gate
 
 LABELS = ["no", "yes"]
 N = 2000
@@ -185,7 +185,7 @@ def test_gate_result_round_trips_and_renders() -> None:
         candidate,
         None,
     )
-    from ray_mlops.registry.gate import GateResult
+    from ray_mlops.promotion.gate import GateResult
 
     again = GateResult.from_dict(__import__("json").loads(result.to_json()))
     assert again.verdict == result.verdict == "failed"

@@ -19,9 +19,9 @@ import torch
 from ray_mlops.datasets import adult_path
 from ray_mlops.features.state import CategoricalState, FeatureState, NumericState
 from ray_mlops.models.factory import build_model
+from ray_mlops.models.package import input_example, model_signature, save_pyfunc_model
 from ray_mlops.models.predictor import TabularPredictor
 from ray_mlops.models.spec import ModelSpec
-from ray_mlops.registry.package import input_example, model_signature, save_pyfunc_model
 from ray_mlops.serve.schema import InputSchema
 
 NUMERIC = ["age", "education_num", "hours_per_week"]

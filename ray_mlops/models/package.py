@@ -14,9 +14,9 @@ from torch import nn
 import ray_mlops
 from ray_mlops.features.primitives import datetime_values
 from ray_mlops.features.state import FeatureState
+from ray_mlops.models import pyfunc_model
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, TabularPredictor
 from ray_mlops.models.spec import ModelSpec
-from ray_mlops.registry import pyfunc_model
 
 MODEL_ARTIFACT_PATH = "model"
 # Only the Ray-free modules the model imports travel with it, so it loads without Ray.

@@ -21,10 +21,10 @@ from ray_mlops.config import PipelineConfig
 from ray_mlops.evaluate.report import EvaluationReport
 from ray_mlops.notify import PROMOTED, REJECTED, VERSION_CREATED, Notifier
 from ray_mlops.promotion.card import ModelCard, derive_known_limits, render_html, render_markdown
+from ray_mlops.promotion.gate import GateResult
 from ray_mlops.registry.aliases import FORCE, PROMOTE, move_alias
 from ray_mlops.registry.catalog import TAG_METRIC_PREFIX
 from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, AliasDecision
-from ray_mlops.registry.gate import GateResult
 from ray_mlops.registry.lineage import version_lineage
 from ray_mlops.tracking import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
 

@@ -19,7 +19,7 @@ from ray_mlops.config import PipelineConfig
 from ray_mlops.evaluate.holdout import conform_to_signature
 from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
 from ray_mlops.models.predictor import probability_labels
-from ray_mlops.registry.gate import GateResult, RuleResult, ScoredModel, run_gate
+from ray_mlops.promotion.gate import GateResult, RuleResult, ScoredModel, run_gate
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel

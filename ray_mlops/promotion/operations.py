@@ -24,6 +24,9 @@ from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.notify import PROMOTED, REJECTED, ROLLED_BACK, notifier_for
+from ray_mlops.promotion.gate import GateResult
+from ray_mlops.promotion.judge import judge, promotion_gate
+from ray_mlops.promotion.record import HOLDOUT_FILE, tag_decision
 from ray_mlops.registry.aliases import (
     FORCE,
     PROMOTE,
@@ -35,9 +38,6 @@ from ray_mlops.registry.aliases import (
     previous_champion,
 )
 from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, load_version
-from ray_mlops.registry.gate import GateResult
-from ray_mlops.registry.promotion import judge, promotion_gate
-from ray_mlops.registry.record import HOLDOUT_FILE, tag_decision
 from ray_mlops.tracking import TAG_GATE
 
 TAG_ROLLED_BACK = "ray_mlops.rolled_back"

@@ -33,7 +33,7 @@ from ray_mlops.models.package import MODEL_ARTIFACT_PATH, input_example, save_py
 from ray_mlops.notify import Notifier, notifier_for
 from ray_mlops.preflight import preflight
 from ray_mlops.promotion.gate import GateResult
-from ray_mlops.promotion.judge import Judged, judge, promotion_gate
+from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
 from ray_mlops.promotion.record import (
     CARD_HTML,
     EVALUATION_HTML,
@@ -48,8 +48,6 @@ from ray_mlops.promotion.record import (
 from ray_mlops.registry.champion import (
     TAG_PROMOTED,
     AliasDecision,
-    champion_version,
-    load_version,
     register_version,
 )
 from ray_mlops.tracking import (
@@ -623,11 +621,22 @@ def _evaluate_stage(
         run.tracker.log_metrics(stage.run_id, test_metrics)
         log_lineage(run.tracker, stage.run_id, data, cfg.name, context="evaluation")
         run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
-        champion, champion_judged, champion_error = _judge_champion(run, holdout, metric, workdir)
         try:
-            gate = promotion_gate(cfg, metric, holdout, candidate, champion_judged, champion_error)
+            verdict = judge_against_champion(
+                cfg,
+                run.tracker.client,
+                run.tracking_uri,
+                cfg.model_name,
+                candidate,
+                holdout,
+                metric,
+                workdir,
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if verdict.champion_error is not None:
+            run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": verdict.champion_error})
+        champion, champion_judged, gate = verdict.champion, verdict.champion_judged, verdict.gate
         champion_score = champion_judged.scored.metrics.get(metric) if champion_judged else None
         if champion_score is not None:
             run.tracker.log_metrics(stage.run_id, {f"champion_{metric}": champion_score})
@@ -678,30 +687,6 @@ def _log_evaluation(
     frozen.parent.mkdir(parents=True, exist_ok=True)
     holdout.to_parquet(frozen, index=False)
     client.log_artifact(run.run_id, str(frozen), str(Path(HOLDOUT_FILE).parent))
-
-
-def _judge_champion(
-    run: _Run, holdout: pd.DataFrame, metric: str, workdir: Path
-) -> tuple[ModelVersion | None, Judged | None, str | None]:
-    """Judge the current champion on the same holdout rows; an error if it cannot be."""
-    from mlflow.exceptions import MlflowException
-
-    cfg = run.cfg
-    champion = champion_version(run.tracker.client, cfg.model_name, cfg.registry.champion_alias)
-    if champion is None:
-        return None, None, None
-    try:
-        model, local = load_version(
-            run.tracking_uri, cfg.model_name, champion.version, str(workdir / "champion")
-        )
-        judged = judge(
-            cfg, model, local, holdout, metric, f"champion v{champion.version}", full=False
-        )
-    except (MlflowException, KeyError, ValueError, OSError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"[:500]
-        run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": problem})
-        return champion, None, problem
-    return champion, judged, None
 
 
 def _log_model(run: _Run, evaluation: _Evaluation) -> str:

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,11 @@ from ray_mlops.evaluate.metrics import (
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, probability_labels
 
 PASSED, FAILED, FORCED = "passed", "failed", "forced"
+
+# What a rule checks, so code finds a rule by its kind, never by its wording.
+RuleKind = Literal[
+    "minimum", "maximum", "margin", "slice", "fairness", "latency", "size", "champion_scored"
+]
 
 
 @dataclass
@@ -58,13 +63,17 @@ class ScoredModel:
 
 @dataclass
 class RuleResult:
-    """One rule of the gate: what it asks, what was measured, and whether it passed."""
+    """One rule of the gate: what it asks, what was measured, and whether it passed.
+
+    ``rule`` is the wording people read; ``kind`` is what code matches on.
+    """
 
     rule: str
     measured: float | None
     threshold: float | None
     passed: bool
     detail: str
+    kind: RuleKind
 
 
 @dataclass
@@ -170,6 +179,7 @@ def run_gate(
                 gate.latency_p95_ms,
                 measured is not None and measured <= gate.latency_p95_ms,
                 f"{_fmt(measured)} ms against a budget of {gate.latency_p95_ms:g} ms",
+                kind="latency",
             )
         )
     if gate.max_size_mb is not None:
@@ -181,6 +191,7 @@ def run_gate(
                 gate.max_size_mb,
                 size is not None and size <= gate.max_size_mb,
                 f"{_fmt(size)} MB against a limit of {gate.max_size_mb:g} MB",
+                kind="size",
             )
         )
     return GateResult(rules=rules, primary_metric=metric)
@@ -205,6 +216,7 @@ def _absolute_rules(gate: GateConfig, metrics: dict[str, float]) -> list[RuleRes
                     limit,
                     bool(ok),
                     f"{name} {value:.4f} must be {relation} {limit:g}",
+                    kind="minimum" if bound == "minimum" else "maximum",
                 )
             )
     return rules
@@ -221,7 +233,7 @@ def _margin_rule(
 ) -> RuleResult:
     rule = f"beats champion on {metric}"
     if champion is None:
-        return RuleResult(rule, None, gate.margin, True, "no champion yet")
+        return RuleResult(rule, None, gate.margin, True, "no champion yet", kind="margin")
     low, mean, high = bootstrap_improvement(
         task,
         metric,
@@ -237,7 +249,7 @@ def _margin_rule(
         f"improvement over {champion.label} {mean:+.4f}, {level} interval "
         f"[{low:+.4f}, {high:+.4f}]; its lower bound must exceed {gate.margin:g}"
     )
-    return RuleResult(rule, low, gate.margin, bool(low > gate.margin), detail)
+    return RuleResult(rule, low, gate.margin, bool(low > gate.margin), detail, kind="margin")
 
 
 def _slice_rule(
@@ -245,7 +257,7 @@ def _slice_rule(
 ) -> RuleResult:
     rule = f"no slice worse than champion's by more than {tolerance:g}"
     if champion is None:
-        return RuleResult(rule, None, tolerance, True, "no champion yet")
+        return RuleResult(rule, None, tolerance, True, "no champion yet", kind="slice")
     sign = 1.0 if higher_is_better(metric) else -1.0
     # Worsening of each slice both models were judged on, in the metric's bad direction.
     drops = {
@@ -254,7 +266,7 @@ def _slice_rule(
         if name in champion.slices and math.isfinite(value) and math.isfinite(champion.slices[name])
     }
     if not drops:
-        return RuleResult(rule, None, tolerance, True, "no slice to compare")
+        return RuleResult(rule, None, tolerance, True, "no slice to compare", kind="slice")
     worst = max(drops, key=lambda name: drops[name])
     drop = drops[worst]
     failing = sorted(name for name, d in drops.items() if d > tolerance)
@@ -264,7 +276,7 @@ def _slice_rule(
     )
     if failing:
         detail += f"; over the tolerance: {', '.join(failing[:5])}"
-    return RuleResult(rule, drop, tolerance, not failing, detail)
+    return RuleResult(rule, drop, tolerance, not failing, detail, kind="slice")
 
 
 def _fairness_rule(name: str, limit: float, candidate: ScoredModel) -> RuleResult:
@@ -275,7 +287,7 @@ def _fairness_rule(name: str, limit: float, candidate: ScoredModel) -> RuleResul
     }
     rule = f"max {name}"
     if not values:
-        return RuleResult(rule, None, limit, True, "no sensitive column to judge")
+        return RuleResult(rule, None, limit, True, "no sensitive column to judge", kind="fairness")
     column = max(values, key=lambda c: values[c])
     worst = values[column]
     return RuleResult(
@@ -284,6 +296,7 @@ def _fairness_rule(name: str, limit: float, candidate: ScoredModel) -> RuleResul
         limit,
         worst <= limit,
         f"largest on {column}: {worst:.4f} (limit {limit:g})",
+        kind="fairness",
     )
 
 

@@ -1,7 +1,7 @@
 """Judge a candidate against the champion on the frozen holdout: evaluation, cost, the gate.
 
-Used by the pipeline (``ray-mlops run`` and ``tune``) and by ``ray-mlops promote``, so both
-apply the same rules to the same rows. Both models are packaged pyfunc models, scored
+:func:`judge_against_champion` is used by the pipeline (``ray-mlops run`` and ``tune``) and
+by ``ray-mlops promote``, so both apply the same rules to the same rows. Both models are packaged pyfunc models, scored
 through their signatures exactly as serving will call them.
 """
 
@@ -20,9 +20,12 @@ from ray_mlops.evaluate.holdout import conform_to_signature
 from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
 from ray_mlops.models.predictor import probability_labels
 from ray_mlops.promotion.gate import GateResult, RuleResult, ScoredModel, run_gate
+from ray_mlops.registry.champion import champion_version, load_version
 
 if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
+    from mlflow.tracking import MlflowClient
 
 ROW_ID = "_ray_mlops_row"
 LATENCY_CALLS, LATENCY_WARMUP = 200, 20
@@ -211,6 +214,60 @@ def promotion_gate(
                 False,
                 f"the champion could not be scored, so nothing shows the candidate is better: "
                 f"{champion_error}",
+                kind="champion_scored",
             ),
         )
     return result
+
+
+@dataclass
+class Verdict:
+    """A candidate judged against the current champion on one holdout.
+
+    Attributes:
+        champion: The version the champion alias pointed at, if any.
+        champion_judged: What was measured of it; ``None`` without a champion or on error.
+        champion_error: Why an existing champion could not be scored (the gate then fails).
+        gate: The gate's verdict.
+    """
+
+    champion: ModelVersion | None
+    champion_judged: Judged | None
+    champion_error: str | None
+    gate: GateResult
+
+
+def judge_against_champion(
+    cfg: PipelineConfig,
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    candidate: Judged,
+    holdout: pd.DataFrame,
+    metric: str,
+    workdir: Path,
+) -> Verdict:
+    """Score the champion of ``name`` on the candidate's holdout rows, then run the gate.
+
+    A champion that exists but cannot be loaded or scored is reported, not raised: the
+    gate then fails with the reason, so a broken champion never blocks the run silently.
+
+    Raises:
+        ValueError: the gate's config names a metric this task does not compute.
+    """
+    from mlflow.exceptions import MlflowException
+
+    champion = champion_version(client, name, cfg.registry.champion_alias)
+    judged, error = None, None
+    if champion is not None:
+        try:
+            model, local = load_version(
+                tracking_uri, name, str(champion.version), str(workdir / "champion")
+            )
+            judged = judge(
+                cfg, model, local, holdout, metric, f"champion v{champion.version}", full=False
+            )
+        except (MlflowException, KeyError, ValueError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+    gate = promotion_gate(cfg, metric, holdout, candidate, judged, error)
+    return Verdict(champion, judged, error, gate)

@@ -25,7 +25,7 @@ from ray_mlops.errors import RegistryError
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.notify import PROMOTED, REJECTED, ROLLED_BACK, notifier_for
 from ray_mlops.promotion.gate import GateResult
-from ray_mlops.promotion.judge import judge, promotion_gate
+from ray_mlops.promotion.judge import judge, judge_against_champion
 from ray_mlops.promotion.record import HOLDOUT_FILE, tag_decision
 from ray_mlops.registry.aliases import (
     FORCE,
@@ -140,18 +140,10 @@ def _run_gate(
         classes = None if cfg.task == "regression" else _n_classes(holdout, cfg)
         metric = cfg.evaluate.primary_metric or default_primary_metric(cfg.task, classes)
         candidate = judge(cfg, model, local, holdout, metric, "candidate", full=True)
-        champion = None
-        error = None
-        current = alias_target(client, name, cfg.registry.champion_alias)
-        if current is not None:
-            try:
-                old, old_dir = load_version(tracking_uri, name, current, f"{workdir}/p")
-                champion = judge(
-                    cfg, old, old_dir, holdout, metric, f"champion v{current}", full=False
-                )
-            except (MlflowException, KeyError, ValueError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-        gate = promotion_gate(cfg, metric, holdout, candidate, champion, error)
+        verdict = judge_against_champion(
+            cfg, client, tracking_uri, name, candidate, holdout, metric, Path(workdir)
+        )
+        gate = verdict.gate
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     client.log_text(run_of(found), gate.to_json(), f"gate/promote-{stamp}.json")
     return gate

@@ -57,7 +57,7 @@ def metric_tags(metrics: Mapping[str, float]) -> dict[str, str]:
 def decision_of(gate: GateResult) -> AliasDecision:
     """Promote on a pass; otherwise the failed rules are the reason."""
     if gate.passed:
-        margin = next((r for r in gate.rules if r.rule.startswith("beats champion")), None)
+        margin = next((r for r in gate.rules if r.kind == "margin"), None)
         return AliasDecision(True, f"gate passed: {margin.detail if margin else 'all rules'}")
     return AliasDecision(False, "gate failed: " + "; ".join(gate.failures()))
 

@@ -212,3 +212,19 @@ def test_rank_auc_is_sklearns_with_ties_and_imbalance(seed: int) -> None:
     # Scores rounded to two decimals: many ties, which count half as ROC AUC does.
     scores = np.round(rng.random(n) * 0.5 + 0.4 * positive, 2)
     assert binary_roc_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores))
+
+
+def test_rules_carry_a_kind_and_the_decision_finds_the_margin_by_it() -> None:
+    """The alias decision quotes the margin rule found by its kind, not by its wording."""
+    from ray_mlops.promotion.record import decision_of
+
+    truth = _truth()
+    strong = _scored("candidate", truth, _predictions(truth, 2.0, 1))
+    weak = _scored("champion v1", truth, _predictions(truth, 0.5, 2))
+    gate = GateConfig(bootstrap_samples=300, minimums={"roc_auc": 0.5}, max_size_mb=100.0)
+    result = run_gate(gate, "classification", "roc_auc", truth, strong, weak)
+    assert [r.kind for r in result.rules] == ["minimum", "margin", "size"]
+    margin = next(r for r in result.rules if r.kind == "margin")
+    margin.rule = "reworded for readers"  # wording is free to change
+    assert decision_of(result).reason == f"gate passed: {margin.detail}"
+    assert result.to_dict()["rules"][1]["kind"] == "margin"

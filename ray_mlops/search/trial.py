@@ -175,37 +175,18 @@ def _run_trainer(
     """
     import ray
     import ray.tune
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ray_mlops.config import SELECTION_METRICS
-    from ray_mlops.train.trainer import poll_controller_often
+    from ray_mlops.train.trainer import build_torch_trainer, poll_controller_often
 
-    train = cfg.train
-    resources = {"CPU": train.cpus_per_worker}
-    if train.use_gpu:
-        resources["GPU"] = train.gpus_per_worker
-    metric = train.selection_metric
     poll_controller_often()  # results reach Tune, and so ASHA, at each poll
-    trainer = TorchTrainer(
+    trainer = build_torch_trainer(
+        cfg,
         trial_worker_loop,
-        train_loop_config={"settings": settings.to_dict(), "arrays": ray.put(arrays)},
-        scaling_config=ScalingConfig(
-            num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=ray.tune.get_context().get_trial_id(),
-            storage_path=inputs.trainer_storage,
-            # Train V2's UserCallback, which its RunConfig accepts; typed as the V1 base.
-            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=1,
-                checkpoint_score_attribute=metric,
-                checkpoint_score_order=SELECTION_METRICS[cfg.task][metric],
-            ),
-            failure_config=FailureConfig(max_failures=train.max_failures),
-        ),
+        {"settings": settings.to_dict(), "arrays": ray.put(arrays)},
+        name=ray.tune.get_context().get_trial_id(),
+        storage_path=inputs.trainer_storage,
+        callbacks=[TuneReportCallback()],
     )
     trainer.fit()
 

@@ -22,7 +22,7 @@ import pandas as pd
 from ray_mlops.config import SELECTION_METRICS, Dimension, PipelineConfig
 from ray_mlops.search.space import suggest, trial_values
 from ray_mlops.search.trial import SearchInputs, run_trial
-from ray_mlops.train.trainer import _is_number
+from ray_mlops.train.trainer import is_finite_number
 
 if TYPE_CHECKING:
     import ray.tune
@@ -251,7 +251,7 @@ def _outcome(
     return SearchOutcome(
         leaderboard=leaderboard,
         best_params=trial_values(space, best.config),
-        best_metrics={k: float(v) for k, v in best_epoch.items() if _is_number(v)},
+        best_metrics={k: float(v) for k, v in best_epoch.items() if is_finite_number(v)},
         best_checkpoint=path_of_best,
         best_trial_id=str(best_row["trial_id"]),
         trial_epochs=int(leaderboard["epochs"].sum()),

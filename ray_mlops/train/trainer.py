@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,7 @@ from ray_mlops.train.loop import RESIDENT, LoopSettings, train_loop_per_worker
 
 if TYPE_CHECKING:
     import ray.data
+    from ray.train.torch import TorchTrainer
 
 STREAM = "stream"
 
@@ -47,6 +48,39 @@ class TrainingOutcome:
     restarts: int
 
 
+@dataclass(frozen=True)
+class TrainingSummary:
+    """A finished training run, as ``PipelineResult.training`` carries it.
+
+    Attributes:
+        best_epoch: The best epoch by the selection metric, counted from 1.
+        epochs_run: Epochs trained.
+        stopped_early: Whether early stopping ended the run.
+        restarts: Worker-group restarts from a checkpoint after failures.
+        ingest: ``resident`` or ``stream``.
+        checkpoint: Path of the best checkpoint.
+    """
+
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    restarts: int
+    ingest: str
+    checkpoint: str
+
+    @classmethod
+    def of(cls, outcome: TrainingOutcome) -> TrainingSummary:
+        """The summary of ``outcome``."""
+        return cls(
+            best_epoch=int(outcome.best_metrics.get("epoch", -1)) + 1,
+            epochs_run=outcome.epochs_run,
+            stopped_early=outcome.stopped_early,
+            restarts=outcome.restarts,
+            ingest=outcome.ingest,
+            checkpoint=outcome.checkpoint_path,
+        )
+
+
 def choose_ingest(cfg: PipelineConfig, encoded_train_bytes: int) -> str:
     """``resident`` when each worker's share of the encoded train split fits the limit."""
     if cfg.train.ingest != "auto":
@@ -58,6 +92,69 @@ def choose_ingest(cfg: PipelineConfig, encoded_train_bytes: int) -> str:
 def poll_controller_often() -> None:
     """Make the next ``TorchTrainer`` poll its workers every :data:`CONTROLLER_POLL_S` s."""
     os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_S)
+
+
+def build_torch_trainer(
+    cfg: PipelineConfig,
+    loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    *,
+    name: str,
+    storage_path: str,
+    datasets: dict[str, ray.data.Dataset | Callable[[], ray.data.Dataset]] | None = None,
+    datasets_to_split: list[str] | None = None,
+    callbacks: list[Any] | None = None,
+) -> TorchTrainer:
+    """The ``TorchTrainer`` of a training run and of a multi-worker search trial.
+
+    ``cfg.train`` gives the workers, their resources and the restarts allowed; the best
+    checkpoint by the selection metric is kept (Ray Train also keeps the latest, to resume
+    from). A run ``name`` that already has checkpoints under ``storage_path`` continues from
+    the latest one.
+
+    Args:
+        cfg: The pipeline config (its ``train`` section and task).
+        loop: The function each worker runs, given ``loop_config``.
+        loop_config: The loop's settings (plain, picklable values).
+        name: The Train run's name (the training run's, or the Tune trial's id).
+        storage_path: Where Ray Train writes checkpoints.
+        datasets: Ray datasets handed to the workers; ``None`` when the loop brings its own.
+        datasets_to_split: Which of ``datasets`` Ray shards across workers; ``None``: Ray's
+            default.
+        callbacks: Train callbacks (a search trial's ``TuneReportCallback``).
+    """
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    train_cfg = cfg.train
+    metric = train_cfg.selection_metric
+    resources = {"CPU": train_cfg.cpus_per_worker}
+    if train_cfg.use_gpu:
+        resources["GPU"] = train_cfg.gpus_per_worker
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.num_workers,
+            use_gpu=train_cfg.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            callbacks=callbacks,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=metric,
+                checkpoint_score_order=SELECTION_METRICS[cfg.task][metric],
+            ),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+        ),
+        datasets=datasets,
+        dataset_config=None
+        if datasets_to_split is None
+        else DataConfig(datasets_to_split=datasets_to_split),
+    )
 
 
 def train_model(
@@ -104,9 +201,6 @@ def train_encoded(
     """:func:`train_model` on splits already encoded by
     :func:`ray_mlops.train.encode.encode_split` (or built with the same ``features``,
     ``label`` and ``row_key`` columns, as the benchmarks do)."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     train_cfg = cfg.train
     ingest = choose_ingest(cfg, encoded_train.size_bytes())
     rows_per_worker = encoded_train.count() // train_cfg.num_workers
@@ -133,30 +227,15 @@ def train_encoded(
         split_by_ray = ["train", "validation"]
     metric = train_cfg.selection_metric
     mode = SELECTION_METRICS[cfg.task][metric]
-    resources = {"CPU": train_cfg.cpus_per_worker}
-    if train_cfg.use_gpu:
-        resources["GPU"] = train_cfg.gpus_per_worker
     poll_controller_often()
-    trainer = TorchTrainer(
+    trainer = build_torch_trainer(
+        cfg,
         train_loop_per_worker,
-        train_loop_config=settings.to_dict(),
-        scaling_config=ScalingConfig(
-            num_workers=train_cfg.num_workers,
-            use_gpu=train_cfg.use_gpu,
-            resources_per_worker=resources,
-        ),
-        run_config=RunConfig(
-            name=run_name,
-            storage_path=str(storage_path.resolve()),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=1,  # the best; Ray Train also keeps the latest, to resume from
-                checkpoint_score_attribute=metric,
-                checkpoint_score_order=mode,
-            ),
-            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-        ),
+        settings.to_dict(),
+        name=run_name,
+        storage_path=str(storage_path.resolve()),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=split_by_ray),
+        datasets_to_split=split_by_ray,
     )
     result = trainer.fit()
     reported = result.best_checkpoints or []
@@ -169,11 +248,11 @@ def train_encoded(
     network = build_model(spec)
     with best_checkpoint.as_directory() as directory:
         network.load_state_dict(read_weights(Path(directory)))
-    last = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
+    last = {k: float(v) for k, v in (result.metrics or {}).items() if is_finite_number(v)}
     return TrainingOutcome(
         network=network.eval(),
         spec=spec,
-        best_metrics={k: float(v) for k, v in best_metrics.items() if _is_number(v)},
+        best_metrics={k: float(v) for k, v in best_metrics.items() if is_finite_number(v)},
         last_metrics=last,
         checkpoint_path=best_checkpoint.path,
         ingest=ingest,
@@ -183,5 +262,6 @@ def train_encoded(
     )
 
 
-def _is_number(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
+    """Whether a reported metric ``value`` is a finite int or float (not NaN, not a string)."""
     return isinstance(value, int | float) and math.isfinite(float(value))

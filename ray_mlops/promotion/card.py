@@ -6,13 +6,13 @@ sections are built once as plain text blocks, and each renderer only escapes and
 
 from __future__ import annotations
 
-import html
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ray_mlops.evaluate.metrics import higher_is_better
+from ray_mlops.reports import esc, page, section, table, text_table
 
 # A fairness difference above this is worth a line in the known limits (a common rule of thumb:
 # a 10-point gap in selection or error rates between groups).
@@ -152,17 +152,10 @@ def render_html(card: ModelCard) -> str:
     Returns:
         The page, ready to write to a ``.html`` file.
     """
-    body = [f"<h1>{_esc(_title(card))}</h1>"]
-    body += [_html_block(block) for block in _header(card)]
+    parts = [_html_block(block) for block in _header(card)]
     for heading, blocks in _sections(card):
-        inner = "\n".join(_html_block(block) for block in blocks)
-        body.append(f"<section>\n<h2>{_esc(heading)}</h2>\n{inner}\n</section>")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_esc(_title(card))}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
+        parts.append(section(heading, "\n".join(_html_block(block) for block in blocks)))
+    return page(_title(card), parts)
 
 
 # --- The content, as plain-text blocks both renderers share ---------------------------------
@@ -434,37 +427,14 @@ def _md(text: str, inline: bool = True) -> str:
 
 # --- HTML ----------------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
-h1 { border-bottom: 2px solid #4c72b0; padding-bottom: .3rem; }
-section { border-top: 1px solid #ddd; padding: .5rem 0 1rem; }
-table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
-th, td { padding: .15rem .6rem; border-bottom: 1px solid #eee; text-align: left; }
-th { font-weight: 600; }
-tr.pass td { background: #e9f5ec; }
-tr.fail td { background: #fdecea; }
-tr.small td { color: #888; }
-"""
-
 
 def _html_block(block: _Block) -> str:
     if isinstance(block, _Para):
-        return f"<p>{_esc(block.text)}</p>"
+        return f"<p>{esc(block.text)}</p>"
     if isinstance(block, _Sub):
-        return f"<h3>{_esc(block.heading)}</h3>"
+        return f"<h3>{esc(block.heading)}</h3>"
     if isinstance(block, _Bullets):
-        return "<ul>" + "".join(f"<li>{_esc(item)}</li>" for item in block.items) + "</ul>"
+        return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, _Fields):
-        rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in block.pairs)
-        return f"<table>{rows}</table>"
-    head = "<tr>" + "".join(f"<th>{_esc(cell)}</th>" for cell in block.header) + "</tr>"
-    body = []
-    for index, row in enumerate(block.rows):
-        mark = block.marks[index] if index < len(block.marks) else None
-        attribute = f' class="{mark}"' if mark else ""
-        body.append(f"<tr{attribute}>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>")
-    return f"<table>{head}{''.join(body)}</table>"
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
+        return table(block.pairs)
+    return text_table(block.header, block.rows, block.marks)

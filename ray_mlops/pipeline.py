@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -73,7 +74,10 @@ from ray_mlops.tracking import (
     read_artifact_text,
     resolve_tracking_uri,
 )
-from ray_mlops.train.trainer import TrainingOutcome, train_model
+from ray_mlops.train.trainer import TrainingOutcome, TrainingSummary, train_model
+
+if TYPE_CHECKING:
+    from ray_mlops.search.summary import SearchSummary
 
 NOTIFY_GRACE_S = 5.0
 
@@ -97,11 +101,11 @@ class PipelineResult:
     promoted: bool
     decision: str
     champion_version: str | None
-    training: dict[str, object] = field(default_factory=dict)
+    training: TrainingSummary | None = None
     model_uri: str = ""
     resumed: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    search: dict[str, object] = field(default_factory=dict)
+    search: SearchSummary | None = None
     gate: str = ""
     reports: dict[str, str] = field(default_factory=dict)
 
@@ -316,7 +320,7 @@ def _run_stages(run: _Run) -> PipelineResult:
     if searched:
         outcome, state, search_summary = _search_stage(run, data, state)
     else:
-        outcome, search_summary = _train_stage(run, data, state), {}
+        outcome, search_summary = _train_stage(run, data, state), None
     notifier = notifier_for(cfg.notify)
     try:
         with tempfile.TemporaryDirectory() as workdir:
@@ -353,16 +357,7 @@ def _run_stages(run: _Run) -> PipelineResult:
         promoted=decision.promote,
         decision=decision.reason,
         champion_version=champion,
-        training={}
-        if searched
-        else {
-            "best_epoch": int(outcome.best_metrics.get("epoch", -1)) + 1,
-            "epochs_run": outcome.epochs_run,
-            "stopped_early": outcome.stopped_early,
-            "restarts": outcome.restarts,
-            "ingest": outcome.ingest,
-            "checkpoint": outcome.checkpoint_path,
-        },
+        training=None if searched else TrainingSummary.of(outcome),
         model_uri=model_uri,
         resumed=run.resuming,
         search=search_summary,
@@ -510,7 +505,7 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
 
 def _search_stage(
     run: _Run, data: PreparedData, state: FeatureState
-) -> tuple[TrainingOutcome, FeatureState, dict[str, object]]:
+) -> tuple[TrainingOutcome, FeatureState, SearchSummary]:
     """Search the space with Ray Tune; the best trial's model goes on like a trained one."""
     from ray_mlops.search.stage import (
         LEADERBOARD_HTML,
@@ -518,6 +513,7 @@ def _search_stage(
         record_search,
         search_inputs,
     )
+    from ray_mlops.search.summary import SearchSummary
     from ray_mlops.search.tuner import run_search, search_metric
 
     cfg = run.cfg
@@ -559,15 +555,7 @@ def _search_stage(
         )
     training, best_state = best_model(outcome)
     artifact_uri = run.tracker.client.get_run(stage.run_id).info.artifact_uri
-    summary: dict[str, object] = {
-        "trials": len(board),
-        "pruned": int((board["status"] == "pruned").sum()),
-        "trial_epochs": outcome.trial_epochs,
-        "best_trial": outcome.best_trial_id,
-        "best_metric": f"{metric} {outcome.best_metrics[metric]:.4f}",
-        "best_params": outcome.best_params,
-        "leaderboard": f"{artifact_uri}/{LEADERBOARD_HTML}",
-    }
+    summary = SearchSummary.of(outcome, metric, f"{artifact_uri}/{LEADERBOARD_HTML}")
     return training, best_state, summary
 
 

@@ -22,28 +22,27 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
         table.add_row(f"test {name}{marker}", f"{value:.4f}")
     table.add_row("rows", ", ".join(f"{k} {v:,}" for k, v in result.rows.items() if v))
     table.add_row("dataset fingerprint", result.dataset_fingerprint)
-    if result.training:
+    if result.training is not None:
         training = result.training
-        early = ", stopped early" if training["stopped_early"] else ""
-        restarts = f", recovered {training['restarts']}x" if training["restarts"] else ""
+        early = ", stopped early" if training.stopped_early else ""
+        restarts = f", recovered {training.restarts}x" if training.restarts else ""
         table.add_row(
             "training",
-            f"best epoch {training['best_epoch']} of {training['epochs_run']}{early}{restarts}; "
-            f"{training['ingest']} ingest",
+            f"best epoch {training.best_epoch} of {training.epochs_run}{early}{restarts}; "
+            f"{training.ingest} ingest",
         )
-        table.add_row("best checkpoint", str(training["checkpoint"]))
-    if result.search:
+        table.add_row("best checkpoint", training.checkpoint)
+    if result.search is not None:
         search = result.search
         table.add_row(
             "search",
-            f"{search['trials']} trials ({search['pruned']} pruned by the scheduler, "
-            f"{search['trial_epochs']} trial-epochs); best trial {search['best_trial']}: "
-            f"{search['best_metric']}",
+            f"{search.trials} trials ({search.pruned} pruned by the scheduler, "
+            f"{search.trial_epochs} trial-epochs); best trial {search.best_trial}: "
+            f"{search.best_metric}",
         )
-        params = search["best_params"]
-        assert isinstance(params, dict)
+        params = search.best_params
         table.add_row("best values", ", ".join(f"{k}={v}" for k, v in params.items()))
-        table.add_row("leaderboard", str(search["leaderboard"]))
+        table.add_row("leaderboard", search.leaderboard)
     if result.model_version is not None:
         table.add_row("model version", f"{result.model_name} v{result.model_version}")
         verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["ADULT_CSV", "adult_path"]
+
 ADULT_CSV = Path(__file__).parent / "adult" / "adult.csv.gz"
 
 

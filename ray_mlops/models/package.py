@@ -23,6 +23,7 @@ MODEL_ARTIFACT_PATH = "model"
 _MODEL_CODE = (
     "__init__.py",
     "errors.py",
+    "exports.py",
     "features/__init__.py",
     "features/primitives.py",
     "features/state.py",

@@ -10,9 +10,6 @@ be in the cluster's environment elsewhere (the exported Serve config says so).
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ import yaml
 from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
 from ray_mlops.registry.champion import champion_version
+from ray_mlops.serve.deployment import deployment_options
 
 HA_PROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 IMPORT_PATH = "ray_mlops.serve.app:build_app"
@@ -93,94 +91,6 @@ def serving_runtime(
             yield
 
 
-def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
-    """Replicas (fixed or autoscaled), their CPUs and GPUs, health checks."""
-    serve_cfg = cfg.serve
-    options: dict[str, Any] = {
-        "ray_actor_options": {
-            "num_cpus": serve_cfg.cpus_per_replica,
-            "num_gpus": serve_cfg.gpus_per_replica,
-        },
-        # Enough requests in flight per replica for full batches.
-        "max_ongoing_requests": max(2 * serve_cfg.max_batch_size, 16),
-        "health_check_period_s": 5,
-        "graceful_shutdown_timeout_s": 10,
-        # A log line per request costs the replica's CPU; /metrics and capture count them.
-        "logging_config": {"enable_access_log": serve_cfg.access_log},
-    }
-    scaling = serve_cfg.autoscaling
-    if scaling is None:
-        options["num_replicas"] = serve_cfg.num_replicas
-    else:
-        options["autoscaling_config"] = {
-            "min_replicas": scaling.min_replicas,
-            "initial_replicas": max(scaling.min_replicas, 1),
-            "max_replicas": scaling.max_replicas,
-            "target_ongoing_requests": scaling.target_ongoing_requests,
-            "upscale_delay_s": scaling.upscale_delay_s,
-            "downscale_delay_s": scaling.downscale_delay_s,
-            "look_back_period_s": scaling.look_back_period_s,
-        }
-    return options
-
-
-def bind_server(
-    cfg: PipelineConfig,
-    tracking_uri: str,
-    base_dir: Path,
-    model_name: str | None = None,
-    alias: str | None = None,
-) -> Any:
-    """The Serve application of the model server, bound to its settings.
-
-    The ``serve`` section travels as Serve's ``user_config``: redeploying after a change to
-    it (keys, limits, deadline, batching, capture, rollout) reconfigures the running replicas
-    in place. Changing the model, the tracking URI or the replicas' CPUs and GPUs starts new
-    replicas.
-    """
-    from ray_mlops.serve.app import ModelServer
-
-    settings = {
-        "model_name": model_name or cfg.model_name,
-        "champion_alias": alias or cfg.registry.champion_alias,
-        "tracking_uri": tracking_uri,
-        "base_dir": str(base_dir.resolve()),
-        "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
-    }
-    options = deployment_options(cfg) | {"user_config": user_config(cfg)}
-    # serve.run gives a deployment without a version a random one on every call, so every
-    # redeploy replaced the replicas (Serve's client.py). A config-file deploy (serve deploy,
-    # RayService) hashes its import path and args instead; this gives serve.run the same:
-    # a new version when the code or the replica's settings change, and only then.
-    # ``version`` is internal to Serve since it manages versions itself (pinned Ray 2.60).
-    server = ModelServer.options(  # type: ignore[attr-defined]
-        **options, version=code_version(settings), _internal=True
-    )
-    return server.bind(settings)
-
-
-def code_version(settings: dict[str, Any]) -> str:
-    """A hash of this package's source and the replica's constructor settings."""
-    digest = hashlib.sha256(_source_digest().encode())
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-@functools.cache
-def _source_digest() -> str:
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for source in sorted(package.rglob("*.py")):
-        digest.update(str(source.relative_to(package)).encode())
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
-
-
-def user_config(cfg: PipelineConfig) -> dict[str, Any]:
-    """What :meth:`ray_mlops.serve.app.ModelServer.reconfigure` receives."""
-    return {"serve": cfg.serve.model_dump(mode="json")}
-
-
 def deploy_model(
     cfg: PipelineConfig,
     tracking_uri: str,
@@ -197,6 +107,7 @@ def deploy_model(
     from mlflow.tracking import MlflowClient
     from ray import serve
 
+    from ray_mlops.serve.app import bind_server
     from ray_mlops.serve.ingress import bind_failure
 
     name = model_name or cfg.model_name

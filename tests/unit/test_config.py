@@ -90,7 +90,7 @@ def test_autoscaling_look_back_reaches_serve_and_must_exceed_its_metrics_interva
 
     from ray.serve.config import AutoscalingConfig
 
-    from ray_mlops.serve.launch import deployment_options
+    from ray_mlops.serve.deployment import deployment_options
 
     scaling = {"min_replicas": 1, "max_replicas": 3, "look_back_period_s": 12}
     cfg = parse_config({**MINIMAL, "serve": {"autoscaling": scaling}})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ray_mlops.serve.launch import code_version
+from ray_mlops.serve.deployment import code_version
 
 SETTINGS = {
     "model_name": "adult",

@@ -66,6 +66,7 @@ def run_ray_mlops(data_dir: Path, object_store_mb: int | None) -> dict[str, Any]
     import ray
     import ray.data
 
+    from ray_mlops.compat.ray_core import local_node_options
     from ray_mlops.data.stage import prepare_data
     from ray_mlops.features.fit import fit_feature_state
     from ray_mlops.train.encode import encode_split
@@ -77,7 +78,7 @@ def run_ray_mlops(data_dir: Path, object_store_mb: int | None) -> dict[str, Any]
         num_cpus=os.cpu_count(),
         object_store_memory=store,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
+        **local_node_options(),
         log_to_driver=False,
     )
     ray.data.DataContext.get_current().enable_progress_bars = False

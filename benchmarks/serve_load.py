@@ -192,7 +192,8 @@ def main() -> None:
         batching_cases(args)
         return
 
-    from ray_mlops.serve.launch import HA_PROXY_SETTINGS
+    from ray_mlops.compat.ray_core import local_node_options
+    from ray_mlops.settings_env import HA_PROXY_SETTINGS
 
     for key, value in HA_PROXY_SETTINGS.items():
         os.environ.setdefault(key, value)
@@ -200,7 +201,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")  # fmt: skip
+             **local_node_options())  # fmt: skip
     uri, record, loaded = train_model(work)
     cfg = loaded.pipeline
     model_uri = f"models:/{cfg.model_name}@champion"
@@ -282,7 +283,9 @@ def main() -> None:
 
 def batching_cases(args: argparse.Namespace) -> None:
     """One replica (on the GPU with --device cuda), batching on against off, two model sizes."""
-    from ray_mlops.serve.launch import HA_PROXY_SETTINGS, deploy_model, stop_serving
+    from ray_mlops.compat.ray_core import local_node_options
+    from ray_mlops.serve.launch import deploy_model, stop_serving
+    from ray_mlops.settings_env import HA_PROXY_SETTINGS
 
     for key, value in HA_PROXY_SETTINGS.items():
         os.environ.setdefault(key, value)
@@ -290,7 +293,7 @@ def batching_cases(args: argparse.Namespace) -> None:
     from ray import serve
 
     work = Path(tempfile.mkdtemp(prefix="serve-gpu-bench-"))
-    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray.init(include_dashboard=False, log_to_driver=False, **local_node_options())
     concurrency = [64, 256] if not args.quick else [64]
     models = {"quick start MLP (64, 32)": None, "MLP 4 x 2048, layer norm": [2048] * 4}
     cases: dict[str, Any] = {}

@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ray_mlops.compat.ray_core import local_node_options  # noqa: E402
 from ray_mlops.config import PipelineConfig, parse_config  # noqa: E402
 from ray_mlops.features.state import FeatureState  # noqa: E402
 from ray_mlops.models.factory import build_model  # noqa: E402
@@ -217,7 +218,7 @@ def main() -> None:
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
+        **local_node_options(),
         log_to_driver=False,
     )
     ray.data.DataContext.get_current().enable_progress_bars = False

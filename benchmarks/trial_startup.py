@@ -107,9 +107,9 @@ def one_search(cfg: Any, inputs: Any, storage: Path, uri: str, label: str) -> di
     called = time.time()
     run_search(cfg, tracked, storage, label, callbacks=[FirstResult()])
     wall = time.time() - called
-    import ray
+    from ray_mlops.compat.ray_core import node_logs_dir
 
-    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    logs = node_logs_dir()
     processes = []
     for pid, seen in sorted(first_result.items()):
         err = next(iter(logs.glob(f"worker-*-{pid}.err")), None)

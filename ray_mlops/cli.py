@@ -8,7 +8,6 @@ non-zero (2 for a bad config) without a traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import typer
 from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.registry_cli import models_app, promote, rollback
+from ray_mlops.settings_env import apply_cli
 
 app = typer.Typer(
     name="ray-mlops",
@@ -386,8 +386,7 @@ app.command()(rollback)
 
 def main() -> None:
     """Entry point of the ``ray-mlops`` command."""
-    # Rich shows progress; MLflow's own download bars would interleave with it.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    apply_cli()
     try:
         app()
     except RayMlopsError as exc:

@@ -33,6 +33,8 @@ def ray_runtime(
     import ray
     import ray.data
 
+    from ray_mlops.compat.ray_core import local_node_options
+
     if ray.is_initialized():
         yield
         return
@@ -41,7 +43,7 @@ def ray_runtime(
         ray.init(address=target, log_to_driver=verbose)
     else:
         ray.init(
-            _node_ip_address="127.0.0.1",
+            **local_node_options(),
             log_to_driver=verbose,
             include_dashboard=verbose,
             runtime_env=runtime_env,

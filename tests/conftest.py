@@ -75,9 +75,10 @@ def ray_session() -> Iterator[None]:
     # processes Ray starts, with ports and files of its own (not 8404, 9101, 8500 and
     # /tmp/haproxy-serve, which a `ray-mlops serve` on this machine may hold); metrics
     # reach the nodes' agents every second instead of ten.
+    from ray_mlops.compat.ray_core import local_node_options
     from ray_mlops.config import ServeConfig
     from ray_mlops.serve.ingress import local_ingress
-    from ray_mlops.serve.launch import HA_PROXY_SETTINGS
+    from ray_mlops.settings_env import HA_PROXY_SETTINGS
 
     for key, value in HA_PROXY_SETTINGS.items():
         os.environ.setdefault(key, value)
@@ -91,7 +92,7 @@ def ray_session() -> Iterator[None]:
         ray.init(
             num_cpus=4,
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
+            **local_node_options(),
             log_to_driver=False,
         )
         ray.data.DataContext.get_current().enable_progress_bars = False

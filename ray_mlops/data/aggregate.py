@@ -6,8 +6,8 @@ aggregator actors. On a small machine that costs 3 to 5 s per call before any ro
 aggregation needs no shuffle: each block's accumulators are computed where the block lives
 (fused with the map that produces it) and the one-row partials are combined on the driver.
 
-The accumulate, combine and finalize steps are Ray's own (``BlockAccessor._aggregate`` and
-``_combine_aggregated_blocks``, the functions its hash aggregation calls), so every
+The accumulate, combine and finalize steps are Ray's own (the private functions its hash
+aggregation calls, reached through :mod:`ray_mlops.compat.ray_data`), so every
 ``AggregateFnV2`` (Count, Mean, Std, Quantile, ValueCounter, user-defined ones) gives the
 same result as ``Dataset.aggregate``; a test compares the two.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+from ray_mlops.compat.ray_data import aggregate_block, combine_aggregated
 
 if TYPE_CHECKING:
     import ray.data
@@ -30,10 +32,7 @@ class _BlockPartials:
         self.aggs = aggs
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        from ray.data._internal.planner.exchange.sort_task_spec import SortKey
-        from ray.data.block import BlockAccessor
-
-        return BlockAccessor.for_block(block)._aggregate(SortKey(None), self.aggs)
+        return aggregate_block(block, self.aggs)
 
 
 def aggregate_blocks(ds: ray.data.Dataset, *aggs: AggregateFnV2) -> dict[str, Any]:
@@ -65,16 +64,7 @@ def aggregate_blocks(ds: ray.data.Dataset, *aggs: AggregateFnV2) -> dict[str, An
 
 def _combined(blocks: list[pa.Table], aggs: tuple[AggregateFnV2, ...]) -> dict[str, Any]:
     """Combine and finalize one-row partials, as Ray's hash aggregation does."""
-    from ray.data._internal.arrow_block import ArrowBlockAccessor
-    from ray.data._internal.planner.exchange.sort_task_spec import SortKey
-
-    combined, _ = ArrowBlockAccessor._combine_aggregated_blocks(
-        blocks,
-        SortKey(None),
-        tuple(aggs),  # type: ignore[arg-type]  # annotated as a 1-tuple in Ray
-        finalize=True,
-    )
-    rows = combined.to_pylist()
+    rows = combine_aggregated(blocks, tuple(aggs)).to_pylist()
     return rows[0] if rows else {}
 
 

@@ -312,22 +312,15 @@ def _column_values_class() -> type[Any]:
     without rows) gives None. Interpolation is linear: ``np.quantile``'s default, as in pandas
     ``Series.quantile`` and Ray's own ``Quantile``.
     """
-    from ray.data.aggregate import Quantile
+    from ray_mlops.compat.ray_data import empty_safe_quantile
 
-    class ColumnValues(Quantile):
+    class ColumnValues(empty_safe_quantile()):  # type: ignore[misc]
         def __init__(self, on: str, bins: int, alias_name: str) -> None:
             super().__init__(on=on, alias_name=alias_name)
             self._bins = bins
 
-        def _combine_column(self, accumulator_col: Any) -> Any:
-            # Without any block (an empty dataset) the column is Arrow nulls, which Quantile's
-            # flatten rejects; None is the "no values" accumulator that finalize skips.
-            if pa.types.is_null(accumulator_col.type):
-                return None
-            return super()._combine_column(accumulator_col)
-
         # A summary where Quantile gives one value: a deliberate change of the output type.
-        def finalize(self, accumulator: Any) -> dict[str, Any] | None:  # type: ignore[override]
+        def finalize(self, accumulator: Any) -> dict[str, Any] | None:
             values = np.asarray(accumulator, dtype=np.float64)
             values = values[~np.isnan(values)]
             if values.size == 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shlex
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.local_state import DEFAULT_HOME, local_store_path
+from ray_mlops.settings_env import use_local_auth_token
 
 # Never uploaded with the working directory: environments, local state, VCS data. (Ray 2.60
 # also skips .git, .venv, venv and __pycache__ by default, and whatever .gitignore and
@@ -42,19 +42,6 @@ class JobOutcome:
     status: str
     message: str
     log_tail: list[str]
-
-
-def use_local_auth_token() -> None:
-    """Send this machine's Ray token when there is one and no auth mode was chosen.
-
-    Ray 2.60 clusters started with ``ray start`` where a token exists require it on the Jobs
-    API, but the Jobs client only sends it when ``RAY_AUTH_MODE=token``.
-    """
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def submit_pipeline(

@@ -13,7 +13,8 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from ray_mlops.search.tuner import was_pruned
+from ray_mlops.compat.ray_tune import tell_pruned, was_told
+from ray_mlops.search.pruning import was_pruned
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -46,16 +47,11 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         best = self._best.pop(trial_id, None)
-        if error or not result or trial_id in self._completed_trials:
+        if error or not result or was_told(self, trial_id):
             super().on_trial_complete(trial_id, result, error)
             return
         if was_pruned(result, self._max_epochs):
-            import optuna
-
-            study = self._ot_study
-            assert study is not None  # set up before the first trial was suggested
-            study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
+            tell_pruned(self, trial_id)
             return
         if best is not None:
             result = {**result, self.metric: best}

@@ -177,9 +177,10 @@ def _run_trainer(
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ray_mlops.train.trainer import build_torch_trainer, poll_controller_often
+    from ray_mlops.settings_env import apply_train
+    from ray_mlops.train.trainer import build_torch_trainer
 
-    poll_controller_often()  # results reach Tune, and so ASHA, at each poll
+    apply_train()  # results reach Tune, and so ASHA, at each poll
     trainer = build_torch_trainer(
         cfg,
         trial_worker_loop,

@@ -11,7 +11,6 @@ interrupted search continues from it with ``Tuner.restore`` without repeating fi
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ray_mlops.config import SELECTION_METRICS, Dimension, PipelineConfig
+from ray_mlops.search.pruning import was_pruned
 from ray_mlops.search.space import suggest, trial_values
 from ray_mlops.search.trial import SearchInputs, run_trial
+from ray_mlops.settings_env import apply_tune
 from ray_mlops.train.trainer import is_finite_number
 
 if TYPE_CHECKING:
@@ -46,16 +47,6 @@ class SearchOutcome:
     experiment_path: str
     metric: str
     mode: str
-
-
-def was_pruned(last_result: dict[str, Any], max_epochs: int) -> bool:
-    """Whether a trial that ended with this result was stopped by the scheduler.
-
-    It ended before the epoch budget without stopping itself (its own early stopping).
-    The leaderboard and Optuna (:mod:`ray_mlops.search.searcher`) both go by this.
-    """
-    epochs = int(last_result.get("training_iteration", 0) or 0)
-    return epochs < max_epochs and not last_result.get("stopped_early")
 
 
 def search_metric(cfg: PipelineConfig) -> tuple[str, str]:
@@ -159,9 +150,8 @@ def run_search(
     from ray_mlops.search.checkpoints import CheckpointPruner
 
     # Tune's result files (the leaderboard and --resume read them), without its TensorBoard
-    # event files: MLflow holds the history, and every write costs the driver, which each
-    # trial waits on between epochs.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # event files; its experiment state written every few seconds at most.
+    apply_tune()
     callbacks = [
         *(callbacks or []),
         JsonLoggerCallback(),
@@ -178,10 +168,6 @@ def run_search(
         tune.with_parameters(run_trial, inputs=inputs), trial_resources(cfg)
     )
     path = storage_path.resolve() / name
-    # Tune writes its experiment state when trials finish; every few seconds at most.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    # Per-epoch checkpoints of short trials make Tune warn about snapshot frequency: expected.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if resume and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_unfinished=True, resume_errored=True

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from ray_mlops.compat.ray_serve import with_version
 from ray_mlops.config import PipelineConfig, ServeConfig
 from ray_mlops.serve.api import create_api
 from ray_mlops.serve.dataplane import DataPlane
@@ -78,14 +79,9 @@ def bind_server(
     """
     settings = replica_settings(cfg, tracking_uri, base_dir, model_name, alias)
     options = deployment_options(cfg) | {"user_config": user_config(cfg)}
-    # serve.run gives a deployment without a version a random one on every call, so every
-    # redeploy replaced the replicas (Serve's client.py). A config-file deploy (serve deploy,
-    # RayService) hashes its import path and args instead; this gives serve.run the same:
-    # a new version when the code or the replica's settings change, and only then.
-    # ``version`` is internal to Serve since it manages versions itself (pinned Ray 2.60).
-    server = ModelServer.options(  # type: ignore[attr-defined]
-        **options, version=code_version(settings), _internal=True
-    )
+    # A new version when the code or the replica's settings change, and only then: a
+    # redeploy with neither changed keeps the running replicas.
+    server = with_version(ModelServer, code_version(settings), **options)
     return server.bind(settings)
 
 

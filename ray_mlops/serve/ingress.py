@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ray_mlops.config import ServeConfig
 from ray_mlops.errors import RayMlopsError
+from ray_mlops.settings_env import apply_ingress
 
 if TYPE_CHECKING:
     import psutil
@@ -237,7 +238,7 @@ def local_ingress(serve: ServeConfig) -> Iterator[IngressPorts]:
     remove_orphan_folders(Path(base))
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base))
     (folder / OWNER_FILE).write_text(str(os.getpid()))
-    os.environ.update(ingress_environment(ports, folder))
+    apply_ingress(ingress_environment(ports, folder))
     try:
         yield ports
     finally:

@@ -10,7 +10,6 @@ be in the cluster's environment elsewhere (the exported Serve config says so).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +21,9 @@ from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
 from ray_mlops.registry.champion import champion_version
 from ray_mlops.serve.deployment import deployment_options
+from ray_mlops.settings_env import HA_PROXY_ENV, HA_PROXY_SETTINGS, apply_ha_proxy
 
-HA_PROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 IMPORT_PATH = "ray_mlops.serve.app:build_app"
-# Predictions are idempotent, so HAProxy may replay a request that a dying replica dropped
-# (no answer, a broken one, or HAProxy's own 502/503) on another replica: a replica killed
-# under load then costs its callers nothing. Ray's default retries connection failures only.
-HA_PROXY_SETTINGS = {
-    HA_PROXY_ENV: "1",
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response 502 503",
-    "RAY_SERVE_HAPROXY_RETRIES": "3",
-}
 
 
 @dataclass(frozen=True)
@@ -48,13 +39,6 @@ class ServedModel:
     def predict_url(self) -> str:
         """``POST`` endpoint for predictions."""
         return f"{self.base_url}/v1/models/{self.model_name}:predict"
-
-
-def use_ha_proxy(cfg: PipelineConfig) -> None:
-    """Ask for the HAProxy ingress in Ray processes this process starts."""
-    if cfg.serve.proxy == "haproxy":
-        for key, value in HA_PROXY_SETTINGS.items():
-            os.environ.setdefault(key, value)
 
 
 @contextlib.contextmanager
@@ -74,11 +58,11 @@ def serving_runtime(
     Raises:
         PortInUseError: a port the server needs is taken on ``serve.host``.
     """
+    from ray_mlops.compat.ray_serve import SETUP_HOOK
     from ray_mlops.runtime import ray_runtime, starts_local_ray
     from ray_mlops.serve.ingress import local_ingress, stale_haproxies
-    from ray_mlops.serve.ray_compat import SETUP_HOOK
 
-    use_ha_proxy(cfg)
+    apply_ha_proxy(cfg.serve.proxy)
     if not starts_local_ray(address):
         with ray_runtime(address, verbose):
             yield
@@ -177,12 +161,12 @@ def stop_serving() -> None:
     ``__del__`` included, which writes the replica's buffered capture rows. ``serve.shutdown``
     alone gives the replicas 30 s, as long as the HAProxy drain, so a process that then shuts
     its Ray down lost them (measured: 40 of 40 captured requests). Serve itself stops through
-    :func:`ray_mlops.serve.ray_compat.shutdown_serve`, which does not report its normal end
+    :func:`ray_mlops.compat.ray_serve.shutdown_serve`, which does not report its normal end
     as a failed task.
     """
     from ray import serve
 
-    from ray_mlops.serve.ray_compat import shutdown_serve
+    from ray_mlops.compat.ray_serve import shutdown_serve
 
     try:
         applications = list(serve.status().applications)

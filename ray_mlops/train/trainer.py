@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from ray_mlops.config import SELECTION_METRICS, PipelineConfig
 from ray_mlops.features.state import FeatureState
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.spec import ModelSpec
+from ray_mlops.settings_env import apply_train
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.encode import encode_split, rank_shards, shard_name
 from ray_mlops.train.loop import RESIDENT, LoopSettings, train_loop_per_worker
@@ -24,13 +24,6 @@ if TYPE_CHECKING:
     from ray.train.torch import TorchTrainer
 
 STREAM = "stream"
-
-# Ray Train's controller takes workers' reports (and notices that training ended) once per
-# health check, every 2 s by default: a 3-epoch run on a small sample waited 6 s after its
-# last epoch. Polling a few workers every half second costs nothing measurable. Ray Train
-# passes this variable from the driver to its controller; a value set by the user wins.
-CONTROLLER_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
-CONTROLLER_POLL_S = "0.5"
 
 
 @dataclass
@@ -87,11 +80,6 @@ def choose_ingest(cfg: PipelineConfig, encoded_train_bytes: int) -> str:
         return cfg.train.ingest
     per_worker_mib = encoded_train_bytes / cfg.train.num_workers / 2**20
     return RESIDENT if per_worker_mib <= cfg.train.resident_max_mib else STREAM
-
-
-def poll_controller_often() -> None:
-    """Make the next ``TorchTrainer`` poll its workers every :data:`CONTROLLER_POLL_S` s."""
-    os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_S)
 
 
 def build_torch_trainer(
@@ -227,7 +215,7 @@ def train_encoded(
         split_by_ray = ["train", "validation"]
     metric = train_cfg.selection_metric
     mode = SELECTION_METRICS[cfg.task][metric]
-    poll_controller_often()
+    apply_train()
     trainer = build_torch_trainer(
         cfg,
         train_loop_per_worker,

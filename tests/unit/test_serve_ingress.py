@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ray_mlops.compat.ray_serve import bind_status_pages_to_host
 from ray_mlops.serve.ingress import PortInUseError, bind_failure, check_ports_free, free_port
-from ray_mlops.serve.ray_compat import bind_status_pages_to_host
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_haproxy_config_binds_stats_and_metrics_on_the_http_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The config Serve's HAProxy manager writes, after the worker setup hook ran. Fails when
-    a Ray upgrade changes the lines ray_compat rewrites."""
+    a Ray upgrade changes the lines compat.ray_serve rewrites."""
     from ray.serve._private import haproxy, haproxy_templates
     from ray.serve.config import HTTPOptions, gRPCOptions
 

@@ -1,7 +1,7 @@
-"""The two places this package reaches into Ray Serve's private interior (pinned Ray 2.60).
+"""Where this package reaches into Ray Serve's private interior (pinned Ray 2.60).
 
 Each one works around a Serve behaviour that has no public switch; ``tests/unit/
-test_ray_compat.py`` fails when an upgrade of Ray moves what they rely on.
+test_compat.py`` fails, naming the API, when an upgrade of Ray moves what they rely on.
 
 - HAProxy's stats page and Prometheus frontend bind every interface (``bind *:PORT``) in
   Serve's config template, whatever ``http_options.host`` says: :func:`bind_status_pages_to_host`
@@ -10,11 +10,14 @@ test_ray_compat.py`` fails when an upgrade of Ray moves what they rely on.
   controller killing itself; the controller's methods retry forever, so Ray reports "Task
   ServeController.graceful_shutdown failed ... will be retried" on every stop:
   :func:`shutdown_serve` makes that one call without retries.
+- ``serve.run`` gives a deployment without a version a random one on every call;
+  :func:`with_version` sets it, which ``Deployment.options`` accepts only with ``_internal=True``.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +90,14 @@ def shutdown_serve(timeout_s: float = 30.0) -> None:
         logger.warning("Serve's controller did not stop within %.0f s", timeout_s)
     client._shutdown = True
     context._disconnect()
+
+
+def with_version(deployment: Any, version: str, **options: Any) -> Any:
+    """``deployment.options(**options)`` with Serve's own ``version`` set to ``version``.
+
+    ``serve.run`` gives a deployment without a version a random one on every call, so every
+    redeploy replaced the replicas (Serve's ``client.py``). A config-file deploy hashes its
+    import path and args instead; a version passed here gives ``serve.run`` the same.
+    ``version`` is internal to Serve since it manages versions itself, hence ``_internal``.
+    """
+    return deployment.options(**options, version=version, _internal=True)

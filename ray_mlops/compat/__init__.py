@@ -35,3 +35,17 @@ importing MLflow: those names are MLflow's private schema, and
 ``tests/unit/test_aliases_catalog.py::test_the_sqlite_reader_reads_what_mlflow_reads`` fails
 when an MLflow upgrade changes what it reads.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["ray_core", "ray_data", "ray_serve", "ray_tune"]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # Each module is imported on first use: none of them imports Ray until it is called.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")

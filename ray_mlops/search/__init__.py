@@ -19,10 +19,7 @@ Example:
     'ray_mlops.search.tuner'
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+from ray_mlops.exports import lazy_exports
 
 __all__ = [
     "SearchInputs",
@@ -36,27 +33,17 @@ __all__ = [
     "search_space",
 ]
 
-_HOMES = {
-    "SearchInputs": "trial",
-    "SearchOutcome": "tuner",
-    "best_model": "stage",
-    "build_leaderboard": "tuner",
-    "record_search": "stage",
-    "run_search": "tuner",
-    "search_inputs": "stage",
-    "search_metric": "tuner",
-    "search_space": "automl",
-}
-
-if TYPE_CHECKING:
-    from ray_mlops.search.automl import search_space
-    from ray_mlops.search.stage import best_model, record_search, search_inputs
-    from ray_mlops.search.trial import SearchInputs
-    from ray_mlops.search.tuner import SearchOutcome, build_leaderboard, run_search, search_metric
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'ray_mlops.search' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SearchInputs": "trial",
+        "SearchOutcome": "tuner",
+        "best_model": "stage",
+        "build_leaderboard": "tuner",
+        "record_search": "stage",
+        "run_search": "tuner",
+        "search_inputs": "stage",
+        "search_metric": "tuner",
+        "search_space": "automl",
+    },
+)

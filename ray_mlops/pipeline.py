@@ -29,41 +29,45 @@ from ray_mlops.errors import ConfigError, ResumeError
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.state import FeatureState
-from ray_mlops.models.from_config import make_spec
-from ray_mlops.models.package import MODEL_ARTIFACT_PATH, input_example, save_pyfunc_model
-from ray_mlops.notify import Notifier, notifier_for
-from ray_mlops.preflight import preflight
-from ray_mlops.promotion.gate import GateResult
-from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
-from ray_mlops.promotion.record import (
+from ray_mlops.mlflow_names import (
     CARD_HTML,
+    CONFIG_FILE,
+    CONTRACT_FILE,
     EVALUATION_HTML,
     EVALUATION_JSON,
+    FEATURE_STATE_FILE,
     GATE_JSON,
     GATE_MD,
     HOLDOUT_FILE,
-    Judgement,
-    metric_tags,
-    record_candidate,
-)
-from ray_mlops.registry.champion import (
-    TAG_PROMOTED,
-    AliasDecision,
-    register_version,
-)
-from ray_mlops.tracking import (
-    DEFAULT_HOME,
-    FEATURE_STATE_FILE,
+    LEADERBOARD_HTML,
+    MODEL_ARTIFACT_PATH,
+    PROFILE_HTML_FILE,
+    PROFILE_JSON_FILE,
     SCHEMA_CHANGES_FILE,
     SOURCE_SCHEMA_FILE,
     SPLIT_PLAN_FILE,
+    TAG_CHAMPION_ERROR,
     TAG_CHECKPOINT,
     TAG_COMMAND,
     TAG_CONFIG_HASH,
     TAG_FINGERPRINT,
     TAG_GATE,
     TAG_GIT_COMMIT,
+    TAG_INGEST,
+    TAG_MODEL_VERSION,
     TAG_PRIMARY_PREFIX,
+    TAG_PROMOTED,
+)
+from ray_mlops.models.from_config import make_spec
+from ray_mlops.models.package import input_example, save_pyfunc_model
+from ray_mlops.notify import Notifier, notifier_for
+from ray_mlops.preflight import preflight
+from ray_mlops.promotion.gate import GateResult
+from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
+from ray_mlops.promotion.record import Judgement, metric_tags, record_candidate
+from ray_mlops.registry.champion import AliasDecision, register_version
+from ray_mlops.tracking import (
+    DEFAULT_HOME,
     PipelineTracker,
     find_resumable_run,
     flatten,
@@ -312,8 +316,9 @@ def _resumable(
 def _run_stages(run: _Run) -> PipelineResult:
     cfg = run.cfg
     config_doc = cfg.model_dump(mode="json")
-    run.tracker.log_params(run.run_id, flatten(config_doc))
-    run.tracker.log_text(run.run_id, yaml.safe_dump(config_doc, sort_keys=False), "config.yaml")
+    parent = run.tracker.run(run.run_id)
+    parent.record_params(flatten(config_doc))
+    parent.record_text(yaml.safe_dump(config_doc, sort_keys=False), CONFIG_FILE)
     data = _data_stage(run)
     state = _features_stage(run, data)
     searched = run.command == "tune" or cfg.search.enabled
@@ -385,15 +390,46 @@ def _data_stage(run: _Run) -> PreparedData:
             quarantine_dir=Path(DEFAULT_HOME).resolve() / "quarantine" / run.run_id,
             frozen_plan=lambda fingerprint: _frozen_split_plan(run, fingerprint),
         )
-        log_data_stage(tracker, [run.run_id, stage.run_id], stage.run_id, data, cfg.name)
+        stage_run = tracker.run(stage.run_id)
+        metrics, texts = _data_stage_record(data, cfg.name)
+        log_data_stage(
+            [tracker.run(run.run_id), stage_run],
+            stage_run,
+            data,
+            cfg.name,
+            metrics,
+            texts,
+            data.quarantine.path,
+        )
         change = _schema_change(run, data)
         if change.any:
-            tracker.log_text(
-                stage.run_id, json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE
-            )
+            stage_run.record_text(json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE)
         stage.note.append(describe_data(data, change.describe()))
     _check_same_data(run, data)
     return data
+
+
+def _data_stage_record(data: PreparedData, name: str) -> tuple[dict[str, float], dict[str, str]]:
+    """The data stage's counts, and its artifacts (file -> text): profile, contract, split plan."""
+    from ray_mlops.data.contract import contract_to_yaml
+    from ray_mlops.data.report import render_profile_html
+
+    metrics: dict[str, float] = {
+        "rows_read": data.rows_read,
+        "rows_quarantined": data.quarantine.rows,
+    }
+    metrics |= {f"rows_{split}": n for split, n in data.split_counts.items()}
+    metrics |= {
+        f"quarantined.{r.replace(':', '.')}": n for r, n in data.quarantine.by_reason.items()
+    }
+    texts = {
+        PROFILE_JSON_FILE: data.profile.to_json(),
+        PROFILE_HTML_FILE: render_profile_html(data.profile, f"{name}: data profile"),
+        CONTRACT_FILE: contract_to_yaml(data.contract),
+        SPLIT_PLAN_FILE: data.plan.to_json(),
+        SOURCE_SCHEMA_FILE: json.dumps(data.schema, indent=2),
+    }
+    return metrics, texts
 
 
 def _check_same_data(run: _Run, data: PreparedData) -> None:
@@ -452,8 +488,9 @@ def _features_stage(run: _Run, data: PreparedData) -> FeatureState:
             return state
     with run.stage("features", "fitting on the train split") as stage:
         state = fit_feature_state(data.splits["train"], cfg.data, cfg.features, cfg.task)
-        run.tracker.log_text(stage.run_id, state.to_json(), FEATURE_STATE_FILE)
-        run.tracker.log_params(stage.run_id, {"n_features": state.n_features})
+        stage_run = run.tracker.run(stage.run_id)
+        stage_run.record_text(state.to_json(), FEATURE_STATE_FILE)
+        stage_run.record_params({"n_features": state.n_features})
         stage.note.append(f"{len(state.input_columns)} columns -> {state.n_features} features")
     return state
 
@@ -473,13 +510,13 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
     if earlier is not None:
         doing = f"resuming from the last checkpoint: {doing}"
     with run.stage("train", doing, reopen=earlier.info.run_id if earlier else None) as stage:
+        stage_run = run.tracker.run(stage.run_id)
         if earlier is None:
-            run.tracker.log_params(stage.run_id, flatten(cfg.train.model_dump(mode="json")))
-            run.tracker.log_params(
-                stage.run_id,
+            stage_run.record_params(flatten(cfg.train.model_dump(mode="json")))
+            stage_run.record_params(
                 {"model." + k: v for k, v in flatten(cfg.model.model_dump(mode="json")).items()},
             )
-            log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
+            log_lineage(stage_run, data, cfg.name, context="training")
         outcome = train_model(
             cfg,
             data.splits["train"],
@@ -491,12 +528,8 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
             tracking_uri=run.tracking_uri,
             run_id=stage.run_id,
         )
-        run.tracker.set_tags(
-            stage.run_id,
-            {TAG_CHECKPOINT: outcome.checkpoint_path, "ray_mlops.ingest": outcome.ingest},
-        )
-        run.tracker.log_metrics(
-            stage.run_id,
+        stage_run.record_tags({TAG_CHECKPOINT: outcome.checkpoint_path, TAG_INGEST: outcome.ingest})
+        stage_run.record_metrics(
             {f"best_{k}": v for k, v in outcome.best_metrics.items() if k.startswith("val_")},
         )
         stage.note.append(describe_training(outcome, cfg.train.selection_metric))
@@ -507,12 +540,7 @@ def _search_stage(
     run: _Run, data: PreparedData, state: FeatureState
 ) -> tuple[TrainingOutcome, FeatureState, SearchSummary]:
     """Search the space with Ray Tune; the best trial's model goes on like a trained one."""
-    from ray_mlops.search.stage import (
-        LEADERBOARD_HTML,
-        best_model,
-        record_search,
-        search_inputs,
-    )
+    from ray_mlops.search.stage import best_model, record_search, search_inputs
     from ray_mlops.search.summary import SearchSummary
     from ray_mlops.search.tuner import run_search, search_metric
 
@@ -526,12 +554,12 @@ def _search_stage(
         f"{cfg.search.algorithm.upper()} + {cfg.search.scheduler} on {metric}"
     )
     with run.stage("search", doing, reopen=earlier.info.run_id if earlier else None) as stage:
+        stage_run = run.tracker.run(stage.run_id)
         if earlier is None:
-            run.tracker.log_params(
-                stage.run_id,
+            stage_run.record_params(
                 {"search." + k: v for k, v in flatten(cfg.search.model_dump(mode="json")).items()},
             )
-            log_lineage(run.tracker, stage.run_id, data, cfg.name, context="training")
+            log_lineage(stage_run, data, cfg.name, context="training")
         storage, name = Path(DEFAULT_HOME) / "ray_results", f"{cfg.name}-search-{stage.run_id}"
         inputs = search_inputs(
             cfg,
@@ -546,7 +574,7 @@ def _search_stage(
         outcome = run_search(cfg, inputs, storage, name, resume=earlier is not None)
         title = f"{cfg.name}: search leaderboard"
         record_search(run.tracker.client, run.tracker.experiment_id, stage.run_id, outcome, title)
-        run.tracker.set_tags(stage.run_id, {TAG_CHECKPOINT: outcome.best_checkpoint})
+        stage_run.record_tags({TAG_CHECKPOINT: outcome.best_checkpoint})
         board = outcome.leaderboard
         stage.note.append(
             f"{len(board)} trials ({(board['status'] == 'pruned').sum()} pruned, "
@@ -606,9 +634,10 @@ def _evaluate_stage(
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         test_metrics = {k: float(v) for k, v in candidate.report.metrics.items()}
-        run.tracker.log_metrics(stage.run_id, test_metrics)
-        log_lineage(run.tracker, stage.run_id, data, cfg.name, context="evaluation")
-        run.tracker.log_metrics(run.run_id, {f"test_{k}": v for k, v in test_metrics.items()})
+        stage_run, parent = run.tracker.run(stage.run_id), run.tracker.run(run.run_id)
+        stage_run.record_metrics(test_metrics)
+        log_lineage(stage_run, data, cfg.name, context="evaluation")
+        parent.record_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         try:
             verdict = judge_against_champion(
                 cfg,
@@ -623,11 +652,11 @@ def _evaluate_stage(
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if verdict.champion_error is not None:
-            run.tracker.set_tags(run.run_id, {"ray_mlops.champion_error": verdict.champion_error})
+            parent.record_tags({TAG_CHAMPION_ERROR: verdict.champion_error})
         champion, champion_judged, gate = verdict.champion, verdict.champion_judged, verdict.gate
         champion_score = champion_judged.scored.metrics.get(metric) if champion_judged else None
         if champion_score is not None:
-            run.tracker.log_metrics(stage.run_id, {f"champion_{metric}": champion_score})
+            stage_run.record_metrics({f"champion_{metric}": champion_score})
         _log_evaluation(run, stage.run_id, candidate, gate, holdout, workdir)
         stage.note.append(
             ", ".join(f"{k} {test_metrics[k]:.4f}" for k in _headline(test_metrics, metric))
@@ -664,24 +693,22 @@ def _log_evaluation(
     They go to the parent run, the run the model version points at, so ``ray-mlops
     promote`` finds the same rows and ``models show`` the same numbers later.
     """
-    client = run.tracker.client
     title = f"{run.cfg.name}: evaluation on the test split"
-    for run_id in (run.run_id, stage_run_id):
-        client.log_text(run_id, json.dumps(candidate.report.to_dict(), indent=2), EVALUATION_JSON)
-        client.log_text(run_id, candidate.report.render_html(title), EVALUATION_HTML)
-        client.log_text(run_id, gate.to_json(), GATE_JSON)
-        client.log_text(run_id, gate.to_markdown(), GATE_MD)
+    for handle in (run.tracker.run(run.run_id), run.tracker.run(stage_run_id)):
+        handle.record_text(json.dumps(candidate.report.to_dict(), indent=2), EVALUATION_JSON)
+        handle.record_text(candidate.report.render_html(title), EVALUATION_HTML)
+        handle.record_text(gate.to_json(), GATE_JSON)
+        handle.record_text(gate.to_markdown(), GATE_MD)
     frozen = workdir / "holdout" / Path(HOLDOUT_FILE).name
     frozen.parent.mkdir(parents=True, exist_ok=True)
     holdout.to_parquet(frozen, index=False)
-    client.log_artifact(run.run_id, str(frozen), str(Path(HOLDOUT_FILE).parent))
+    run.tracker.run(run.run_id).upload_file(frozen, str(Path(HOLDOUT_FILE).parent))
 
 
 def _log_model(run: _Run, evaluation: _Evaluation) -> str:
     """Log the packaged model to the parent run; return its artifact URI."""
-    client = run.tracker.client
-    client.log_artifacts(run.run_id, str(evaluation.model_dir), MODEL_ARTIFACT_PATH)
-    return f"{client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+    run.tracker.run(run.run_id).upload_folder(evaluation.model_dir, MODEL_ARTIFACT_PATH)
+    return f"{run.tracker.client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
 
 
 def _register_stage(
@@ -715,10 +742,9 @@ def _register_stage(
         decision = record_candidate(
             client, cfg, version, evaluation.judgement, data_summary, notifier, run.run_id
         )
-        run.tracker.set_tags(
-            stage.run_id,
+        run.tracker.run(stage.run_id).record_tags(
             {
-                "ray_mlops.model_version": version.version,
+                TAG_MODEL_VERSION: version.version,
                 TAG_PROMOTED: str(decision.promote).lower(),
                 TAG_GATE: evaluation.judgement.gate.verdict,
             },

@@ -93,8 +93,8 @@ def list_models(tracking_uri: str | None = TRACKING_OPT) -> None:
 
 def _versions_table(title: str, versions: list[VersionRecord]) -> Table:
     """One row per version; the metric it was judged by first, then the others by name."""
+    from ray_mlops.mlflow_names import TAG_FINGERPRINT, TAG_GATE
     from ray_mlops.registry.catalog import primary_metric, version_metrics
-    from ray_mlops.version_tags import TAG_FINGERPRINT, TAG_GATE
 
     table = Table(title=title)
     for column in ("model", "version", "aliases", "gate", "primary metric", "metrics"):
@@ -126,8 +126,8 @@ def show(
     tracking_uri: str | None = TRACKING_OPT,
 ) -> None:
     """A model's versions, or one version: metrics, gate result, tags, card, lineage."""
+    from ray_mlops.mlflow_names import TAG_CARD, TAG_GATE, TAG_GATE_REASONS, TAG_METRIC_PREFIX
     from ray_mlops.registry.catalog import primary_metric, version_metrics
-    from ray_mlops.version_tags import TAG_CARD, TAG_GATE, TAG_GATE_REASONS, TAG_METRIC_PREFIX
 
     reader = _reader(tracking_uri)
     if version is None:

@@ -1,9 +1,11 @@
-"""The one place that knows MLflow's run layout, tags and logging calls.
+"""The one place that writes to MLflow's runs: the run layout and the run handle.
 
 Layout: experiment = pipeline name; one parent run per invocation; one nested run per stage
-(tag ``ray_mlops.stage``). Everything goes through an explicit :class:`MlflowClient` and run
-ids, because Ray workers and Serve replicas live in other processes where an "active run"
-means nothing.
+(tag ``ray_mlops.stage``); the names of tags and artifacts are in
+:mod:`ray_mlops.mlflow_names`. Every write to a run goes through a :class:`RunHandle` (an
+explicit :class:`MlflowClient` and run id, because Ray workers and Serve replicas live in
+other processes where an "active run" means nothing). The registry's own writes (versions,
+aliases, version tags) are registry access and live in :mod:`ray_mlops.registry`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mlflow.entities import (
     Dataset,
@@ -38,38 +40,21 @@ from mlflow.utils.mlflow_tags import (
 
 from ray_mlops.local_state import DEFAULT_HOME as DEFAULT_HOME  # re-exported: the run layout
 from ray_mlops.local_state import resolve_tracking_uri as resolve_tracking_uri
-
-# A registered model version's tags (gate, card, metrics), in a module free of MLflow.
-from ray_mlops.version_tags import TAG_CARD as TAG_CARD
-from ray_mlops.version_tags import TAG_CONFIG_HASH as TAG_CONFIG_HASH
-from ray_mlops.version_tags import TAG_FINGERPRINT as TAG_FINGERPRINT
-from ray_mlops.version_tags import TAG_GATE as TAG_GATE
-from ray_mlops.version_tags import TAG_GATE_REASONS as TAG_GATE_REASONS
-from ray_mlops.version_tags import TAG_METRIC_PREFIX as TAG_METRIC_PREFIX
-from ray_mlops.version_tags import TAG_PRIMARY_PREFIX as TAG_PRIMARY_PREFIX
-
-TAG_STAGE = "ray_mlops.stage"
-TAG_GIT_COMMIT = "ray_mlops.git_commit"
-TAG_COMMAND = "ray_mlops.command"
-TAG_RESUMES = "ray_mlops.resumes"
-TAG_CHECKPOINT = "ray_mlops.checkpoint"
-FEATURE_STATE_FILE = "feature_state.json"
-TAG_SCHEMA_HASH = "ray_mlops.schema_hash"
-TAG_SOURCE = "ray_mlops.data_source"
-# A search trial's nested run: its Tune trial id, its status, and the best trial's mark.
-TAG_TRIAL_ID = "ray_mlops.trial_id"
-TAG_BEST_TRIAL = "ray_mlops.best_trial"
-TAG_TRIAL_STATUS = "ray_mlops.trial_status"
-PROFILE_JSON_FILE = "profile.json"
-PROFILE_HTML_FILE = "profile.html"
-CONTRACT_FILE = "data_contract.yaml"
-SPLIT_PLAN_FILE = "split_plan.json"
-SOURCE_SCHEMA_FILE = "source_schema.json"
-SCHEMA_CHANGES_FILE = "schema_changes.json"
-if TYPE_CHECKING:
-    from ray_mlops.data.stage import PreparedData
+from ray_mlops.mlflow_names import (
+    QUARANTINE_DIR,
+    TAG_COMMAND,
+    TAG_FINGERPRINT,
+    TAG_GIT_COMMIT,
+    TAG_QUARANTINE_PATH,
+    TAG_RESUMES,
+    TAG_ROWS,
+    TAG_SCHEMA_HASH,
+    TAG_SOURCE,
+    TAG_STAGE,
+)
 
 _MAX_BATCH = 900  # below MLflow's 1000-entity limit per log_batch call
+_MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:
@@ -103,8 +88,87 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+class RunHandle:
+    """One MLflow run and the client that writes to it: every write to a run passes here.
+
+    Args:
+        client: The client of the run's tracking store.
+        run_id: The run.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def create(
+        cls,
+        client: MlflowClient,
+        experiment_id: str,
+        run_name: str | None,
+        tags: Mapping[str, str],
+    ) -> RunHandle:
+        """Open a new run in ``experiment_id``."""
+        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        return cls(client, str(run.info.run_id))
+
+    def record_params(self, params: Mapping[str, Any]) -> None:
+        """Log params in batches (values cut to MLflow's limit)."""
+        items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        for start in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _MAX_BATCH])
+
+    def record_metrics(
+        self, metrics: Mapping[str, float], step: int = 0, timestamp_ms: int | None = None
+    ) -> None:
+        """Log one step of metrics in a single call, stamped now unless ``timestamp_ms``."""
+        now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def record_metric_entries(self, metrics: Sequence[Metric], synchronous: bool = True) -> Any:
+        """Log metrics that carry their own timestamps and steps, in one call.
+
+        Returns MLflow's pending operation when not ``synchronous`` (``.wait()`` on it),
+        else ``None``.
+        """
+        return self.client.log_batch(self.run_id, metrics=list(metrics), synchronous=synchronous)
+
+    def record_tags(self, tags: Mapping[str, str]) -> None:
+        """Set several tags in a single call."""
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def record_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as an artifact file."""
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def upload_file(self, local_path: Path | str, artifact_dir: str | None = None) -> None:
+        """Store one local file as an artifact, in ``artifact_dir`` if given."""
+        self.client.log_artifact(self.run_id, str(local_path), artifact_dir)
+
+    def upload_folder(self, local_dir: Path | str, artifact_dir: str | None = None) -> None:
+        """Store a local folder's files as artifacts, under ``artifact_dir`` if given."""
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_dir)
+
+    def record_inputs(self, datasets: Sequence[DatasetInput]) -> None:
+        """Log the datasets the run used."""
+        self.client.log_inputs(self.run_id, datasets=list(datasets))
+
+    def reopen(self) -> None:
+        """Mark a finished or failed run RUNNING again (a resume continues it)."""
+        self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+
+    def end(self, status: str) -> None:
+        """Close the run as ``status`` (FINISHED, FAILED or KILLED)."""
+        self.client.set_terminated(self.run_id, status)
+
+    def delete(self) -> None:
+        """Soft-delete the run."""
+        self.client.delete_run(self.run_id)
+
+
 class PipelineTracker:
-    """Creates the runs of one pipeline invocation and logs into them.
+    """Creates the runs of one pipeline invocation and hands out their :class:`RunHandle`.
 
     Args:
         tracking_uri: MLflow tracking URI.
@@ -123,23 +187,28 @@ class PipelineTracker:
             self.experiment_id = found.experiment_id
         self.parent_run_id: str | None = None
 
+    def run(self, run_id: str) -> RunHandle:
+        """The handle that writes to ``run_id``."""
+        return RunHandle(self.client, run_id)
+
     def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
         """Open the invocation's parent run."""
         all_tags = {MLFLOW_RUN_NAME: run_name, TAG_STAGE: "pipeline", **tags}
         if TAG_GIT_COMMIT in tags:
             all_tags[MLFLOW_GIT_COMMIT] = tags[TAG_GIT_COMMIT]
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
-        self.parent_run_id = run.info.run_id
+        self.parent_run_id = RunHandle.create(
+            self.client, self.experiment_id, run_name, all_tags
+        ).run_id
         return self.parent_run_id
 
     def resume_parent(self, run: Run) -> str:
         """Reopen an unfinished parent run and count the resume in its tags."""
-        run_id = run.info.run_id
-        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        handle = self.run(run.info.run_id)
+        handle.reopen()
         resumes = int(run.data.tags.get(TAG_RESUMES, "0")) + 1
-        self.client.set_tag(run_id, TAG_RESUMES, str(resumes))
-        self.parent_run_id = run_id
-        return run_id
+        handle.record_tags({TAG_RESUMES: str(resumes)})
+        self.parent_run_id = handle.run_id
+        return handle.run_id
 
     def stage_runs(self, parent_run_id: str) -> dict[str, Run]:
         """The newest nested run of each stage under ``parent_run_id``."""
@@ -162,51 +231,27 @@ class PipelineTracker:
         if self.parent_run_id is None:
             raise RuntimeError("start_parent must be called before stage")
         if reopen is not None:
-            self.client.update_run(reopen, status=RunStatus.to_string(RunStatus.RUNNING))
-            run_id = reopen
+            handle = self.run(reopen)
+            handle.reopen()
         else:
-            run_id = self.client.create_run(
+            handle = RunHandle.create(
+                self.client,
                 self.experiment_id,
-                run_name=name,
-                tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_STAGE: name, **(tags or {})},
-            ).info.run_id
+                name,
+                {MLFLOW_PARENT_RUN_ID: self.parent_run_id, TAG_STAGE: name, **(tags or {})},
+            )
         try:
-            yield run_id
+            yield handle.run_id
         except BaseException:
-            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            handle.end(RunStatus.to_string(RunStatus.FAILED))
             raise
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        handle.end(RunStatus.to_string(RunStatus.FINISHED))
 
     def finish(self, succeeded: bool) -> None:
         """Close the parent run."""
         if self.parent_run_id is not None:
             status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
-            self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
-
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Log params in batches."""
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), _MAX_BATCH):
-            self.client.log_batch(run_id, params=items[start : start + _MAX_BATCH])
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Log one step of metrics in a single call."""
-        log_metrics(self.client, run_id, metrics, step)
-
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Set several tags in a single call."""
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        """Store ``text`` as an artifact file."""
-        self.client.log_text(run_id, text, artifact_file)
-
-
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-    """One ``log_batch`` call for a step's metrics (used by training workers too)."""
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    client.log_batch(run_id, metrics=batch, synchronous=True)
+            self.run(self.parent_run_id).end(RunStatus.to_string(status))
 
 
 def dataset_input(
@@ -284,50 +329,65 @@ def latest_stage_artifact(
     return read_artifact_text(client, runs[0].info.run_id, artifact_file)
 
 
-def log_lineage(
-    tracker: PipelineTracker, run_id: str, data: PreparedData, name: str, context: str
-) -> None:
-    """Tag ``run_id`` with the data it used and log it as an MLflow dataset input."""
-    tracker.set_tags(
-        run_id,
+class _Source(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+
+class LineageData(Protocol):
+    """What lineage needs of the data a run used (``data.stage.PreparedData`` has it).
+
+    A protocol rather than an import, so this module stays below ``data/``.
+    """
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def schema(self) -> Mapping[str, str]: ...
+
+    @property
+    def rows_read(self) -> int: ...
+
+    @property
+    def source(self) -> _Source: ...
+
+
+def log_lineage(handle: RunHandle, data: LineageData, name: str, context: str) -> None:
+    """Tag the run with the data it used and log it as an MLflow dataset input."""
+    handle.record_tags(
         {
             TAG_FINGERPRINT: data.fingerprint,
             TAG_SCHEMA_HASH: schema_hash(data.schema),
             TAG_SOURCE: data.source.uri,
-            "ray_mlops.rows": str(data.rows_read),
-        },
+            TAG_ROWS: str(data.rows_read),
+        }
     )
     dataset = dataset_input(
         name, data.fingerprint, data.source.uri, data.schema, data.rows_read, context
     )
-    tracker.client.log_inputs(run_id, datasets=[dataset])
+    handle.record_inputs([dataset])
 
 
 def log_data_stage(
-    tracker: PipelineTracker, run_ids: list[str], stage_run_id: str, data: PreparedData, name: str
+    runs: Sequence[RunHandle],
+    stage: RunHandle,
+    data: LineageData,
+    name: str,
+    metrics: Mapping[str, float],
+    texts: Mapping[str, str],
+    quarantine_path: str | None,
 ) -> None:
     """Everything the data stage produced: counts, quarantine, profile, contract, lineage.
 
-    ``run_ids`` (the parent and the stage run) get the lineage tags and the dataset input.
+    ``runs`` (the parent and the stage run) get the lineage tags and the dataset input;
+    ``texts`` (artifact file -> text, rendered by the caller) go to the stage run.
     """
-    from ray_mlops.data.contract import contract_to_yaml
-    from ray_mlops.data.report import render_profile_html
-
-    for run_id in run_ids:
-        log_lineage(tracker, run_id, data, name, context="training")
-    metrics = {"rows_read": data.rows_read, "rows_quarantined": data.quarantine.rows}
-    metrics |= {f"rows_{split}": n for split, n in data.split_counts.items()}
-    metrics |= {
-        f"quarantined.{r.replace(':', '.')}": n for r, n in data.quarantine.by_reason.items()
-    }
-    tracker.log_metrics(stage_run_id, metrics)
-    tracker.log_text(stage_run_id, data.profile.to_json(), PROFILE_JSON_FILE)
-    tracker.log_text(
-        stage_run_id, render_profile_html(data.profile, f"{name}: data profile"), PROFILE_HTML_FILE
-    )
-    tracker.log_text(stage_run_id, contract_to_yaml(data.contract), CONTRACT_FILE)
-    tracker.log_text(stage_run_id, data.plan.to_json(), SPLIT_PLAN_FILE)
-    tracker.log_text(stage_run_id, json.dumps(data.schema, indent=2), SOURCE_SCHEMA_FILE)
-    if data.quarantine.path:
-        tracker.set_tags(stage_run_id, {"ray_mlops.quarantine_path": data.quarantine.path})
-        tracker.client.log_artifacts(stage_run_id, data.quarantine.path, "quarantine")
+    for run in runs:
+        log_lineage(run, data, name, context="training")
+    stage.record_metrics(metrics)
+    for artifact_file, text in texts.items():
+        stage.record_text(text, artifact_file)
+    if quarantine_path:
+        stage.record_tags({TAG_QUARANTINE_PATH: quarantine_path})
+        stage.upload_folder(quarantine_path, QUARANTINE_DIR)

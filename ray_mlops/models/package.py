@@ -18,7 +18,6 @@ from ray_mlops.models import pyfunc_model
 from ray_mlops.models.predictor import PREDICTION_COLUMN, PROBABILITY_PREFIX, TabularPredictor
 from ray_mlops.models.spec import ModelSpec
 
-MODEL_ARTIFACT_PATH = "model"
 # Only the Ray-free modules the model imports travel with it, so it loads without Ray.
 _MODEL_CODE = (
     "__init__.py",

@@ -23,10 +23,20 @@ from pydantic import ValidationError
 from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
 from ray_mlops.evaluate.metrics import default_primary_metric
+from ray_mlops.mlflow_names import (
+    CONFIG_FILE,
+    HOLDOUT_FILE,
+    TAG_DECISION,
+    TAG_FORCED_BY,
+    TAG_GATE,
+    TAG_PROMOTED,
+    TAG_ROLLED_BACK,
+    promote_gate_file,
+)
 from ray_mlops.notify import PROMOTED, REJECTED, ROLLED_BACK, notifier_for
 from ray_mlops.promotion.gate import GateResult
 from ray_mlops.promotion.judge import judge, judge_against_champion
-from ray_mlops.promotion.record import HOLDOUT_FILE, tag_decision
+from ray_mlops.promotion.record import tag_decision
 from ray_mlops.registry.aliases import (
     FORCE,
     PROMOTE,
@@ -37,11 +47,8 @@ from ray_mlops.registry.aliases import (
     move_alias,
     previous_champion,
 )
-from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, load_version
-from ray_mlops.tracking import TAG_GATE
-
-TAG_ROLLED_BACK = "ray_mlops.rolled_back"
-TAG_FORCED_BY = "ray_mlops.forced_by"
+from ray_mlops.registry.champion import load_version, tag_version
+from ray_mlops.tracking import RunHandle
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def run_of(version: ModelVersion) -> str:
 def version_config(client: MlflowClient, version: ModelVersion) -> PipelineConfig:
     """The pipeline config the version was trained with (its run's ``config.yaml``)."""
     try:
-        path = client.download_artifacts(run_of(version), "config.yaml")
+        path = client.download_artifacts(run_of(version), CONFIG_FILE)
         return PipelineConfig.model_validate(yaml.safe_load(Path(path).read_text()))
     except (MlflowException, OSError, ValidationError) as exc:
         raise RegistryError(
@@ -99,10 +106,17 @@ def promote(
     base = {"model": name, "version": str(version), "alias": alias, "who": current_actor()}
     try:
         if force:
-            client.set_model_version_tag(name, version, TAG_GATE, "forced")
-            client.set_model_version_tag(name, version, TAG_FORCED_BY, current_actor())
-            client.set_model_version_tag(name, version, TAG_PROMOTED, "true")
-            client.set_model_version_tag(name, version, TAG_DECISION, f"forced: {reason}")
+            tag_version(
+                client,
+                name,
+                version,
+                {
+                    TAG_GATE: "forced",
+                    TAG_FORCED_BY: current_actor(),
+                    TAG_PROMOTED: "true",
+                    TAG_DECISION: f"forced: {reason}",
+                },
+            )
             move = move_alias(client, name, alias, str(version), why=reason, kind=FORCE)
             notifier.send(
                 PROMOTED,
@@ -145,7 +159,7 @@ def _run_gate(
         )
         gate = verdict.gate
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    client.log_text(run_of(found), gate.to_json(), f"gate/promote-{stamp}.json")
+    RunHandle(client, run_of(found)).record_text(gate.to_json(), promote_gate_file(stamp))
     return gate
 
 
@@ -173,7 +187,7 @@ def rollback(tracking_uri: str, name: str, reason: str) -> AliasMove:
     current = alias_target(client, name, alias)
     move = move_alias(client, name, alias, target, why=reason, kind=ROLLBACK)
     if current is not None:
-        client.set_model_version_tag(name, current, TAG_ROLLED_BACK, "true")
+        tag_version(client, name, current, {TAG_ROLLED_BACK: "true"})
     notifier = notifier_for(cfg.notify)
     try:
         notifier.send(

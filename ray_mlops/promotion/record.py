@@ -19,19 +19,23 @@ from mlflow.tracking import MlflowClient
 
 from ray_mlops.config import PipelineConfig
 from ray_mlops.evaluate.report import EvaluationReport
+from ray_mlops.mlflow_names import (
+    CARD_HTML,
+    CARD_MD,
+    TAG_CARD,
+    TAG_DECISION,
+    TAG_GATE,
+    TAG_GATE_REASONS,
+    TAG_METRIC_PREFIX,
+    TAG_PROMOTED,
+)
 from ray_mlops.notify import PROMOTED, REJECTED, VERSION_CREATED, Notifier
 from ray_mlops.promotion.card import ModelCard, derive_known_limits, render_html, render_markdown
 from ray_mlops.promotion.gate import GateResult
 from ray_mlops.registry.aliases import FORCE, PROMOTE, move_alias
-from ray_mlops.registry.catalog import TAG_METRIC_PREFIX
-from ray_mlops.registry.champion import TAG_DECISION, TAG_PROMOTED, AliasDecision
+from ray_mlops.registry.champion import AliasDecision, tag_version
 from ray_mlops.registry.lineage import version_lineage
-from ray_mlops.tracking import TAG_CARD, TAG_GATE, TAG_GATE_REASONS
-
-GATE_JSON, GATE_MD = "gate/gate.json", "gate/gate.md"
-CARD_MD, CARD_HTML = "model_card/model_card.md", "model_card/model_card.html"
-EVALUATION_JSON, EVALUATION_HTML = "evaluation/evaluation.json", "evaluation/evaluation.html"
-HOLDOUT_FILE = "evaluation/holdout.parquet"
+from ray_mlops.tracking import RunHandle
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,12 @@ def gate_tags(gate: GateResult) -> dict[str, str]:
 def tag_decision(client: MlflowClient, name: str, version: str, gate: GateResult) -> AliasDecision:
     """Tag the version with the gate's verdict, its reasons and the alias decision."""
     decision = decision_of(gate)
-    for key, value in {
+    tags = {
         **gate_tags(gate),
         TAG_PROMOTED: str(decision.promote).lower(),
         TAG_DECISION: decision.reason[:4900],
-    }.items():
-        client.set_model_version_tag(name, version, key, value)
+    }
+    tag_version(client, name, version, tags)
     return decision
 
 
@@ -129,9 +133,10 @@ def record_candidate(
     name, number = version.name, str(version.version)
     decision = tag_decision(client, name, number, judgement.gate)
     card = build_card(cfg, client, version, judgement, data_summary, decision.reason)
-    client.log_text(run_id, render_markdown(card), CARD_MD)
-    client.log_text(run_id, render_html(card), CARD_HTML)
-    client.set_model_version_tag(name, number, TAG_CARD, f"runs:/{run_id}/{CARD_HTML}")
+    run = RunHandle(client, run_id)
+    run.record_text(render_markdown(card), CARD_MD)
+    run.record_text(render_html(card), CARD_HTML)
+    tag_version(client, name, number, {TAG_CARD: f"runs:/{run_id}/{CARD_HTML}"})
     base = _event(cfg, version, judgement)
     notifier.send(VERSION_CREATED, base)
     if decision.promote:

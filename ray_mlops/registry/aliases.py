@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-TAG_MOVE_PREFIX = "ray_mlops.alias_move."
+from ray_mlops.mlflow_names import TAG_MOVE_PREFIX
+
 PROMOTE, FORCE, ROLLBACK = "promote", "force", "rollback"
 
 

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ray_mlops.version_tags import TAG_FINGERPRINT, TAG_PRIMARY_PREFIX
-from ray_mlops.version_tags import TAG_METRIC_PREFIX as TAG_METRIC_PREFIX
+from ray_mlops.mlflow_names import TAG_FINGERPRINT, TAG_METRIC_PREFIX, TAG_PRIMARY_PREFIX
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -1,4 +1,4 @@
-"""Register model versions; find and load the champion."""
+"""Register model versions and tag them; find and load the champion."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
-
-TAG_PROMOTED = "ray_mlops.promoted"
-TAG_DECISION = "ray_mlops.decision"
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,12 @@ def register_version(
     if version.status != "READY":  # a stuck registration must not be served or promoted
         raise MlflowException(f"model version {name}/{version.version} is {version.status}")
     return version
+
+
+def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a model version, one write each, in order (names: :mod:`ray_mlops.mlflow_names`)."""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def load_version(

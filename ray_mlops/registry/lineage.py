@@ -14,8 +14,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ray_mlops.registry.catalog import version_aliases
-from ray_mlops.tracking import (
+from ray_mlops.mlflow_names import (
     CONTRACT_FILE,
     SOURCE_SCHEMA_FILE,
     TAG_BEST_TRIAL,
@@ -26,8 +25,9 @@ from ray_mlops.tracking import (
     TAG_SOURCE,
     TAG_STAGE,
     TAG_TRIAL_ID,
-    read_artifact_text,
 )
+from ray_mlops.registry.catalog import version_aliases
+from ray_mlops.tracking import read_artifact_text
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,15 @@ from typing import TYPE_CHECKING
 
 from ray_mlops.config import PipelineConfig
 from ray_mlops.features.state import FeatureState
+from ray_mlops.mlflow_names import (
+    LEADERBOARD_CSV,
+    LEADERBOARD_HTML,
+    MLFLOW_PARENT_RUN_ID,
+    TAG_BEST_TRIAL,
+    TAG_BEST_TRIAL_ID,
+    TAG_TRIAL_ID,
+    TAG_TRIAL_STATUS,
+)
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.predictor import FEATURES_FILE, SPEC_FILE
 from ray_mlops.models.spec import ModelSpec
@@ -15,7 +24,6 @@ from ray_mlops.search.automl import search_space
 from ray_mlops.search.report import render_leaderboard_html
 from ray_mlops.search.trial import SearchInputs, features_key, to_arrays
 from ray_mlops.search.tuner import FAILED, SearchOutcome
-from ray_mlops.tracking import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.trainer import TrainingOutcome
 
@@ -23,9 +31,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from ray_mlops.data.stage import PreparedData
-
-LEADERBOARD_CSV = "search/leaderboard.csv"
-LEADERBOARD_HTML = "search/leaderboard.html"
 
 
 def search_inputs(
@@ -98,10 +103,10 @@ def record_search(
 
     Runs of trials that a resumed search no longer knows are soft-deleted.
     """
-    from mlflow.entities import Metric, Param
+    from ray_mlops.tracking import RunHandle
 
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{search_run_id}'"
+        [experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{search_run_id}'"
     )
     by_trial = {r.data.tags.get(TAG_TRIAL_ID): r for r in runs if TAG_TRIAL_ID in r.data.tags}
     board = outcome.leaderboard
@@ -109,10 +114,10 @@ def record_search(
         # A trial that started after Tune's last saved state before a kill: the resumed
         # search never knew it and proposed another in its place. Its partial run goes
         # (soft-deleted, marked why), so the runs match the leaderboard.
-        run_id = by_trial.pop(trial_id).info.run_id
-        client.set_tag(run_id, TAG_TRIAL_STATUS, "lost in an interruption")
-        client.set_terminated(run_id, "KILLED")
-        client.delete_run(run_id)
+        lost = RunHandle(client, by_trial.pop(trial_id).info.run_id)
+        lost.record_tags({TAG_TRIAL_STATUS: "lost in an interruption"})
+        lost.end("KILLED")
+        lost.delete()
     board.insert(
         2,
         "mlflow_run_id",
@@ -123,26 +128,26 @@ def record_search(
         if run is None:
             continue
         best = row["trial_id"] == outcome.best_trial_id
-        client.set_tag(run.info.run_id, TAG_TRIAL_STATUS, row["status"])
-        client.set_tag(run.info.run_id, TAG_BEST_TRIAL, str(best).lower())
+        trial = RunHandle(client, run.info.run_id)
+        trial.record_tags({TAG_TRIAL_STATUS: row["status"], TAG_BEST_TRIAL: str(best).lower()})
         if run.info.status == "RUNNING":  # pruned trials are stopped mid-run by Tune
-            client.set_terminated(
-                run.info.run_id, "FAILED" if row["status"] == FAILED else "FINISHED"
-            )
+            trial.end("FAILED" if row["status"] == FAILED else "FINISHED")
+    search = RunHandle(client, search_run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "leaderboard.csv"
+        csv = Path(tmp) / Path(LEADERBOARD_CSV).name
         board.to_csv(csv, index=False)
-        page = Path(tmp) / "leaderboard.html"
+        page = Path(tmp) / Path(LEADERBOARD_HTML).name
         page.write_text(render_leaderboard_html(board, outcome.metric, outcome.mode, title))
-        client.log_artifact(search_run_id, str(csv), "search")
-        client.log_artifact(search_run_id, str(page), "search")
-    client.log_batch(
-        search_run_id,
-        metrics=[
-            Metric(f"best_{outcome.metric}", outcome.best_metrics[outcome.metric], 0, 0),
-            Metric("trials", float(len(board)), 0, 0),
-            Metric("trial_epochs", float(outcome.trial_epochs), 0, 0),
-        ],
-        params=[Param(f"best.{k}", str(v)[:6000]) for k, v in outcome.best_params.items()],
+        search.upload_file(csv, str(Path(LEADERBOARD_CSV).parent))
+        search.upload_file(page, str(Path(LEADERBOARD_HTML).parent))
+    search.record_metrics(
+        {
+            f"best_{outcome.metric}": outcome.best_metrics[outcome.metric],
+            "trials": float(len(board)),
+            "trial_epochs": float(outcome.trial_epochs),
+        },
+        step=0,
+        timestamp_ms=0,
     )
-    client.set_tag(search_run_id, "ray_mlops.best_trial_id", outcome.best_trial_id)
+    search.record_params({f"best.{k}": v for k, v in outcome.best_params.items()})
+    search.record_tags({TAG_BEST_TRIAL_ID: outcome.best_trial_id})

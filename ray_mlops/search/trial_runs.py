@@ -27,8 +27,8 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from ray_mlops.config import Dimension
+from ray_mlops.mlflow_names import MLFLOW_PARENT_RUN_ID, TAG_TRIAL_ID
 from ray_mlops.search.space import trial_values
-from ray_mlops.tracking import TAG_TRIAL_ID
 
 # Tune's own bookkeeping in every result: kept in Tune's files, not in the trial's run.
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}
@@ -93,7 +93,7 @@ class TrialRuns(Callback):
         found = self._restored and self.client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.mlflow.parentRunId = '{self.search_run_id}' "
+                f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.search_run_id}' "
                 f"and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
             ),
             max_results=1,
@@ -106,18 +106,17 @@ class TrialRuns(Callback):
             for result in _recorded_results(trial):
                 self.on_trial_result(0, [], trial, result)
         else:
-            from mlflow.entities import Param
+            from ray_mlops.tracking import RunHandle
 
-            run = self.client.create_run(
+            run = RunHandle.create(
+                self.client,
                 self.experiment_id,
-                run_name=str(trial),
-                tags={"mlflow.parentRunId": self.search_run_id, TAG_TRIAL_ID: trial_id},
+                str(trial),
+                {MLFLOW_PARENT_RUN_ID: self.search_run_id, TAG_TRIAL_ID: trial_id},
             )
-            run_id = str(run.info.run_id)
+            run_id = run.run_id
             values = trial_values(self.space, trial.config)
-            self.client.log_batch(
-                run_id, params=[Param(k, _text(v)) for k, v in sorted(values.items())]
-            )
+            run.record_params({k: _text(v) for k, v in sorted(values.items())})
         self.runs[trial_id] = run_id
         return run_id
 
@@ -166,10 +165,13 @@ class TrialRuns(Callback):
 
     def flush(self) -> None:
         """Queue one write per trial for the epochs buffered since the last flush."""
+        from ray_mlops.tracking import RunHandle
+
         for run_id, metrics in self._buffer.items():
+            run = RunHandle(self.client, run_id)
             for start in range(0, len(metrics), _BATCH_METRICS):
                 chunk = metrics[start : start + _BATCH_METRICS]
-                operation = self.client.log_batch(run_id, metrics=chunk, synchronous=False)
+                operation = run.record_metric_entries(chunk, synchronous=False)
                 if operation is not None:
                     self._pending.append(operation)
         self._buffer.clear()

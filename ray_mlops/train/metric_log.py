@@ -103,7 +103,9 @@ class MetricLogger:
             from mlflow.entities import Metric
             from mlflow.tracking import MlflowClient
 
-            client = MlflowClient(tracking_uri)
+            from ray_mlops.tracking import RunHandle
+
+            run = RunHandle(MlflowClient(tracking_uri), run_id)
             while True:
                 with self._wake:  # waits for the loop's next step, or for flush()
                     self._wake.wait_for(lambda: bool(self._pending) or self._closing)
@@ -117,7 +119,7 @@ class MetricLogger:
                         if len(batch) >= _MAX_METRICS_PER_BATCH:
                             break
                 for first in range(0, len(batch), _MAX_METRICS_PER_BATCH):
-                    client.log_batch(run_id, metrics=batch[first : first + _MAX_METRICS_PER_BATCH])
+                    run.record_metric_entries(batch[first : first + _MAX_METRICS_PER_BATCH])
                 with self._wake:  # stored: no longer pending
                     for _ in range(taken):
                         self._pending.popleft()

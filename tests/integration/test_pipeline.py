@@ -14,8 +14,8 @@ from rich.console import Console
 
 from ray_mlops.config import load_config
 from ray_mlops.errors import DataError
+from ray_mlops.mlflow_names import TAG_CONFIG_HASH, TAG_FINGERPRINT, TAG_GIT_COMMIT, TAG_STAGE
 from ray_mlops.pipeline import PipelineResult, run_pipeline
-from ray_mlops.tracking import TAG_CONFIG_HASH, TAG_FINGERPRINT, TAG_GIT_COMMIT, TAG_STAGE
 from tests.conftest import write_config
 
 STAGES = {"data", "features", "train", "evaluate", "register"}

@@ -259,8 +259,8 @@ def test_large_test_sets_are_scored_with_ray_data_batch_inference(
 ) -> None:
     import pandas as pd
 
+    from ray_mlops.mlflow_names import HOLDOUT_FILE
     from ray_mlops.promotion.judge import predict_holdout
-    from ray_mlops.promotion.record import HOLDOUT_FILE
     from ray_mlops.registry.champion import load_version
 
     client = MlflowClient(tracking_uri)

@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from ray_mlops.config import load_config, parse_config
+from ray_mlops.mlflow_names import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from ray_mlops.pipeline import PipelineResult, run_pipeline
 from ray_mlops.search.space import suggest
-from ray_mlops.tracking import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")

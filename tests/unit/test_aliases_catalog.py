@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ray_mlops.mlflow_names import TAG_FINGERPRINT
 from ray_mlops.promotion.record import metric_tags
 from ray_mlops.registry.aliases import (
     PROMOTE,
@@ -24,7 +25,6 @@ from ray_mlops.registry.reader import (
     SqliteRegistryReader,
     open_registry,
 )
-from ray_mlops.tracking import TAG_FINGERPRINT
 
 
 @pytest.fixture

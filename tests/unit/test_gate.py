@@ -221,10 +221,15 @@ def test_rules_carry_a_kind_and_the_decision_finds_the_margin_by_it() -> None:
     truth = _truth()
     strong = _scored("candidate", truth, _predictions(truth, 2.0, 1))
     weak = _scored("champion v1", truth, _predictions(truth, 0.5, 2))
-    gate = GateConfig(bootstrap_samples=300, minimums={"roc_auc": 0.5}, max_size_mb=100.0)
+    gate = GateConfig(
+        bootstrap_samples=300,
+        minimums={"roc_auc": 0.5},
+        maximums={"log_loss": 5.0},
+        slice_tolerance=None,
+    )
     result = run_gate(gate, "classification", "roc_auc", truth, strong, weak)
-    assert [r.kind for r in result.rules] == ["minimum", "margin", "size"]
+    assert [r.kind for r in result.rules] == ["minimum", "maximum", "margin"]
     margin = next(r for r in result.rules if r.kind == "margin")
     margin.rule = "reworded for readers"  # wording is free to change
     assert decision_of(result).reason == f"gate passed: {margin.detail}"
-    assert result.to_dict()["rules"][1]["kind"] == "margin"
+    assert result.to_dict()["rules"][2]["kind"] == "margin"

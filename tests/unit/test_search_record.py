@@ -8,9 +8,9 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from ray_mlops.mlflow_names import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from ray_mlops.search.stage import record_search
 from ray_mlops.search.tuner import SearchOutcome
-from ray_mlops.tracking import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 
 
 def test_trial_runs_match_the_leaderboard_after_an_interrupted_search(tmp_path: Path) -> None:

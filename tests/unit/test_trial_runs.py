@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ray_mlops.config import parse_config
+from ray_mlops.mlflow_names import TAG_TRIAL_ID
 from ray_mlops.search.trial_runs import TrialRuns, epoch_metrics
-from ray_mlops.tracking import TAG_TRIAL_ID
 
 SPACE = parse_config(
     {

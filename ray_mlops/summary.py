@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ray_mlops.pipeline import DataResult, PipelineResult
 from ray_mlops.mlflow_names import CONTRACT_FILE, PROFILE_HTML_FILE, PROFILE_JSON_FILE
+from ray_mlops.pipeline import DataResult, PipelineResult
 
 
 def print_run_summary(result: PipelineResult, config_path: str, console: Console) -> None:

@@ -28,6 +28,7 @@ lint: setup
 	ruff check ray_mlops tests benchmarks
 	ruff format --check ray_mlops tests benchmarks
 	mypy ray_mlops
+	lint-imports
 
 test: lint
 	pytest

@@ -64,8 +64,8 @@ from ray_mlops.notify import Notifier, notifier_for
 from ray_mlops.preflight import preflight
 from ray_mlops.promotion.gate import GateResult
 from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
-from ray_mlops.promotion.record import Judgement, metric_tags, record_candidate
-from ray_mlops.registry.champion import AliasDecision, register_version
+from ray_mlops.promotion.record import AliasDecision, Judgement, metric_tags, record_candidate
+from ray_mlops.registry.champion import register_version
 from ray_mlops.tracking import (
     DEFAULT_HOME,
     PipelineTracker,

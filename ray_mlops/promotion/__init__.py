@@ -11,6 +11,7 @@ Imported lazily.
 from ray_mlops.exports import lazy_exports
 
 __all__ = [
+    "AliasDecision",
     "GateResult",
     "Judged",
     "Judgement",
@@ -32,6 +33,7 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
+        "AliasDecision": "record",
         "GateResult": "gate",
         "Judged": "judge",
         "Judgement": "record",

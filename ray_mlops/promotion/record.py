@@ -33,9 +33,17 @@ from ray_mlops.notify import PROMOTED, REJECTED, VERSION_CREATED, Notifier
 from ray_mlops.promotion.card import ModelCard, derive_known_limits, render_html, render_markdown
 from ray_mlops.promotion.gate import GateResult
 from ray_mlops.registry.aliases import FORCE, PROMOTE, move_alias
-from ray_mlops.registry.champion import AliasDecision, tag_version
+from ray_mlops.registry.champion import tag_version
 from ray_mlops.registry.lineage import version_lineage
 from ray_mlops.tracking import RunHandle
+
+
+@dataclass(frozen=True)
+class AliasDecision:
+    """Whether the candidate takes the alias, and why."""
+
+    promote: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -163,4 +171,4 @@ def _event(cfg: PipelineConfig, version: ModelVersion, judgement: Judgement) -> 
     }
 
 
-__all__ = ["FORCE", "Judgement", "decision_of", "record_candidate"]
+__all__ = ["FORCE", "AliasDecision", "Judgement", "decision_of", "record_candidate"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,14 +13,6 @@ from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
-
-
-@dataclass(frozen=True)
-class AliasDecision:
-    """Whether the candidate takes the alias, and why."""
-
-    promote: bool
-    reason: str
 
 
 def champion_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -136,20 +136,29 @@ def _run_command(
 ) -> None:
     from ray_mlops.config import load_config
     from ray_mlops.preflight import preflight
+    from ray_mlops.workspace import Workspace
 
     if run_id is not None and not resume:
         raise ConfigError("--run-id is only used with --resume")
     loaded = load_config(config)
-    preflight(loaded)
+    workspace = Workspace.of(loaded)
+    preflight(loaded, workspace)
     # Imported after the checks above: a bad config fails before seconds of imports.
     from ray_mlops.pipeline import check_resumable, run_pipeline
     from ray_mlops.runtime import ray_runtime
     from ray_mlops.summary import print_run_summary
 
     if resume:
-        check_resumable(loaded, command, run_id)
+        check_resumable(loaded, command, run_id, workspace)
     with ray_runtime(address, verbose):
-        result = run_pipeline(loaded, console, command=command, resume=resume, resume_run_id=run_id)
+        result = run_pipeline(
+            loaded,
+            console,
+            command=command,
+            resume=resume,
+            resume_run_id=run_id,
+            workspace=workspace,
+        )
     print_run_summary(result, str(config), console)
 
 
@@ -167,15 +176,17 @@ def data(
     """
     from ray_mlops.config import load_config
     from ray_mlops.preflight import preflight
+    from ray_mlops.workspace import Workspace
 
     loaded = load_config(config)
-    preflight(loaded)
+    workspace = Workspace.of(loaded)
+    preflight(loaded, workspace)
     from ray_mlops.pipeline import run_data_stage
     from ray_mlops.runtime import ray_runtime
     from ray_mlops.summary import print_data_summary
 
     with ray_runtime(address, verbose):
-        result = run_data_stage(loaded, console)
+        result = run_data_stage(loaded, console, workspace)
     print_data_summary(result, console)
 
 
@@ -223,14 +234,15 @@ def serve(
         stop_serving,
         write_serve_config,
     )
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
     loaded = load_config(config)
+    workspace = Workspace.of(loaded)
     cfg = loaded.pipeline
     if port is not None:
         cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
     name, alias = _parse_model_ref(model)
-    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
     if export is not None:
         document = serve_config(cfg, str(config), tracking_uri, model)
         write_serve_config(document, export)
@@ -241,7 +253,7 @@ def serve(
         # process manager's stop then drains and writes the capture, like Ctrl-C.
         stop_on_sigterm()
         with console.status("starting Ray Serve and loading the model..."):
-            served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir)
+            served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir, workspace.root)
         console.print(
             f"[green]serving[/] {served.model_name}@{served.alias} (v{served.version}) at "
             f"{served.predict_url}"
@@ -307,10 +319,10 @@ def submit(
     """
     from ray_mlops.config import load_config
     from ray_mlops.jobs.submit import submit_pipeline
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
     loaded = load_config(config)
-    tracking_uri = resolve_tracking_uri(loaded.pipeline.tracking.tracking_uri)
+    tracking_uri = Workspace.of(loaded).tracking_uri(loaded.pipeline.tracking.tracking_uri)
     outcome = submit_pipeline(
         config, address, tracking_uri, working_dir, echo=print, agent_wait_s=agent_wait
     )

@@ -724,6 +724,17 @@ class NotifyConfig(_Section):
     timeout_s: float = Field(5.0, gt=0, description="Timeout of one delivery attempt.")
 
 
+class WorkspaceConfig(_Section):
+    root: str | None = Field(
+        None,
+        description=(
+            "Folder whose .ray-mlops/ keeps a run's local state: the embedded MLflow store, "
+            "Ray Train and Tune results (checkpoints), quarantined rows, captured traffic. "
+            "Relative to the config file's folder. Default: the directory the command runs in."
+        ),
+    )
+
+
 class TrackingConfig(_Section):
     tracking_uri: str | None = Field(
         None,
@@ -823,7 +834,7 @@ class CaptureConfig(_Section):
     enabled: bool = Field(False, description="Capture a sample of traffic.")
     sample_rate: float = Field(0.1, ge=0, le=1, description="Share of requests captured.")
     path: str = Field(
-        ".ray-mlops/capture", description="Folder of the Parquet files (relative to the workdir)."
+        ".ray-mlops/capture", description="Folder of the Parquet files (relative to the workspace)."
     )
     max_buffer: int = Field(10_000, ge=1, description="Records held before new ones are dropped.")
     flush_rows: int = Field(1000, ge=1, description="Rows per Parquet file at most.")
@@ -935,6 +946,7 @@ class PipelineConfig(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

@@ -29,13 +29,13 @@ _JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 _LOCAL_SCHEMES = ("sqlite:///", "file://", "file:")
 
 
-def ensure_home(base: Path | None = None) -> Path:
-    """Create ``.ray-mlops/`` under ``base`` (default: the working directory), marked ignored.
+def ensure_home(base: Path) -> Path:
+    """Create ``.ray-mlops/`` under ``base`` (the workspace's root), marked ignored.
 
     Returns:
         The folder's absolute path.
     """
-    home = ((base or Path.cwd()) / DEFAULT_HOME).resolve()
+    home = (base / DEFAULT_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
     for name in _IGNORE_FILES:
         marker = home / name
@@ -44,16 +44,16 @@ def ensure_home(base: Path | None = None) -> Path:
     return home
 
 
-def resolve_tracking_uri(configured: str | None = None) -> str:
+def resolve_tracking_uri(configured: str | None, base: Path) -> str:
     """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else embedded SQLite.
 
-    The embedded default lives under ``.ray-mlops/`` in the working directory and is made
+    The embedded default lives under ``.ray-mlops/`` in ``base`` (the workspace's root) and is
     absolute, so Ray workers started elsewhere write to the same database.
     """
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    return f"sqlite:///{ensure_home() / 'mlflow.db'}"
+    return f"sqlite:///{ensure_home(base) / 'mlflow.db'}"
 
 
 def job_working_dir() -> Path | None:

@@ -67,7 +67,6 @@ from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
 from ray_mlops.promotion.record import AliasDecision, Judgement, metric_tags, record_candidate
 from ray_mlops.registry.champion import register_version
 from ray_mlops.tracking import (
-    DEFAULT_HOME,
     PipelineTracker,
     find_resumable_run,
     flatten,
@@ -76,9 +75,9 @@ from ray_mlops.tracking import (
     log_data_stage,
     log_lineage,
     read_artifact_text,
-    resolve_tracking_uri,
 )
 from ray_mlops.train.trainer import TrainingOutcome, TrainingSummary, train_model
+from ray_mlops.workspace import Workspace
 
 if TYPE_CHECKING:
     from ray_mlops.search.summary import SearchSummary
@@ -152,6 +151,7 @@ class _Run:
     run_id: str
     tracking_uri: str
     reporter: _StageReporter
+    workspace: Workspace
     command: str = "run"
     # Stage runs of the interrupted invocation this one resumes (empty for a fresh run).
     previous: dict[str, Run] = field(default_factory=dict)
@@ -181,6 +181,7 @@ def run_pipeline(
     command: str = "run",
     resume: bool = False,
     resume_run_id: str | None = None,
+    workspace: Workspace | None = None,
 ) -> PipelineResult:
     """Run every stage of ``loaded`` on the current Ray instance and track it in MLflow.
 
@@ -192,6 +193,8 @@ def run_pipeline(
         resume: Continue the newest unfinished run of ``command`` for this pipeline (or
             ``resume_run_id``): the same MLflow runs, training from its last checkpoint.
         resume_run_id: The parent run to continue.
+        workspace: Where local state goes; None: the config's ``workspace.root``, else the
+            working directory.
 
     Returns:
         The run's ids, metrics, registered version and alias decision.
@@ -206,6 +209,7 @@ def run_pipeline(
         command=command,
         resume=resume or resume_run_id is not None,
         resume_run_id=resume_run_id,
+        workspace=workspace,
     )
     succeeded = False
     try:
@@ -228,13 +232,15 @@ class DataResult:
     artifact_uri: str
 
 
-def run_data_stage(loaded: LoadedConfig, console: Console | None = None) -> DataResult:
+def run_data_stage(
+    loaded: LoadedConfig, console: Console | None = None, workspace: Workspace | None = None
+) -> DataResult:
     """Run only the data stage (read, validate, quarantine, split, profile), tracked in MLflow.
 
     Raises:
         ray_mlops.errors.RayMlopsError: bad data, or too many bad rows.
     """
-    run = _open_run(loaded, console or Console(stderr=True), command="data")
+    run = _open_run(loaded, console or Console(stderr=True), command="data", workspace=workspace)
     succeeded = False
     try:
         data = _data_stage(run)
@@ -257,10 +263,12 @@ def _open_run(
     command: str,
     resume: bool = False,
     resume_run_id: str | None = None,
+    workspace: Workspace | None = None,
 ) -> _Run:
     cfg = loaded.pipeline
-    preflight(loaded)
-    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
+    workspace = workspace or Workspace.of(loaded)
+    preflight(loaded, workspace)
+    tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
     tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
     reporter = _StageReporter(console)
     if resume:
@@ -271,7 +279,7 @@ def _open_run(
             f"[bold]resuming[/] run {run_id} ({interrupted.info.run_name}, "
             f"{interrupted.info.status.lower()}; stages so far: {', '.join(previous) or 'none'})"
         )
-        return _Run(loaded, tracker, run_id, tracking_uri, reporter, command, previous)
+        return _Run(loaded, tracker, run_id, tracking_uri, reporter, workspace, command, previous)
     commit = git_commit(loaded.base_dir)
     tags = {
         TAG_CONFIG_HASH: cfg.config_hash(),
@@ -279,17 +287,23 @@ def _open_run(
         **({TAG_GIT_COMMIT: commit} if commit else {}),
     }
     run_id = tracker.start_parent(f"{cfg.name}-{command}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
-    return _Run(loaded, tracker, run_id, tracking_uri, reporter, command)
+    return _Run(loaded, tracker, run_id, tracking_uri, reporter, workspace, command)
 
 
-def check_resumable(loaded: LoadedConfig, command: str, run_id: str | None = None) -> str:
+def check_resumable(
+    loaded: LoadedConfig,
+    command: str,
+    run_id: str | None = None,
+    workspace: Workspace | None = None,
+) -> str:
     """The id of the run ``--resume`` would continue; fails fast, before Ray starts.
 
     Raises:
         ray_mlops.errors.ResumeError: nothing to resume, or the config changed since.
     """
     cfg = loaded.pipeline
-    tracker = PipelineTracker(resolve_tracking_uri(cfg.tracking.tracking_uri), cfg.experiment_name)
+    uri = (workspace or Workspace.of(loaded)).tracking_uri(cfg.tracking.tracking_uri)
+    tracker = PipelineTracker(uri, cfg.experiment_name)
     return _resumable(tracker, cfg, command, run_id).info.run_id
 
 
@@ -387,7 +401,7 @@ def _data_stage(run: _Run) -> PreparedData:
             cfg.data,
             cfg.task,
             run.loaded.base_dir,
-            quarantine_dir=Path(DEFAULT_HOME).resolve() / "quarantine" / run.run_id,
+            quarantine_dir=run.workspace.quarantine_dir(run.run_id),
             frozen_plan=lambda fingerprint: _frozen_split_plan(run, fingerprint),
         )
         stage_run = tracker.run(stage.run_id)
@@ -523,7 +537,7 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
             data.splits["validation"],
             state,
             spec,
-            storage_path=Path(DEFAULT_HOME) / "ray_results",
+            storage_path=run.workspace.ray_results,
             run_name=f"{cfg.name}-{stage.run_id}",
             tracking_uri=run.tracking_uri,
             run_id=stage.run_id,
@@ -560,7 +574,7 @@ def _search_stage(
                 {"search." + k: v for k, v in flatten(cfg.search.model_dump(mode="json")).items()},
             )
             log_lineage(stage_run, data, cfg.name, context="training")
-        storage, name = Path(DEFAULT_HOME) / "ray_results", f"{cfg.name}-search-{stage.run_id}"
+        storage, name = run.workspace.ray_results, f"{cfg.name}-search-{stage.run_id}"
         inputs = search_inputs(
             cfg,
             run.loaded.base_dir,

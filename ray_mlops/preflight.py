@@ -9,10 +9,11 @@ from __future__ import annotations
 from ray_mlops.config import LoadedConfig
 from ray_mlops.data.source import resolve_source
 from ray_mlops.features.fit import check_feature_columns
-from ray_mlops.local_state import check_job_tracking, ensure_home
+from ray_mlops.local_state import check_job_tracking
+from ray_mlops.workspace import Workspace
 
 
-def preflight(loaded: LoadedConfig) -> None:
+def preflight(loaded: LoadedConfig, workspace: Workspace) -> None:
     """Check that the data path matches a file, the features name columns of the data, and
     that a run inside a Ray Job does not track into the job's throw-away copy; then create
     ``.ray-mlops/``, marked ignored by git and Ray's uploads, where the run writes local state.
@@ -26,4 +27,4 @@ def preflight(loaded: LoadedConfig) -> None:
     resolve_source(loaded.pipeline.data.path, loaded.base_dir)
     check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)
     # Checkpoints and quarantine land there even when tracking goes to a server.
-    ensure_home()
+    workspace.ensure_home()

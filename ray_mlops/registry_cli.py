@@ -46,16 +46,16 @@ TRACKING_OPT = typer.Option(
 def _client(tracking_uri: str | None) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
-    return MlflowClient(resolve_tracking_uri(tracking_uri))
+    return MlflowClient(Workspace.here().tracking_uri(tracking_uri))
 
 
 def _reader(tracking_uri: str | None) -> RegistryReader:
-    from ray_mlops.local_state import resolve_tracking_uri
     from ray_mlops.registry.reader import open_registry
+    from ray_mlops.workspace import Workspace
 
-    return open_registry(resolve_tracking_uri(tracking_uri))
+    return open_registry(Workspace.here().tracking_uri(tracking_uri))
 
 
 def _time(millis: int | None) -> str:
@@ -249,9 +249,9 @@ def promote(
     with the reasons and exits 1. --force moves the alias without the gate.
     """
     from ray_mlops.promotion.operations import promote as run_promote
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
-    outcome = run_promote(resolve_tracking_uri(tracking_uri), name, version, reason, force)
+    outcome = run_promote(Workspace.here().tracking_uri(tracking_uri), name, version, reason, force)
     if outcome.gate is not None:
         _print_gate(outcome.gate)
     if not outcome.moved:
@@ -273,9 +273,9 @@ def rollback(
 ) -> None:
     """Point the champion alias back at the previous champion."""
     from ray_mlops.promotion.operations import rollback as run_rollback
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
-    move = run_rollback(resolve_tracking_uri(tracking_uri), name, reason)
+    move = run_rollback(Workspace.here().tracking_uri(tracking_uri), name, reason)
     err.print(
         f"[green]@{move.alias}[/] v{move.from_version} -> v{move.to_version} (rollback)",
         highlight=False,

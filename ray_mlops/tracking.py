@@ -39,7 +39,6 @@ from mlflow.utils.mlflow_tags import (
 )
 
 from ray_mlops.local_state import DEFAULT_HOME as DEFAULT_HOME  # re-exported: the run layout
-from ray_mlops.local_state import resolve_tracking_uri as resolve_tracking_uri
 from ray_mlops.mlflow_names import (
     QUARANTINE_DIR,
     TAG_COMMAND,

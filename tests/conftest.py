@@ -125,15 +125,10 @@ def trained(ray_session: None, workspace: Path, tracking_uri: str) -> Any:
 
     from ray_mlops.config import load_config
     from ray_mlops.pipeline import run_pipeline
+    from ray_mlops.workspace import Workspace
 
     config = write_config(workspace, {"tracking": {"tracking_uri": tracking_uri}})
-    previous = Path.cwd()
-    os.chdir(workspace)
-    try:
-        result = run_pipeline(load_config(config), Console(quiet=True))
-    finally:
-        os.chdir(previous)
-    return result
+    return run_pipeline(load_config(config), Console(quiet=True), workspace=Workspace(workspace))
 
 
 def registered_checkpoints(results: Path, pattern: str = "*") -> int:

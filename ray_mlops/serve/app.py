@@ -69,6 +69,7 @@ def bind_server(
     base_dir: Path,
     model_name: str | None = None,
     alias: str | None = None,
+    workspace: Path | None = None,
 ) -> Any:
     """The Serve application of the model server, bound to its settings.
 
@@ -77,7 +78,7 @@ def bind_server(
     in place. Changing the model, the tracking URI or the replicas' CPUs and GPUs starts new
     replicas.
     """
-    settings = replica_settings(cfg, tracking_uri, base_dir, model_name, alias)
+    settings = replica_settings(cfg, tracking_uri, base_dir, model_name, alias, workspace)
     options = deployment_options(cfg) | {"user_config": user_config(cfg)}
     # A new version when the code or the replica's settings change, and only then: a
     # redeploy with neither changed keeps the running replicas.
@@ -92,14 +93,16 @@ def build_app(args: dict[str, Any]) -> Any:
     optionally ``tracking_uri``, ``model``: NAME@ALIAS).
     """
     from ray_mlops.config import load_config
-    from ray_mlops.tracking import resolve_tracking_uri
+    from ray_mlops.workspace import Workspace
 
     loaded = load_config(Path(args["config"]))
+    workspace = Workspace.of(loaded)
     name, _, alias = str(args.get("model") or "").partition("@")
     return bind_server(
         loaded.pipeline,
-        resolve_tracking_uri(args.get("tracking_uri") or loaded.pipeline.tracking.tracking_uri),
+        workspace.tracking_uri(args.get("tracking_uri") or loaded.pipeline.tracking.tracking_uri),
         loaded.base_dir,
         model_name=name or None,
         alias=alias or None,
+        workspace=workspace.root,
     )

@@ -43,7 +43,7 @@ class DataPlane:
 
     Args:
         settings: ``model_name``, ``champion_alias``, ``tracking_uri``, and optionally
-            ``base_dir`` and ``device``.
+            ``base_dir``, ``workspace`` and ``device``.
         replica: This replica's name, for the capture's files and ``/healthz``.
     """
 
@@ -51,6 +51,8 @@ class DataPlane:
         self.model_name: str = settings["model_name"]
         self.tracking_uri: str = settings["tracking_uri"]
         self.base_dir = Path(settings.get("base_dir", "."))
+        # A relative capture path lands in the run's workspace, beside its other local state.
+        self.workspace = Path(settings.get("workspace", self.base_dir))
         # A GPU replica runs the network there; Ray gave this process its GPU(s).
         self.device: str = settings.get("device", "cpu")
         self.replica = replica
@@ -90,7 +92,7 @@ class DataPlane:
             limiter = RateLimiter(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst)
         capture, retired = self.capture, None
         if old is None or cfg.capture != old.capture:
-            capture = TrafficCapture.from_config(cfg.capture, self.base_dir, self.replica)
+            capture = TrafficCapture.from_config(cfg.capture, self.workspace, self.replica)
             retired = self.capture
         slots, aliases = dict(self.slots), {CHAMPION: self.champion_alias}
         if cfg.rollout.mode != "none":

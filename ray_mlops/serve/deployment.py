@@ -50,13 +50,19 @@ def replica_settings(
     base_dir: Path,
     model_name: str | None = None,
     alias: str | None = None,
+    workspace: Path | None = None,
 ) -> dict[str, Any]:
-    """What a replica is constructed with (a change starts new replicas)."""
+    """What a replica is constructed with (a change starts new replicas).
+
+    ``base_dir`` is the config file's folder (a relative keys file is read from there);
+    ``workspace`` the folder a relative capture path is written under (default: ``base_dir``).
+    """
     return {
         "model_name": model_name or cfg.model_name,
         "champion_alias": alias or cfg.registry.champion_alias,
         "tracking_uri": tracking_uri,
         "base_dir": str(base_dir.resolve()),
+        "workspace": str((workspace or base_dir).resolve()),
         "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
     }
 

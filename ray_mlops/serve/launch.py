@@ -81,6 +81,7 @@ def deploy_model(
     model_name: str | None = None,
     alias: str | None = None,
     base_dir: Path = Path("."),
+    workspace: Path | None = None,
 ) -> ServedModel:
     """Deploy ``models:/<name>@<alias>`` (the config's champion by default) with Ray Serve.
 
@@ -109,7 +110,7 @@ def deploy_model(
         if taken is None:
             raise
         raise taken from None
-    app = bind_server(cfg, tracking_uri, base_dir, name, alias)
+    app = bind_server(cfg, tracking_uri, base_dir, name, alias, workspace)
     serve.run(app, name=name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
     return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, str(version.version))

@@ -4,7 +4,6 @@ A run that does not beat the champion is registered without the alias: see
 ``test_promotion.py``, whose champion was trained on other columns.
 """
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,18 +15,14 @@ from ray_mlops.config import load_config
 from ray_mlops.errors import DataError
 from ray_mlops.mlflow_names import TAG_CONFIG_HASH, TAG_FINGERPRINT, TAG_GIT_COMMIT, TAG_STAGE
 from ray_mlops.pipeline import PipelineResult, run_pipeline
+from ray_mlops.workspace import Workspace
 from tests.conftest import write_config
 
 STAGES = {"data", "features", "train", "evaluate", "register"}
 
 
 def _run(workspace: Path, config: Path) -> PipelineResult:
-    previous = Path.cwd()
-    os.chdir(workspace)
-    try:
-        return run_pipeline(load_config(config), Console(quiet=True))
-    finally:
-        os.chdir(previous)
+    return run_pipeline(load_config(config), Console(quiet=True), workspace=Workspace(workspace))
 
 
 def test_parent_run_has_a_finished_nested_run_per_stage(

@@ -27,6 +27,7 @@ from ray_mlops.pipeline import PipelineResult, run_pipeline
 from ray_mlops.promotion.operations import promote, rollback
 from ray_mlops.registry.aliases import alias_history, alias_target
 from ray_mlops.registry.lineage import version_lineage
+from ray_mlops.workspace import Workspace
 from tests.conftest import free_port, write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -77,12 +78,7 @@ def _run(
         },
         **data,
     )
-    previous = Path.cwd()
-    os.chdir(workspace)
-    try:
-        return run_pipeline(load_config(config), Console(quiet=True))
-    finally:
-        os.chdir(previous)
+    return run_pipeline(load_config(config), Console(quiet=True), workspace=Workspace(workspace))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from ray_mlops.config import load_config, parse_config
 from ray_mlops.mlflow_names import TAG_BEST_TRIAL, TAG_TRIAL_ID, TAG_TRIAL_STATUS
 from ray_mlops.pipeline import PipelineResult, run_pipeline
 from ray_mlops.search.space import suggest
+from ray_mlops.workspace import Workspace
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -52,12 +52,9 @@ def _tune(workspace: Path, tracking_uri: str, name: str, **search: Any) -> Pipel
             "search": {**SEARCH, **search},
         },
     )
-    previous = Path.cwd()
-    os.chdir(workspace)
-    try:
-        return run_pipeline(load_config(config), Console(quiet=True), command="tune")
-    finally:
-        os.chdir(previous)
+    return run_pipeline(
+        load_config(config), Console(quiet=True), command="tune", workspace=Workspace(workspace)
+    )
 
 
 def _search_run(client: MlflowClient, result: PipelineResult) -> Any:

@@ -38,7 +38,6 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NAME,
 )
 
-from ray_mlops.local_state import DEFAULT_HOME as DEFAULT_HOME  # re-exported: the run layout
 from ray_mlops.mlflow_names import (
     QUARANTINE_DIR,
     TAG_COMMAND,

@@ -24,12 +24,12 @@ from ray_mlops.models.outputs import (  # noqa: F401 (re-exported)
 from ray_mlops.models.spec import ModelSpec
 
 WEIGHTS_FILE = "model.pt"
+SPEC_FILE = "model_spec.json"
+FEATURES_FILE = "feature_state.json"
 # What pandas' infer_dtype calls a column of numbers (missing values skipped).
 _NUMBER_KINDS = frozenset(
     {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}
 )
-SPEC_FILE = "model_spec.json"
-FEATURES_FILE = "feature_state.json"
 
 
 class TabularPredictor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,9 +44,3 @@ class SearchSummary:
             best_params=outcome.best_params,
             leaderboard=leaderboard_uri,
         )
-
-    def __getitem__(self, key: str) -> Any:
-        """A field by name: ``PipelineResult.search`` was a dict, and code reads it by key."""
-        if key not in {f.name for f in fields(self)}:
-            raise KeyError(key)
-        return getattr(self, key)

@@ -114,7 +114,7 @@ def test_leaderboard_is_logged_ranked_and_the_best_model_is_registered(
     html = Path(client.download_artifacts(search_run.info.run_id, "search/leaderboard.html"))
     assert "data:image/png;base64," in html.read_text()
     assert searched.model_version == "1" and searched.promoted
-    assert searched.search["trials"] == 4
+    assert searched.search.trials == 4
     # Every trial kept one checkpoint once it ended: the one of its best epoch.
     trials = list((workspace / ".ray-mlops" / "ray_results").glob("adult-search-search-*/run_*"))
     assert len(trials) == 4
@@ -140,7 +140,7 @@ def test_time_budget_stops_the_search_on_time(workspace: Path, tracking_uri: str
         scheduler="none",
     )
     elapsed = time.perf_counter() - started
-    assert result.search["trials"] >= 2
+    assert result.search.trials >= 2
     # Data, search start-up, evaluation and registration come on top of the budget.
     assert elapsed < 20 + 60
 
@@ -183,7 +183,7 @@ def test_multi_worker_trials_run_a_torch_trainer_each(workspace: Path, tracking_
         scheduler="none",
         space={"train.learning_rate": {"loguniform": [1e-3, 5e-2]}},
     )
-    assert result.search["trials"] == 2
+    assert result.search.trials == 2
     client = MlflowClient(tracking_uri)
     search_run = _search_run(client, result)
     trials = client.search_runs(

@@ -468,6 +468,13 @@ class TrainConfig(_Section):
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     seed: int = Field(0, ge=0, description="Seed of weight initialisation, dropout and shuffling.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description=(
+            "How Ray places the workers: PACK on as few nodes as fit, SPREAD over as many "
+            "nodes as it can (STRICT_*: refuse to start otherwise)."
+        ),
+    )
     max_failures: int = Field(
         2,
         ge=-1,
@@ -733,6 +740,17 @@ class WorkspaceConfig(_Section):
             "Relative to the config file's folder. Default: the directory the command runs in."
         ),
     )
+    storage: str | None = Field(
+        None,
+        description=(
+            "Where a run's files go: Ray Train and Tune checkpoints and trial state, "
+            "quarantined rows, captured traffic. A folder (relative to the config file's "
+            "folder), a shared mount that every node sees, or an object store URI: "
+            "s3://bucket/prefix (S3-compatible stores through AWS_ENDPOINT_URL and the other "
+            "AWS_* variables) or gs://bucket/prefix. A cluster of more than one node needs a "
+            "shared mount or an object store. Default: .ray-mlops under workspace.root."
+        ),
+    )
 
 
 class TrackingConfig(_Section):
@@ -834,7 +852,11 @@ class CaptureConfig(_Section):
     enabled: bool = Field(False, description="Capture a sample of traffic.")
     sample_rate: float = Field(0.1, ge=0, le=1, description="Share of requests captured.")
     path: str = Field(
-        ".ray-mlops/capture", description="Folder of the Parquet files (relative to the workspace)."
+        "capture",
+        description=(
+            "Folder or object store URI of the Parquet files; a relative folder is taken "
+            "under workspace.storage."
+        ),
     )
     max_buffer: int = Field(10_000, ge=1, description="Records held before new ones are dropped.")
     flush_rows: int = Field(1000, ge=1, description="Rows per Parquet file at most.")
@@ -886,6 +908,14 @@ class ServeConfig(_Section):
     num_replicas: int = Field(1, ge=1, description="Model replicas (without autoscaling).")
     autoscaling: AutoscalingConfig | None = Field(
         None, description="Autoscale the replicas instead of a fixed num_replicas."
+    )
+    max_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Most replicas Ray places on one node (1: every replica on its own node, so a "
+            "node failure takes one). Default: no limit."
+        ),
     )
     cpus_per_replica: float = Field(
         1.0, gt=0, description="CPUs reserved by each replica (fractions share a core)."

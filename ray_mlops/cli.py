@@ -253,7 +253,7 @@ def serve(
         # process manager's stop then drains and writes the capture, like Ctrl-C.
         stop_on_sigterm()
         with console.status("starting Ray Serve and loading the model..."):
-            served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir, workspace.root)
+            served = deploy_model(cfg, tracking_uri, name, alias, loaded.base_dir, workspace)
         console.print(
             f"[green]serving[/] {served.model_name}@{served.alias} (v{served.version}) at "
             f"{served.predict_url}"

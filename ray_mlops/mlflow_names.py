@@ -20,6 +20,10 @@ TAG_GIT_COMMIT = "ray_mlops.git_commit"
 # How often ``--resume`` reopened the parent run.
 TAG_RESUMES = "ray_mlops.resumes"
 TAG_CHECKPOINT = "ray_mlops.checkpoint"
+# The Ray node ids of the training workers, in rank order (comma-separated).
+TAG_WORKER_NODES = "ray_mlops.worker_nodes"
+# The address of the node a search trial ran on (last, if it was restarted elsewhere).
+TAG_TRIAL_NODE = "ray_mlops.trial_node"
 # How training read its data (the ingest path the trainer chose).
 TAG_INGEST = "ray_mlops.ingest"
 # The data a run used: also logged as an MLflow dataset input.

@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from rich.console import Console
 
+from ray_mlops.cluster_check import check_cluster
 from ray_mlops.config import LoadedConfig, PipelineConfig
 from ray_mlops.data.contract import SchemaChange, compare_schemas
 from ray_mlops.data.split import SplitPlan
@@ -57,6 +58,7 @@ from ray_mlops.mlflow_names import (
     TAG_MODEL_VERSION,
     TAG_PRIMARY_PREFIX,
     TAG_PROMOTED,
+    TAG_WORKER_NODES,
 )
 from ray_mlops.models.from_config import make_spec
 from ray_mlops.models.package import input_example, save_pyfunc_model
@@ -66,6 +68,7 @@ from ray_mlops.promotion.gate import GateResult
 from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
 from ray_mlops.promotion.record import AliasDecision, Judgement, metric_tags, record_candidate
 from ray_mlops.registry.champion import register_version
+from ray_mlops.storage import join
 from ray_mlops.tracking import (
     PipelineTracker,
     find_resumable_run,
@@ -265,10 +268,14 @@ def _open_run(
     resume_run_id: str | None = None,
     workspace: Workspace | None = None,
 ) -> _Run:
+    import ray
+
     cfg = loaded.pipeline
     workspace = workspace or Workspace.of(loaded)
     preflight(loaded, workspace)
     tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
+    if ray.is_initialized():  # else Ray Data starts a local, single-node one
+        check_cluster(tracking_uri, workspace.storage)
     tracker = PipelineTracker(tracking_uri, cfg.experiment_name)
     reporter = _StageReporter(console)
     if resume:
@@ -401,7 +408,7 @@ def _data_stage(run: _Run) -> PreparedData:
             cfg.data,
             cfg.task,
             run.loaded.base_dir,
-            quarantine_dir=run.workspace.quarantine_dir(run.run_id),
+            quarantine_location=run.workspace.quarantine_location(run.run_id),
             frozen_plan=lambda fingerprint: _frozen_split_plan(run, fingerprint),
         )
         stage_run = tracker.run(stage.run_id)
@@ -542,7 +549,13 @@ def _train_stage(run: _Run, data: PreparedData, state: FeatureState) -> Training
             tracking_uri=run.tracking_uri,
             run_id=stage.run_id,
         )
-        stage_run.record_tags({TAG_CHECKPOINT: outcome.checkpoint_path, TAG_INGEST: outcome.ingest})
+        stage_run.record_tags(
+            {
+                TAG_CHECKPOINT: outcome.checkpoint_path,
+                TAG_INGEST: outcome.ingest,
+                TAG_WORKER_NODES: ",".join(outcome.worker_nodes),
+            }
+        )
         stage_run.record_metrics(
             {f"best_{k}": v for k, v in outcome.best_metrics.items() if k.startswith("val_")},
         )
@@ -583,7 +596,7 @@ def _search_stage(
             run.tracking_uri,
             run.tracker.experiment_id,
             stage.run_id,
-            trainer_storage=storage / f"{name}-trainers",
+            trainer_storage=join(storage, f"{name}-trainers"),
         )
         outcome = run_search(cfg, inputs, storage, name, resume=earlier is not None)
         title = f"{cfg.name}: search leaderboard"

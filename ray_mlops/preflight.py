@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ray_mlops.config import LoadedConfig
 from ray_mlops.data.source import resolve_source
+from ray_mlops.errors import ConfigError
 from ray_mlops.features.fit import check_feature_columns
 from ray_mlops.local_state import check_job_tracking
 from ray_mlops.workspace import Workspace
@@ -26,5 +27,11 @@ def preflight(loaded: LoadedConfig, workspace: Workspace) -> None:
     check_job_tracking(loaded.pipeline.tracking.tracking_uri)
     resolve_source(loaded.pipeline.data.path, loaded.base_dir)
     check_feature_columns(loaded.pipeline.data, loaded.pipeline.features)
-    # Checkpoints and quarantine land there even when tracking goes to a server.
+    # The embedded store lives there; by default the storage (checkpoints, quarantine) too.
     workspace.ensure_home()
+    try:
+        workspace.ensure_storage()
+    except OSError as exc:
+        raise ConfigError(
+            f"workspace.storage {workspace.storage} cannot be reached: {exc}"
+        ) from None

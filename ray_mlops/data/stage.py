@@ -163,7 +163,7 @@ def prepare_data(
     data: DataConfig,
     task: Task,
     base_dir: Path,
-    quarantine_dir: Path,
+    quarantine_location: str,
     frozen_plan: Callable[[str], SplitPlan | None] = lambda fingerprint: None,
 ) -> PreparedData:
     """Run the data stage.
@@ -172,7 +172,8 @@ def prepare_data(
         data: The config's data section.
         task: classification or regression.
         base_dir: Folder relative data paths start from.
-        quarantine_dir: Where bad rows are written as Parquet (created only if any).
+        quarantine_location: Folder or object store URI where bad rows are written as
+            Parquet (only if any).
         frozen_plan: Returns the split plan already used for a fingerprint, if any, so the
             test split of a dataset never changes.
 
@@ -202,7 +203,7 @@ def prepare_data(
         partial(mark_dataset_wide_issues, issues=issues, id_column=data.id_column),
         batch_format="pandas",
     )
-    quarantine = _quarantine(marked, rows, data, quarantine_dir, issues)
+    quarantine = _quarantine(marked, rows, data, quarantine_location, issues)
     valid = marked.filter(expr=col(REASON_COLUMN) == "").drop_columns(
         [REASON_COLUMN, RAW_VALUE_COLUMN, FEATURE_HASH_COLUMN, ROW_HASH_COLUMN]
     )
@@ -256,7 +257,7 @@ def _quarantine(
     marked: ray.data.Dataset,
     rows: int,
     data: DataConfig,
-    directory: Path,
+    location: str,
     issues: DatasetWideIssues,
 ) -> QuarantineReport:
     """Count bad rows by reason, write them with their reason and the value as read, fail
@@ -280,9 +281,9 @@ def _quarantine(
     bad = bad.rename_columns(
         {REASON_COLUMN: QUARANTINE_REASON, RAW_VALUE_COLUMN: QUARANTINE_RAW_VALUE}
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    bad.write_parquet(str(directory))
-    report.path = str(directory)
+    # Ray Data writes a folder or an object store prefix alike (pyarrow filesystems).
+    bad.write_parquet(location)
+    report.path = location
     share = report.rows / max(rows, 1)
     if share > data.quarantine.max_bad_fraction:
         # Name what was checked: a declared contract, or only the built-in row checks.
@@ -296,7 +297,7 @@ def _quarantine(
             f"{data.path}: {report.rows:,} of {rows:,} rows ({share:.1%}) {checked}, over "
             f"data.quarantine.max_bad_fraction "
             f"{data.quarantine.max_bad_fraction:.1%}. Top reasons: {report.describe()}. "
-            f"The rows and their reasons are in {directory}"
+            f"The rows and their reasons are in {location}"
         )
     return report
 

@@ -24,6 +24,7 @@ from ray_mlops.search.automl import search_space
 from ray_mlops.search.report import render_leaderboard_html
 from ray_mlops.search.trial import SearchInputs, features_key, to_arrays
 from ray_mlops.search.tuner import FAILED, SearchOutcome
+from ray_mlops.storage import fetch_directory
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.trainer import TrainingOutcome
 
@@ -41,7 +42,7 @@ def search_inputs(
     tracking_uri: str | None,
     experiment_id: str | None,
     search_run_id: str | None,
-    trainer_storage: Path,
+    trainer_storage: str,
 ) -> SearchInputs:
     """Encode the splits once with the base features; trials with other features refit.
 
@@ -67,7 +68,7 @@ def search_inputs(
         trial_workers=cfg.search.trial_workers,
         trial_cpus=cfg.search.trial_cpus,
         trial_gpus=cfg.search.trial_gpus,
-        trainer_storage=str(trainer_storage.resolve()),
+        trainer_storage=trainer_storage,
         tracking_uri=tracking_uri,
         experiment_id=experiment_id,
         search_run_id=search_run_id,
@@ -76,18 +77,18 @@ def search_inputs(
 
 def best_model(outcome: SearchOutcome) -> tuple[TrainingOutcome, FeatureState]:
     """The best trial's network, spec and feature state, from its best checkpoint."""
-    directory = Path(outcome.best_checkpoint)
-    spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
-    state = FeatureState.from_json((directory / FEATURES_FILE).read_text())
-    network = build_model(spec)
-    network.load_state_dict(read_weights(directory))
+    with fetch_directory(outcome.best_checkpoint) as directory:
+        spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
+        state = FeatureState.from_json((directory / FEATURES_FILE).read_text())
+        network = build_model(spec)
+        network.load_state_dict(read_weights(directory))
     metrics = outcome.best_metrics
     training = TrainingOutcome(
         network=network.eval(),
         spec=spec,
         best_metrics=metrics,
         last_metrics=metrics,
-        checkpoint_path=str(directory),
+        checkpoint_path=outcome.best_checkpoint,
         ingest="resident",
         epochs_run=int(metrics.get("training_iteration", 0)),
         stopped_early=False,

@@ -27,7 +27,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from ray_mlops.config import Dimension
-from ray_mlops.mlflow_names import MLFLOW_PARENT_RUN_ID, TAG_TRIAL_ID
+from ray_mlops.mlflow_names import MLFLOW_PARENT_RUN_ID, TAG_TRIAL_ID, TAG_TRIAL_NODE
 from ray_mlops.search.space import trial_values
 
 # Tune's own bookkeeping in every result: kept in Tune's files, not in the trial's run.
@@ -60,6 +60,7 @@ class TrialRuns(Callback):
         self.space = space
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.logged: dict[str, int] = {}  # trial id -> last epoch in its run
+        self._nodes: dict[str, str] = {}  # trial id -> the node address its run records
         self._client: Any = None
         self._pending: list[Any] = []
         self._buffer: dict[str, list[Any]] = {}  # run id -> metrics not written yet
@@ -135,6 +136,12 @@ class TrialRuns(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         run_id = self.run_of(trial)
         trial_id = str(trial.trial_id)
+        node = str(result.get("node_ip") or "")
+        if node and self._nodes.get(trial_id) != node:  # where it runs: once, and on a move
+            from ray_mlops.tracking import RunHandle
+
+            RunHandle(self.client, run_id).record_tags({TAG_TRIAL_NODE: node})
+            self._nodes[trial_id] = node
         if step <= self.logged.get(trial_id, -1):
             return  # trained again after a restore: the same numbers are in the run already
         self.logged[trial_id] = step

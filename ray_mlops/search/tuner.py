@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,6 +22,7 @@ from ray_mlops.search.pruning import was_pruned
 from ray_mlops.search.space import suggest, trial_values
 from ray_mlops.search.trial import SearchInputs, run_trial
 from ray_mlops.settings_env import apply_tune
+from ray_mlops.storage import join, location_of, scheme_of
 from ray_mlops.train.trainer import is_finite_number
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def _searcher(cfg: PipelineConfig, space: dict[str, Dimension]) -> Any:
 def run_search(
     cfg: PipelineConfig,
     inputs: SearchInputs,
-    storage_path: Path,
+    storage_path: str,
     name: str,
     resume: bool = False,
     callbacks: list[ray.tune.Callback] | None = None,
@@ -167,10 +167,10 @@ def run_search(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, inputs=inputs), trial_resources(cfg)
     )
-    path = storage_path.resolve() / name
-    if resume and tune.Tuner.can_restore(str(path)):
+    path = join(storage_path, name)
+    if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = tune.Tuner(
@@ -189,7 +189,7 @@ def run_search(
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=str(storage_path.resolve()),
+                storage_path=storage_path,
                 # Every checkpoint stays until its trial has ended (CheckpointPruner).
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=None,
@@ -231,7 +231,13 @@ def _outcome(
     best_epoch = history.loc[(sign * history[metric]).idxmin()]
     checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
     # Multi-worker trials keep their checkpoints in their Ray Train run; Tune gets the path.
-    path_of_best = checkpoint.path if checkpoint else best_epoch.get(CHECKPOINT_PATH)
+    if checkpoint is not None:
+        path_of_best: object = location_of(checkpoint.filesystem, checkpoint.path)
+    else:  # Ray Train's path, without the object store's scheme (bucket/key)
+        path_of_best = best_epoch.get(CHECKPOINT_PATH)
+        scheme = scheme_of(path)
+        if scheme and isinstance(path_of_best, str) and "://" not in path_of_best:
+            path_of_best = f"{scheme}://{path_of_best.lstrip('/')}"
     if not isinstance(path_of_best, str) or not path_of_best:
         raise RuntimeError(f"the best trial {best_row['trial_id']} kept no checkpoint")
     return SearchOutcome(

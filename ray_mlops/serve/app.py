@@ -24,6 +24,7 @@ from ray_mlops.serve.deployment import (
     replica_settings,
     user_config,
 )
+from ray_mlops.workspace import Workspace
 
 
 @serve.deployment
@@ -69,7 +70,7 @@ def bind_server(
     base_dir: Path,
     model_name: str | None = None,
     alias: str | None = None,
-    workspace: Path | None = None,
+    workspace: Workspace | None = None,
 ) -> Any:
     """The Serve application of the model server, bound to its settings.
 
@@ -93,7 +94,6 @@ def build_app(args: dict[str, Any]) -> Any:
     optionally ``tracking_uri``, ``model``: NAME@ALIAS).
     """
     from ray_mlops.config import load_config
-    from ray_mlops.workspace import Workspace
 
     loaded = load_config(Path(args["config"]))
     workspace = Workspace.of(loaded)
@@ -104,5 +104,5 @@ def build_app(args: dict[str, Any]) -> Any:
         loaded.base_dir,
         model_name=name or None,
         alias=alias or None,
-        workspace=workspace.root,
+        workspace=workspace,
     )

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+
+from ray_mlops.storage import is_object_store, join, open_location
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,7 +96,7 @@ class TrafficCapture:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         sample_rate: float,
         max_buffer: int,
@@ -108,7 +111,9 @@ class TrafficCapture:
             raise ValueError("max_buffer and flush_rows must be at least 1")
         if not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be positive, got {flush_interval_s}")
-        self.path = Path(path)
+        # A folder (``path``, a Path) or an object store URI (``location``, kept as given).
+        self.location = str(path)
+        self.path = Path(path) if not is_object_store(self.location) else None
         self.sample_rate = float(sample_rate)
         self.max_buffer = int(max_buffer)
         self.flush_rows = int(flush_rows)
@@ -129,21 +134,19 @@ class TrafficCapture:
         self._thread.start()
 
     @classmethod
-    def from_config(cls, cfg: CaptureConfig, base_dir: Path, replica: str) -> TrafficCapture | None:
+    def from_config(cls, cfg: CaptureConfig, location: str, replica: str) -> TrafficCapture | None:
         """The capture a config asks for, or None when capture is disabled.
 
         Args:
             cfg: The ``capture`` section of the pipeline config.
-            base_dir: Folder a relative ``cfg.path`` is resolved against (the workdir).
+            location: Where it writes: an absolute folder or an object store URI (the
+                workspace resolves ``cfg.path``: :meth:`ray_mlops.workspace.Workspace.capture_location`).
             replica: Name of the replica, part of the file names.
         """
         if not cfg.enabled:
             return None
-        path = Path(cfg.path)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
         return cls(
-            path,
+            location,
             sample_rate=cfg.sample_rate,
             max_buffer=cfg.max_buffer,
             flush_rows=cfg.flush_rows,
@@ -354,10 +357,10 @@ class TrafficCapture:
         if unserializable:
             self._add(dropped=unserializable)
         for date, table in tables.items():
-            target = (
-                self.path
-                / f"{PARTITION_COLUMN}={date}"
-                / f"{self._file_prefix}{uuid.uuid4().hex}.parquet"
+            target = join(
+                self.location,
+                f"{PARTITION_COLUMN}={date}",
+                f"{self._file_prefix}{uuid.uuid4().hex}.parquet",
             )
             try:
                 self._write_table(table, target)
@@ -372,14 +375,22 @@ class TrafficCapture:
             else:
                 self._add(written=table.num_rows)
 
-    def _write_table(self, table: pa.Table, target: Path) -> None:
-        """Write ``table`` to ``target`` atomically: a hidden temporary file, then a rename.
+    def _write_table(self, table: pa.Table, location: str) -> None:
+        """Write ``table`` to ``location`` atomically.
 
-        The leading dot keeps the temporary file out of ``pyarrow.dataset`` readers, which
-        skip hidden files, even while it is being written.
+        In a folder: a hidden temporary file, then a rename (the leading dot keeps the
+        temporary file out of ``pyarrow.dataset`` readers, which skip hidden files, even
+        while it is being written). In an object store an object appears whole when its
+        upload completes, so it is written in place.
         """
         import pyarrow.parquet as pq
 
+        if is_object_store(location):
+            filesystem, key = open_location(location)
+            with filesystem.open_output_stream(key) as stream:
+                pq.write_table(table, stream)
+            return
+        target = Path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
         try:
@@ -452,11 +463,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def read_capture(path: Path) -> pd.DataFrame:
+def read_capture(path: Path | str) -> pd.DataFrame:
     """Every captured row under ``path``, oldest first.
 
     Args:
-        path: The capture folder (``TrafficCapture.path``).
+        path: The capture folder or object store URI (``TrafficCapture.location``).
 
     Returns:
         The :data:`CAPTURE_SCHEMA` columns plus ``date`` (the partition, ``YYYY-MM-DD``);
@@ -466,11 +477,12 @@ def read_capture(path: Path) -> pd.DataFrame:
 
     partition = pa.schema([pa.field(PARTITION_COLUMN, pa.string())])
     schema = pa.schema([*CAPTURE_SCHEMA, *partition])
-    path = Path(path)
-    if not path.is_dir():
+    filesystem, root = open_location(str(path))
+    if filesystem.get_file_info(root).type != pafs.FileType.Directory:
         return schema.empty_table().to_pandas()
     dataset = ds.dataset(
-        path,
+        root,
+        filesystem=filesystem,
         format="parquet",
         schema=schema,
         partitioning=ds.partitioning(partition, flavor="hive"),

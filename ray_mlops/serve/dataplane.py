@@ -28,6 +28,7 @@ from ray_mlops.serve.schema import RequestError, RequestRows
 from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
 from ray_mlops.serve.telemetry import ServerMetrics
+from ray_mlops.workspace import Workspace
 
 _log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -51,8 +52,10 @@ class DataPlane:
         self.model_name: str = settings["model_name"]
         self.tracking_uri: str = settings["tracking_uri"]
         self.base_dir = Path(settings.get("base_dir", "."))
-        # A relative capture path lands in the run's workspace, beside its other local state.
-        self.workspace = Path(settings.get("workspace", self.base_dir))
+        # A relative capture path lands in the workspace's storage, beside a run's other files.
+        self.workspace = Workspace(
+            Path(settings.get("workspace", self.base_dir)), settings.get("storage", "")
+        )
         # A GPU replica runs the network there; Ray gave this process its GPU(s).
         self.device: str = settings.get("device", "cpu")
         self.replica = replica
@@ -92,7 +95,9 @@ class DataPlane:
             limiter = RateLimiter(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst)
         capture, retired = self.capture, None
         if old is None or cfg.capture != old.capture:
-            capture = TrafficCapture.from_config(cfg.capture, self.workspace, self.replica)
+            capture = TrafficCapture.from_config(
+                cfg.capture, self.workspace.capture_location(cfg.capture.path), self.replica
+            )
             retired = self.capture
         slots, aliases = dict(self.slots), {CHAMPION: self.champion_alias}
         if cfg.rollout.mode != "none":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_mlops.config import PipelineConfig
+from ray_mlops.workspace import Workspace
 
 
 def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
@@ -50,19 +51,22 @@ def replica_settings(
     base_dir: Path,
     model_name: str | None = None,
     alias: str | None = None,
-    workspace: Path | None = None,
+    workspace: Workspace | None = None,
 ) -> dict[str, Any]:
     """What a replica is constructed with (a change starts new replicas).
 
     ``base_dir`` is the config file's folder (a relative keys file is read from there);
-    ``workspace`` the folder a relative capture path is written under (default: ``base_dir``).
+    ``workspace`` says where a relative capture path is written: under its storage (default:
+    the workspace of ``base_dir``).
     """
+    workspace = workspace or Workspace(base_dir.resolve())
     return {
         "model_name": model_name or cfg.model_name,
         "champion_alias": alias or cfg.registry.champion_alias,
         "tracking_uri": tracking_uri,
         "base_dir": str(base_dir.resolve()),
-        "workspace": str((workspace or base_dir).resolve()),
+        "workspace": str(workspace.root),
+        "storage": workspace.storage,
         "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
     }
 

@@ -22,6 +22,7 @@ from ray_mlops.errors import RegistryError
 from ray_mlops.registry.champion import champion_version
 from ray_mlops.serve.deployment import deployment_options
 from ray_mlops.settings_env import HA_PROXY_ENV, HA_PROXY_SETTINGS, apply_ha_proxy
+from ray_mlops.workspace import Workspace
 
 IMPORT_PATH = "ray_mlops.serve.app:build_app"
 
@@ -81,7 +82,7 @@ def deploy_model(
     model_name: str | None = None,
     alias: str | None = None,
     base_dir: Path = Path("."),
-    workspace: Path | None = None,
+    workspace: Workspace | None = None,
 ) -> ServedModel:
     """Deploy ``models:/<name>@<alias>`` (the config's champion by default) with Ray Serve.
 
@@ -92,11 +93,19 @@ def deploy_model(
     from mlflow.tracking import MlflowClient
     from ray import serve
 
+    from ray_mlops.cluster_check import check_cluster
     from ray_mlops.serve.app import bind_server
     from ray_mlops.serve.ingress import bind_failure
 
     name = model_name or cfg.model_name
     alias = alias or cfg.registry.champion_alias
+    workspace = workspace or Workspace(base_dir.resolve())
+    capture = cfg.serve.capture
+    check_cluster(
+        tracking_uri,
+        workspace.capture_location(capture.path) if capture.enabled else None,
+        setting="the capture folder (serve.capture.path under workspace.storage)",
+    )
     version = champion_version(MlflowClient(tracking_uri), name, alias)
     if version is None:
         raise RegistryError(

@@ -19,6 +19,8 @@ from ray_mlops.train.encode import shard_name
 from ray_mlops.train.ingest import ResidentShard, Shard, StreamingShard
 
 RESIDENT = "resident"
+WORKER_NODES = "worker_nodes"
+"""Reported by rank 0 with every epoch: the Ray node id of each rank, comma-separated."""
 
 
 class Restorable(Protocol):
@@ -61,6 +63,7 @@ class RayTrainSession:
 
         self.rank = ray.train.get_context().get_world_rank()
         self.device = ray.train.torch.get_device()
+        self.worker_nodes = _worker_nodes()
 
     def prepare_model(self, network: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -85,11 +88,27 @@ class RayTrainSession:
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         import ray.train
 
+        reported: dict[str, Any] = dict(metrics)
+        if self.rank == 0:  # where the workers ran, for the run's record
+            reported[WORKER_NODES] = ",".join(self.worker_nodes)
         if checkpoint_dir is None:
-            ray.train.report(metrics)
+            ray.train.report(reported)
         else:
             checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir))
-            ray.train.report(metrics, checkpoint=checkpoint)
+            ray.train.report(reported, checkpoint=checkpoint)
+
+
+def _worker_nodes() -> list[str]:
+    """The Ray node id of every rank, in rank order (one all-gather, at start)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not dist.is_available() or not dist.is_initialized():
+        return [node]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, node)
+    return [str(n) for n in gathered]
 
 
 class TuneTrialSession:

@@ -15,9 +15,11 @@ from ray_mlops.features.state import FeatureState
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.spec import ModelSpec
 from ray_mlops.settings_env import apply_train
+from ray_mlops.storage import location_of
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.encode import encode_split, rank_shards, shard_name
 from ray_mlops.train.loop import RESIDENT, LoopSettings, train_loop_per_worker
+from ray_mlops.train.session import WORKER_NODES
 
 if TYPE_CHECKING:
     import ray.data
@@ -39,6 +41,7 @@ class TrainingOutcome:
     epochs_run: int
     stopped_early: bool
     restarts: int
+    worker_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ def build_torch_trainer(
             num_workers=train_cfg.num_workers,
             use_gpu=train_cfg.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=train_cfg.placement_strategy,
         ),
         run_config=RunConfig(
             name=name,
@@ -151,7 +155,7 @@ def train_model(
     validation: ray.data.Dataset,
     state: FeatureState,
     spec: ModelSpec,
-    storage_path: Path,
+    storage_path: str,
     run_name: str,
     tracking_uri: str | None = None,
     run_id: str | None = None,
@@ -181,7 +185,7 @@ def train_encoded(
     encoded_validation: ray.data.Dataset,
     spec: ModelSpec,
     state: FeatureState,
-    storage_path: Path,
+    storage_path: str,
     run_name: str,
     tracking_uri: str | None = None,
     run_id: str | None = None,
@@ -221,7 +225,7 @@ def train_encoded(
         train_loop_per_worker,
         settings.to_dict(),
         name=run_name,
-        storage_path=str(storage_path.resolve()),
+        storage_path=storage_path,
         datasets=datasets,
         datasets_to_split=split_by_ray,
     )
@@ -242,11 +246,14 @@ def train_encoded(
         spec=spec,
         best_metrics={k: float(v) for k, v in best_metrics.items() if is_finite_number(v)},
         last_metrics=last,
-        checkpoint_path=best_checkpoint.path,
+        checkpoint_path=location_of(best_checkpoint.filesystem, best_checkpoint.path),
         ingest=ingest,
         epochs_run=int(last.get("epoch", -1)) + 1,
         stopped_early=bool(last.get("stopped_early", 0.0)),
         restarts=int(last.get("restarts", 0)),
+        worker_nodes=tuple(
+            node for node in str((result.metrics or {}).get(WORKER_NODES, "")).split(",") if node
+        ),
     )
 
 

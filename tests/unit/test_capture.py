@@ -322,9 +322,9 @@ def test_close_is_idempotent_and_flushes(make: Callable[..., TrafficCapture]) ->
 
 
 def test_from_config(tmp_path: Path) -> None:
-    assert TrafficCapture.from_config(CaptureConfig(), tmp_path, "r") is None
+    assert TrafficCapture.from_config(CaptureConfig(), str(tmp_path), "r") is None
     cfg = CaptureConfig(enabled=True, sample_rate=0.5, path="cap", flush_rows=7)
-    capture = TrafficCapture.from_config(cfg, tmp_path, "r")
+    capture = TrafficCapture.from_config(cfg, str(tmp_path / "cap"), "r")
     assert capture is not None
     try:
         assert capture.path == tmp_path / "cap"

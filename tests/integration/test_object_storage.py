@@ -1,0 +1,177 @@
+"""A workspace in an object store: a real S3-compatible server (moto's standalone server).
+
+Ray-free: the capture writer, its reader, checkpoint fetching and the preflight's storage check
+talk to the server through pyarrow, as Ray Train, Tune and Data do. The Ray side (checkpoints,
+Tune state, quarantine from workers on several nodes) is tested on the local cluster
+(tests/cluster/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ray_mlops.config import LoadedConfig, PipelineConfig
+from ray_mlops.errors import ConfigError
+from ray_mlops.preflight import preflight
+from ray_mlops.serve.capture import TrafficCapture, read_capture
+from ray_mlops.storage import fetch_directory, location_of, open_location
+from ray_mlops.workspace import Workspace
+
+BUCKET = "ray-mlops-test"
+WHEN = datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc)
+DATA = Path(__file__).resolve().parents[2] / "ray_mlops" / "datasets" / "adult" / "adult.csv.gz"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, with the AWS variables pointing at it."""
+    port = _free_port()
+    server = str(Path(sys.executable).parent / "moto_server")
+    process = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in _AWS}
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        process.kill()
+        process.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_AWS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+)
+
+
+def _objects(prefix: str) -> list[str]:
+    import boto3
+
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def _offer(capture: TrafficCapture, request_id: str, n: int) -> None:
+    records: list[dict[str, Any]] = [{"age": 30 + i, "sex": "F"} for i in range(n)]
+    capture.offer(
+        request_id=request_id,
+        model_name="adult",
+        model_version="3",
+        records=records,
+        predictions=[">50K"] * n,
+        probabilities=[{"<=50K": 0.25, ">50K": 0.75}] * n,
+        latency_ms=4.5,
+        time=WHEN,
+    )
+
+
+def test_capture_writes_whole_parquet_objects_to_the_bucket_and_reads_them_back(
+    s3_endpoint: str,
+) -> None:
+    location = f"s3://{BUCKET}/runs/capture"
+    capture = TrafficCapture(
+        location, sample_rate=1.0, max_buffer=100, flush_rows=4, flush_interval_s=0.2, replica="r1"
+    )
+    assert capture.path is None and capture.location == location
+    for i in range(3):
+        _offer(capture, f"req-{i}", n=3)
+    capture.close()
+    assert capture.stats()["written"] == 9 and capture.stats()["failed_writes"] == 0
+    keys = _objects("runs/capture/")
+    assert keys and all(k.startswith("runs/capture/date=2026-12-05/part-r1-") for k in keys)
+    assert all(k.endswith(".parquet") for k in keys)  # no temporary objects left behind
+    frame = read_capture(location)
+    assert len(frame) == 9
+    assert sorted(set(frame["request_id"])) == ["req-0", "req-1", "req-2"]
+    assert set(frame["date"]) == {"2026-12-05"}
+    assert read_capture(f"s3://{BUCKET}/runs/nothing-here").empty
+
+
+def test_a_checkpoint_prefix_is_fetched_to_a_local_folder_and_its_uri_rebuilt(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    filesystem, path = open_location(f"s3://{BUCKET}/ckpt/checkpoint_000003")
+    with filesystem.open_output_stream(f"{path}/weights.pt") as out:
+        out.write(b"weights")
+    with filesystem.open_output_stream(f"{path}/spec.json") as out:
+        out.write(b"{}")
+    # Ray reports an object store checkpoint as bucket/key, without the scheme.
+    assert location_of(filesystem, path) == f"s3://{BUCKET}/ckpt/checkpoint_000003"
+    with fetch_directory(location_of(filesystem, path)) as folder:
+        assert sorted(p.name for p in folder.iterdir()) == ["spec.json", "weights.pt"]
+        assert (folder / "weights.pt").read_bytes() == b"weights"
+        fetched = folder
+    assert not fetched.exists()  # the copy is removed
+
+
+def _loaded(tmp_path: Path, storage: str) -> LoadedConfig:
+    shutil.copy(DATA, tmp_path / "adult.csv.gz")
+    pipeline = PipelineConfig.model_validate(
+        {
+            "name": "s3-check",
+            "data": {"path": "adult.csv.gz", "target": "income", "numeric": ["age"]},
+            "workspace": {"storage": storage},
+        }
+    )
+    return LoadedConfig(pipeline=pipeline, source=tmp_path / "pipeline.yaml")
+
+
+def test_preflight_reaches_the_object_store_and_refuses_one_it_cannot_reach(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = _loaded(tmp_path, f"s3://{BUCKET}/runs")
+    workspace = Workspace.of(loaded, tmp_path)
+    preflight(loaded, workspace)  # the bucket answers
+    assert workspace.ray_results == f"s3://{BUCKET}/runs/ray_results"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # nobody there
+    with pytest.raises(ConfigError, match=r"workspace.storage s3://ray-mlops-test/runs cannot be"):
+        preflight(loaded, Workspace.of(loaded, tmp_path))

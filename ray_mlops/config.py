@@ -762,6 +762,41 @@ class TrackingConfig(_Section):
         ),
     )
     experiment: str | None = Field(None, description="MLflow experiment. Default: the name.")
+    # A tracking server that restarts or refuses connections for a while is waited for by
+    # MLflow's own HTTP client (urllib3's Retry), set through its MLFLOW_HTTP_REQUEST_*
+    # variables in every process that talks to the server: the driver, training's rank 0,
+    # the model server's replicas. The limits are MLflow's (at most 10 retries, a factor of
+    # at most 120 s, whole seconds). The defaults wait through a restart of up to a minute
+    # and give up after about 70 s of refused connections.
+    retries: int = Field(
+        6,
+        ge=0,
+        le=10,
+        description=(
+            "Times a call to a tracking server is tried again after a refused or dropped "
+            "connection, a timeout, or an HTTP 429/5xx answer (MLflow allows at most 10)."
+        ),
+    )
+    retry_backoff_s: int = Field(
+        1,
+        ge=0,
+        le=120,
+        description=(
+            "Backoff factor in whole seconds: the waits between tries are 0, 2, 4, 8, ... "
+            "times it (each at most 120 s, plus up to 1 s of jitter). With 6 retries and 1 s "
+            "a call gives up after about 70 s; each training attempt (train.max_failures) "
+            "gets as long again."
+        ),
+    )
+    request_timeout_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds one request waits to connect, or for the server's next bytes, before "
+            "that try counts as failed."
+        ),
+    )
 
 
 class RegistryConfig(_Section):

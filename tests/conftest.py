@@ -144,3 +144,14 @@ def registered_checkpoints(results: Path, pattern: str = "*") -> int:
         except (OSError, ValueError, KeyError):
             continue  # being rewritten right now
     return count
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of the local multi-node cluster (tests/cluster/) run last, marked ``cluster``:
+    they start the cluster once, and it shares this machine's 2 cores with the session's Ray."""
+    cluster_dir = Path(__file__).parent / "cluster"
+    on_cluster = [item for item in items if cluster_dir in Path(item.path).parents]
+    for item in on_cluster:
+        item.add_marker(pytest.mark.cluster)
+    last = set(on_cluster)
+    items[:] = [item for item in items if item not in last] + on_cluster

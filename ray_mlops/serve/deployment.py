@@ -29,6 +29,8 @@ def deployment_options(cfg: PipelineConfig) -> dict[str, Any]:
         # A log line per request costs the replica's CPU; /metrics and capture count them.
         "logging_config": {"enable_access_log": serve_cfg.access_log},
     }
+    if serve_cfg.max_replicas_per_node is not None:  # a node failure takes at most this many
+        options["max_replicas_per_node"] = serve_cfg.max_replicas_per_node
     scaling = serve_cfg.autoscaling
     if scaling is None:
         options["num_replicas"] = serve_cfg.num_replicas
@@ -68,6 +70,9 @@ def replica_settings(
         "workspace": str(workspace.root),
         "storage": workspace.storage,
         "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
+        # How the replica waits for a tracking server that does not answer (alias polls,
+        # version loads); replicas may run on other nodes than the process that read it.
+        "tracking": cfg.tracking.model_dump(mode="json"),
     }
 
 

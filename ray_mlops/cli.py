@@ -18,7 +18,7 @@ import typer
 from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.registry_cli import models_app, promote, rollback
-from ray_mlops.settings_env import apply_cli
+from ray_mlops.settings_env import apply_cli, apply_tracking
 
 app = typer.Typer(
     name="ray-mlops",
@@ -239,6 +239,7 @@ def serve(
     loaded = load_config(config)
     workspace = Workspace.of(loaded)
     cfg = loaded.pipeline
+    apply_tracking(cfg.tracking)
     if port is not None:
         cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
     name, alias = _parse_model_ref(model)
@@ -404,3 +405,18 @@ def main() -> None:
     except RayMlopsError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        failure = _unreachable_tracking(exc)
+        if failure is None:
+            raise
+        console.print(f"[red]error:[/] {failure}", highlight=False)
+        sys.exit(failure.exit_code)
+
+
+def _unreachable_tracking(exc: Exception) -> RayMlopsError | None:
+    """A command's MLflow call that found no tracking server, as one message (or None)."""
+    if "mlflow" not in sys.modules:  # nothing called MLflow
+        return None
+    from ray_mlops.tracking import tracking_failure
+
+    return tracking_failure(exc)

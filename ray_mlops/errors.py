@@ -25,3 +25,7 @@ class RegistryError(RayMlopsError):
 
 class ResumeError(RayMlopsError):
     """``--resume`` found nothing to continue, or the config or data changed since."""
+
+
+class TrackingError(RayMlopsError):
+    """The MLflow tracking server did not answer, after the retries ``tracking`` allows."""

@@ -68,6 +68,7 @@ from ray_mlops.promotion.gate import GateResult
 from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
 from ray_mlops.promotion.record import AliasDecision, Judgement, metric_tags, record_candidate
 from ray_mlops.registry.champion import register_version
+from ray_mlops.settings_env import apply_tracking
 from ray_mlops.storage import join
 from ray_mlops.tracking import (
     PipelineTracker,
@@ -78,6 +79,7 @@ from ray_mlops.tracking import (
     log_data_stage,
     log_lineage,
     read_artifact_text,
+    tracking_failures_reported,
 )
 from ray_mlops.train.trainer import TrainingOutcome, TrainingSummary, train_model
 from ray_mlops.workspace import Workspace
@@ -205,21 +207,24 @@ def run_pipeline(
     Raises:
         ray_mlops.errors.RayMlopsError: bad data or config, or nothing to resume; nothing is
             registered.
+        ray_mlops.errors.TrackingError: the tracking server did not answer within the
+            retries ``tracking`` allows (in the driver or in training's rank 0).
     """
-    run = _open_run(
-        loaded,
-        console or Console(stderr=True),
-        command=command,
-        resume=resume or resume_run_id is not None,
-        resume_run_id=resume_run_id,
-        workspace=workspace,
+    with tracking_failures_reported():
+        run = _open_run(
+            loaded,
+            console or Console(stderr=True),
+            command=command,
+            resume=resume or resume_run_id is not None,
+            resume_run_id=resume_run_id,
+            workspace=workspace,
+        )
+    # Checkpoints, and the metrics rank 0 had not stored, are kept: nothing is lost.
+    resumable = (
+        f"Once it answers, `ray-mlops {command} CONFIG --resume` continues run {run.run_id}."
     )
-    succeeded = False
-    try:
+    with tracking_failures_reported(resumable), run.tracker.closing_parent():
         result = _run_stages(run)
-        succeeded = True
-    finally:
-        run.tracker.finish(succeeded)
     result.stage_seconds = run.reporter.seconds
     return result
 
@@ -242,19 +247,17 @@ def run_data_stage(
 
     Raises:
         ray_mlops.errors.RayMlopsError: bad data, or too many bad rows.
+        ray_mlops.errors.TrackingError: the tracking server did not answer.
     """
-    run = _open_run(loaded, console or Console(stderr=True), command="data", workspace=workspace)
-    succeeded = False
-    try:
-        data = _data_stage(run)
-        succeeded = True
-    finally:
-        run.tracker.finish(succeeded)
-    stage_run = run.tracker.client.search_runs(
-        [run.tracker.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'",
-        max_results=1,
-    )[0]
+    with tracking_failures_reported():
+        run = _open_run(loaded, console or Console(stderr=True), "data", workspace=workspace)
+        with run.tracker.closing_parent():
+            data = _data_stage(run)
+        stage_run = run.tracker.client.search_runs(
+            [run.tracker.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'",
+            max_results=1,
+        )[0]
     return DataResult(
         run.run_id, stage_run.info.run_id, run.tracking_uri, data, stage_run.info.artifact_uri
     )
@@ -273,6 +276,7 @@ def _open_run(
     cfg = loaded.pipeline
     workspace = workspace or Workspace.of(loaded)
     preflight(loaded, workspace)
+    apply_tracking(cfg.tracking)
     tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
     if ray.is_initialized():  # else Ray Data starts a local, single-node one
         check_cluster(tracking_uri, workspace.storage)
@@ -307,11 +311,14 @@ def check_resumable(
 
     Raises:
         ray_mlops.errors.ResumeError: nothing to resume, or the config changed since.
+        ray_mlops.errors.TrackingError: the tracking server did not answer.
     """
     cfg = loaded.pipeline
+    apply_tracking(cfg.tracking)
     uri = (workspace or Workspace.of(loaded)).tracking_uri(cfg.tracking.tracking_uri)
-    tracker = PipelineTracker(uri, cfg.experiment_name)
-    return _resumable(tracker, cfg, command, run_id).info.run_id
+    with tracking_failures_reported():
+        tracker = PipelineTracker(uri, cfg.experiment_name)
+        return _resumable(tracker, cfg, command, run_id).info.run_id
 
 
 def _resumable(

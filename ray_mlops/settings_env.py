@@ -11,6 +11,9 @@ is built:
 - :func:`apply_tune` (:data:`TUNE_FORCED`, :data:`TUNE_DEFAULTS`): before a ``Tuner`` is built.
 - :func:`apply_train` (:data:`TRAIN_DEFAULTS`): before a ``TorchTrainer`` is built.
 - :func:`use_local_auth_token` (``RAY_AUTH_MODE``): before the Jobs client imports Ray.
+- :func:`apply_tracking` (:func:`tracking_env`): MLflow's HTTP retries, from the config's
+  ``tracking`` section, in every process that talks to a tracking server (the driver,
+  training's rank 0, a model server's replicas), before its first MLflow call.
 
 They are not all written once as the CLI starts: the Python API and a Ray Job's driver do
 not pass through the CLI, a search trial builds its ``TorchTrainer`` in a Tune worker that a
@@ -23,6 +26,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module at start: no pydantic there
+    from ray_mlops.config import TrackingConfig
 
 #: Serve's switch for its HAProxy ingress (``serve.proxy: haproxy``), read by the processes
 #: of the Ray cluster, so it must be set before a local Ray starts.
@@ -60,6 +67,16 @@ CLI_DEFAULTS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
+# MLflow's HTTP client (urllib3's Retry under requests) reads its retry policy from these on
+# every request. Set from the config's tracking section, overriding a value already there:
+# every process of one run must wait the same way, and a run that gives up says how long.
+# The jitter is MLflow's default, written so that the bound a failure states holds.
+MLFLOW_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+MLFLOW_BACKOFF_ENV = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+MLFLOW_JITTER_ENV = "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"
+MLFLOW_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+BACKOFF_JITTER_S = 1.0
+
 
 def _set_defaults(values: dict[str, str]) -> None:
     for key, value in values.items():
@@ -94,6 +111,25 @@ def apply_tune() -> None:
 def apply_train() -> None:
     """Make the next ``TorchTrainer`` poll its workers every :data:`CONTROLLER_POLL_S` s."""
     _set_defaults(TRAIN_DEFAULTS)
+
+
+def tracking_env(tracking: TrackingConfig) -> dict[str, str]:
+    """MLflow's HTTP retry variables for the config's ``tracking`` section."""
+    return {
+        MLFLOW_RETRIES_ENV: str(tracking.retries),
+        MLFLOW_BACKOFF_ENV: str(tracking.retry_backoff_s),
+        MLFLOW_JITTER_ENV: str(BACKOFF_JITTER_S),
+        MLFLOW_TIMEOUT_ENV: str(tracking.request_timeout_s),
+    }
+
+
+def apply_tracking(tracking: TrackingConfig) -> None:
+    """Make this process's MLflow calls retry an unreachable server as ``tracking`` says.
+
+    Call it before the process's first call to a tracking server; MLflow reads the values
+    on every request, so a later call changes the calls after it.
+    """
+    os.environ.update(tracking_env(tracking))
 
 
 def use_local_auth_token() -> None:

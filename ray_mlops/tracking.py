@@ -6,6 +6,12 @@ Layout: experiment = pipeline name; one parent run per invocation; one nested ru
 explicit :class:`MlflowClient` and run id, because Ray workers and Serve replicas live in
 other processes where an "active run" means nothing). The registry's own writes (versions,
 aliases, version tags) are registry access and live in :mod:`ray_mlops.registry`.
+
+A tracking server that restarts or refuses connections is waited for by MLflow's own HTTP
+client, as the config's ``tracking`` section says (:func:`ray_mlops.settings_env.apply_tracking`).
+When its retries are spent, :func:`tracking_failure` turns MLflow's error into one
+:class:`~ray_mlops.errors.TrackingError` that names the server, how long it was tried and
+what to check.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import (
     Dataset,
@@ -38,6 +46,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NAME,
 )
 
+from ray_mlops.errors import TrackingError
 from ray_mlops.mlflow_names import (
     QUARANTINE_DIR,
     TAG_COMMAND,
@@ -84,6 +93,188 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(value) if isinstance(value, list) else str(value)
     return flat
+
+
+# urllib3 waits at most this long between two tries (its Retry.DEFAULT_BACKOFF_MAX).
+_MAX_BACKOFF_S = 120.0
+_MLFLOW_REQUEST_URL = re.compile(r"API request to (\S+?)/(?:ajax-)?api/")
+
+
+def retry_window_s(retries: int, backoff_s: float, jitter_s: float) -> float:
+    """The longest MLflow's HTTP client sleeps between the tries of one call.
+
+    urllib3 tries ``retries + 1`` times; after the k-th failure it waits
+    ``backoff_s * 2 ** (k - 1)`` plus up to ``jitter_s`` (nothing after the first), at most
+    120 s. A refused connection fails at once, so this is how long a call to a stopped
+    server lasts; a server that accepts and never answers adds a request timeout per try.
+    """
+    return sum(
+        min(_MAX_BACKOFF_S, backoff_s * 2 ** (k - 1) + jitter_s) for k in range(2, retries + 1)
+    )
+
+
+def tracking_failure(
+    error: BaseException,
+    tracking_uri: str | None = None,
+    elapsed_s: float | None = None,
+    where: str = "",
+) -> TrackingError | None:
+    """The error to show when ``error`` says the tracking server could not be reached.
+
+    ``error`` is MLflow's (its HTTP client spent its retries), one raised from it, or a Ray
+    Train failure whose worker raised a :class:`TrackingError` (returned as it is).
+
+    Args:
+        error: What a call to MLflow, or a stage that made such calls, raised.
+        tracking_uri: The server; default: the address in MLflow's message.
+        elapsed_s: How long the failed call took, where the caller measured it.
+        where: Who called, e.g. ``" (training's rank 0, run R)"``.
+
+    Returns:
+        The error naming the server, how long it was tried and what to check; ``None``
+        when ``error`` is about something else.
+    """
+    causes = list(_causes(error))
+    for cause in causes:
+        if isinstance(cause, TrackingError):
+            return cause
+    reason = _unreachable_reason(causes)
+    if reason is None:
+        return None
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    # What MLflow's client was told: the config's values where apply_tracking ran.
+    retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    backoff = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
+    timeout = MLFLOW_HTTP_REQUEST_TIMEOUT.get()
+    longest = retry_window_s(retries, backoff, MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get())
+    if "timeout" in reason:
+        longest += (retries + 1) * timeout
+    policy = f"backoff factor {backoff} s, {timeout} s per request"
+    if elapsed_s is not None:
+        took = f"{_seconds(elapsed_s)} ({retries} retries, {policy})"
+    else:
+        took = f"{retries} retries, at most about {_seconds(longest)} ({policy})"
+    server = _server_of(tracking_uri, causes)
+    return TrackingError(
+        f"cannot reach the MLflow tracking server at {server}{where}: {reason}; gave up "
+        f"after {took}. Check that the server is running and that every node reaches it "
+        f"(curl {server}/health), and that tracking.tracking_uri or $MLFLOW_TRACKING_URI "
+        "names it; tracking.retries and tracking.retry_backoff_s set how long a run waits."
+    )
+
+
+@contextlib.contextmanager
+def tracking_failures_reported(hint: str = "") -> Iterator[None]:
+    """Raise an unreachable tracking server as one :class:`TrackingError` (plus ``hint``)."""
+    try:
+        yield
+    except Exception as error:
+        failure = tracking_failure(error)
+        if failure is None:
+            raise
+        if hint:
+            failure = TrackingError(f"{failure} {hint}")
+        if failure is error:
+            raise
+        raise failure from error
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, what it was raised from or wraps, and a Ray Train run's worker failures."""
+    pending, seen = [error], set()
+    while pending:
+        item = pending.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        linked: list[object] = [item.__cause__, item.__context__, getattr(item, "cause", None)]
+        linked += list(item.args)
+        failures = getattr(item, "worker_failures", None)  # ray.train.WorkerGroupError
+        if isinstance(failures, Mapping):
+            linked += list(failures.values())
+        pending += [link for link in linked if isinstance(link, BaseException)]
+
+
+def _unreachable_reason(causes: Sequence[BaseException]) -> str | None:
+    """Why the server did not answer, when MLflow's client says it spent its retries.
+
+    Only a failure that MLflow reports (``API request to URL failed ...``) counts: another
+    client's connection error (a webhook, an object store) is not the tracking server's.
+    """
+    import requests
+    from urllib3.exceptions import MaxRetryError
+
+    if not any(
+        isinstance(cause, MlflowException) and _MLFLOW_REQUEST_URL.search(str(cause))
+        for cause in causes
+    ):
+        return None
+    for cause in causes:
+        if isinstance(cause, MaxRetryError):
+            return _describe(cause.reason)
+    for cause in causes:
+        if isinstance(cause, requests.ConnectionError | requests.Timeout):
+            return _describe(cause)
+    for cause in causes:  # MLflow's async logging keeps only the text of what failed
+        if "Max retries exceeded" in str(cause):
+            return _describe_text(str(cause))
+    return None
+
+
+def _describe(reason: BaseException | None) -> str:
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NameResolutionError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+        ResponseError,
+    )
+
+    if isinstance(reason, NameResolutionError):
+        return "its host name does not resolve"
+    if isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError
+        return _describe_text(str(reason))
+    if isinstance(reason, ConnectTimeoutError | ReadTimeoutError | TimeoutError):
+        return "no answer within the request timeout"
+    if isinstance(reason, ResponseError):
+        return f"it kept answering with errors ({reason})"
+    if isinstance(reason, ProtocolError | ConnectionError):
+        return "the connection dropped"
+    return _describe_text(str(reason))
+
+
+def _describe_text(text: str) -> str:
+    if "refused" in text.lower():
+        return "connection refused"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return "no answer within the request timeout"
+    if match := re.search(r"too many \d+ error responses", text):
+        return f"it kept answering with errors ({match.group(0)})"
+    return "no answer"
+
+
+def _server_of(tracking_uri: str | None, causes: Sequence[BaseException]) -> str:
+    """The server's address, without credentials, from the URI or MLflow's own message."""
+    if tracking_uri is None:
+        found = (_MLFLOW_REQUEST_URL.search(str(cause)) for cause in causes)
+        tracking_uri = next((match.group(1) for match in found if match), None)
+    if tracking_uri is None:
+        return "its address"
+    parts = urlsplit(tracking_uri)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)).rstrip("/")
 
 
 class RunHandle:
@@ -240,8 +431,11 @@ class PipelineTracker:
             )
         try:
             yield handle.run_id
-        except BaseException:
-            handle.end(RunStatus.to_string(RunStatus.FAILED))
+        except BaseException as error:
+            # A server that stopped answering would not take the status either; the run
+            # stays RUNNING, which --resume takes for unfinished.
+            if tracking_failure(error) is None:
+                handle.end(RunStatus.to_string(RunStatus.FAILED))
             raise
         handle.end(RunStatus.to_string(RunStatus.FINISHED))
 
@@ -250,6 +444,20 @@ class PipelineTracker:
         if self.parent_run_id is not None:
             status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
             self.run(self.parent_run_id).end(RunStatus.to_string(status))
+
+    @contextlib.contextmanager
+    def closing_parent(self) -> Iterator[None]:
+        """Close the parent run as the block ends: FINISHED, or FAILED on an error.
+
+        Left RUNNING when the error is that the tracking server stopped answering.
+        """
+        try:
+            yield
+        except BaseException as error:
+            if tracking_failure(error) is None:
+                self.finish(succeeded=False)
+            raise
+        self.finish(succeeded=True)
 
 
 def dataset_input(

@@ -21,13 +21,14 @@ from typing import Any
 
 from ray import serve
 
-from ray_mlops.config import ServeConfig
+from ray_mlops.config import ServeConfig, TrackingConfig
 from ray_mlops.serve.capture import TrafficCapture
 from ray_mlops.serve.guard import KeyStore, RateLimiter
 from ray_mlops.serve.schema import RequestError, RequestRows
 from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
 from ray_mlops.serve.telemetry import ServerMetrics
+from ray_mlops.settings_env import apply_tracking
 from ray_mlops.workspace import Workspace
 
 _log = logging.getLogger(__name__)
@@ -44,11 +45,14 @@ class DataPlane:
 
     Args:
         settings: ``model_name``, ``champion_alias``, ``tracking_uri``, and optionally
-            ``base_dir``, ``workspace`` and ``device``.
+            ``base_dir``, ``workspace``, ``device`` and ``tracking`` (the config's section,
+            applied to this process before it loads the champion).
         replica: This replica's name, for the capture's files and ``/healthz``.
     """
 
     def __init__(self, settings: Mapping[str, Any], replica: str) -> None:
+        if "tracking" in settings:
+            apply_tracking(TrackingConfig.model_validate(settings["tracking"]))
         self.model_name: str = settings["model_name"]
         self.tracking_uri: str = settings["tracking_uri"]
         self.base_dir = Path(settings.get("base_dir", "."))

@@ -12,16 +12,17 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ray_mlops.config import SELECTION_METRICS, TrainConfig
+from ray_mlops.config import SELECTION_METRICS, TrackingConfig, TrainConfig
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.heads import loss_sum, predicted_class
 from ray_mlops.models.spec import ModelSpec
+from ray_mlops.settings_env import apply_tracking
 from ray_mlops.train.checkpoint import Progress, restore_checkpoint, write_checkpoint
 from ray_mlops.train.ingest import Shard
 from ray_mlops.train.metric_log import MetricLogger
@@ -43,15 +44,28 @@ class LoopSettings:
     target_scale: float
     tracking_uri: str | None
     run_id: str | None
+    # How rank 0 waits for a tracking server that does not answer; applied in the worker,
+    # which may run on another node than the driver that read the config.
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``train_loop_config`` of the trainer."""
-        return {**self.__dict__, "train": self.train.model_dump(mode="json")}
+        return {
+            **self.__dict__,
+            "train": self.train.model_dump(mode="json"),
+            "tracking": self.tracking.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> LoopSettings:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{**config, "train": TrainConfig.model_validate(config["train"])})
+        return cls(
+            **{
+                **config,
+                "train": TrainConfig.model_validate(config["train"]),
+                "tracking": TrackingConfig.model_validate(config.get("tracking", {})),
+            }
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -156,6 +170,8 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
     validation_shard = session.open_shard("validation", settings.ingest, train.prefetch_batches)
     # Rank 0 logs, when there is a run: search trials have none (their driver logs them).
     tracked = rank == 0 and settings.tracking_uri and settings.run_id
+    if tracked:
+        apply_tracking(settings.tracking)
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
     if logger is not None and checkpoint is not None:
         logger.replay(progress.unlogged_metrics)
@@ -226,6 +242,10 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
             metrics["logging_seconds"] = logger.seconds
             progress.unlogged_metrics = logger.unwritten()
         _report(session, metrics, network, optimizer, scheduler, progress, settings)
+        if logger is not None:
+            # A writer that gave up ends the attempt here, where the checkpoint just made
+            # holds every step not stored: a restart from it replays them, none twice.
+            logger.raise_if_failed()
         if stop:
             break
     if logger is not None:

@@ -12,14 +12,25 @@ that the epoch's checkpoint carries them, and a restarted rank 0 :meth:`MetricLo
 them with their first timestamps. The SQL stores (SQLite, ``mlflow server``) skip a metric
 identical in key, value, step and timestamp, so one written just before the kill is not
 doubled.
+
+A tracking server that restarts is waited for by MLflow's HTTP client, which sends the same
+``log_batch`` again (the same timestamps: a batch stored just before the server died is not
+doubled) as the config's ``tracking`` section allows. When that gives up, the writer stops
+and the loop raises its :class:`~ray_mlops.errors.TrackingError` right after the next
+checkpoint (:meth:`MetricLogger.raise_if_failed`): that checkpoint carries every step not
+stored, and nothing after it was logged, so Ray Train's restart of the workers from it (each
+``train.max_failures`` attempt) neither loses a step nor writes one twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+
+from ray_mlops.errors import TrackingError
 
 # MLflow refuses a log_batch of more than 1000 metrics.
 _MAX_METRICS_PER_BATCH = 1000
@@ -82,23 +93,39 @@ class MetricLogger:
         """Write everything queued, then stop the writer.
 
         Raises:
-            RuntimeError: the writer could not reach the tracking store or write to the run.
+            TrackingError: the tracking server did not answer within the retries allowed.
+            RuntimeError: the writer could not open the tracking store or write to the run.
         """
-        if self._writer is None:
-            return
-        start = time.perf_counter()
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        self._writer.join()
-        self._writer = None
-        self.seconds += time.perf_counter() - start
+        if self._writer is not None:
+            start = time.perf_counter()
+            with self._wake:
+                self._closing = True
+                self._wake.notify()
+            self._writer.join()
+            self._writer = None
+            self.seconds += time.perf_counter() - start
+        self._raise_error()
+
+    def raise_if_failed(self) -> None:
+        """Raise what stopped the writer, if it stopped; else return at once.
+
+        Raises:
+            TrackingError: the tracking server did not answer within the retries allowed.
+            RuntimeError: the writer failed otherwise.
+        """
+        if self._error is not None:
+            self.flush()
+
+    def _raise_error(self) -> None:
+        if isinstance(self._error, TrackingError):
+            raise self._error
         if self._error is not None:
             raise RuntimeError(
                 f"logging training metrics to MLflow run {self.run_id} failed: {self._error}"
             ) from self._error
 
     def _write(self, tracking_uri: str, run_id: str) -> None:
+        started = time.monotonic()  # of the call that fails, for the error's message
         try:
             from mlflow.entities import Metric
             from mlflow.tracking import MlflowClient
@@ -119,9 +146,16 @@ class MetricLogger:
                         if len(batch) >= _MAX_METRICS_PER_BATCH:
                             break
                 for first in range(0, len(batch), _MAX_METRICS_PER_BATCH):
+                    started = time.monotonic()
                     run.record_metric_entries(batch[first : first + _MAX_METRICS_PER_BATCH])
                 with self._wake:  # stored: no longer pending
                     for _ in range(taken):
                         self._pending.popleft()
-        except BaseException as error:  # reported by flush(), in the loop's thread
+        except BaseException as error:  # raised by flush(), in the loop's thread
             self._error = error
+            with contextlib.suppress(ImportError):  # MLflow itself may be what failed
+                from ray_mlops.tracking import tracking_failure
+
+                where = f" (training's rank 0, run {run_id})"
+                took = time.monotonic() - started
+                self._error = tracking_failure(error, tracking_uri, took, where) or error

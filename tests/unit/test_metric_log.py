@@ -131,3 +131,112 @@ def test_a_replay_writes_steps_the_store_never_saw(store: tuple[str, str]) -> No
     logger.flush()
     (metric,) = MlflowClient(uri).get_metric_history(run_id, "val_loss")
     assert (metric.step, metric.value, metric.timestamp) == (4, 0.125, 1_790_000_000_000)
+
+
+def _closed_port_uri() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.fixture
+def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray_mlops import settings_env
+    from ray_mlops.config import TrackingConfig
+
+    tracking = TrackingConfig(retries=0, retry_backoff_s=0)
+    for key in settings_env.tracking_env(tracking):
+        monkeypatch.setenv(key, "placeholder")  # restored after the test
+    settings_env.apply_tracking(tracking)
+
+
+def test_a_writer_that_found_no_server_keeps_its_steps_and_says_so(no_retries: None) -> None:
+    from ray_mlops.errors import TrackingError
+
+    uri = _closed_port_uri()
+    logger = MetricLogger(uri, "some-run")
+    logger.raise_if_failed()  # nothing failed yet: returns at once
+    logger.log({"epoch": 0.0, "val_loss": 0.5}, 0)
+    deadline = time.monotonic() + 30
+    with pytest.raises(TrackingError, match=f"server at {uri} .training's rank 0, run some-run."):
+        while time.monotonic() < deadline:
+            logger.raise_if_failed()
+            time.sleep(0.05)
+    # Still listed, for the checkpoint that a restarted worker replays from.
+    assert [step for _, step, _ in logger.unwritten()] == [0]
+    with pytest.raises(TrackingError):  # and raised again, not forgotten
+        logger.flush()
+
+
+class _RecordingSession:
+    """Where the loop runs in this test: rank 0 on the CPU, reports kept."""
+
+    rank = 0
+
+    def __init__(self, shards: dict[str, object]) -> None:
+        import torch
+
+        self.device = torch.device("cpu")
+        self.shards = shards
+        self.unlogged: list[list[int]] = []  # per report: the steps its checkpoint carries
+
+    def prepare_model(self, network: object) -> object:
+        return network
+
+    def get_checkpoint(self) -> None:
+        return None
+
+    def open_shard(self, name: str, ingest: str, prefetch_batches: int) -> object:
+        return self.shards[name]
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        import torch
+
+        from ray_mlops.train.checkpoint import TRAINING_STATE_FILE
+
+        assert checkpoint_dir is not None
+        state = torch.load(checkpoint_dir / TRAINING_STATE_FILE, weights_only=True)
+        carried = state["progress"]["unlogged_metrics"]
+        self.unlogged.append([step for values, step, _ in carried if "val_loss" in values])
+
+
+def test_the_loop_ends_after_a_checkpoint_that_carries_every_unstored_epoch(
+    no_retries: None,
+) -> None:
+    import torch
+
+    from ray_mlops.config import ModelConfig, TrackingConfig, TrainConfig
+    from ray_mlops.errors import TrackingError
+    from ray_mlops.models.from_config import make_spec
+    from ray_mlops.train.ingest import ResidentShard
+    from ray_mlops.train.loop import LoopSettings, run_loop
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(64, 3, generator=generator)
+    labels = (features[:, 0] > 0).long()
+    shard = ResidentShard(features, labels)
+    settings = LoopSettings(
+        train=TrainConfig(num_workers=1, epochs=100, batch_size=16, log_every_n_steps=0),
+        spec_json=make_spec(
+            ModelConfig(hidden_sizes=[4]), "classification", 3, 2, Path(".")
+        ).to_json(),
+        feature_state_json="{}",
+        task="classification",
+        ingest="resident",
+        train_rows_per_worker=64,
+        target_scale=1.0,
+        tracking_uri=_closed_port_uri(),
+        run_id="some-run",
+        # Travels with the loop's settings and is applied where the loop runs.
+        tracking=TrackingConfig(retries=0, retry_backoff_s=0),
+    )
+    session = _RecordingSession({"train": shard, "validation": shard})
+    with pytest.raises(TrackingError):
+        run_loop(settings, session)  # type: ignore[arg-type]
+    reported = len(session.unlogged)
+    # It stopped at an epoch's end, long before the last, and that checkpoint carries every
+    # epoch so far: none was stored, and a restart from it replays them all.
+    assert 1 <= reported < 100
+    assert session.unlogged[-1] == list(range(reported))

@@ -173,7 +173,12 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
     if tracked:
         apply_tracking(settings.tracking)
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
+    # What an earlier attempt stored after its last checkpoint is trained again, and must
+    # not be logged a second time (with new timestamps, the store would keep both).
+    stored_epoch = stored_step = -1
     if logger is not None and checkpoint is not None:
+        stored_epoch = logger.last_stored_step("epoch")
+        stored_step = logger.last_stored_step("train_loss_step")
         logger.replay(progress.unlogged_metrics)
         # Step = the epoch training continues with, like the per-epoch metrics.
         logger.log({"resumed_from_epoch": progress.epoch}, progress.epoch + 1)
@@ -210,6 +215,7 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
                 logger is not None
                 and train.log_every_n_steps
                 and progress.global_step % train.log_every_n_steps == 0
+                and progress.global_step > stored_step
             ):
                 logger.log(
                     {
@@ -238,7 +244,8 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
         metrics["stopped_early"] = float(stop and epoch < train.epochs - 1)
         metrics["restarts"] = progress.restarts
         if logger is not None:
-            logger.log(metrics, epoch)
+            if epoch > stored_epoch:
+                logger.log(metrics, epoch)
             metrics["logging_seconds"] = logger.seconds
             progress.unlogged_metrics = logger.unwritten()
         _report(session, metrics, network, optimizer, scheduler, progress, settings)

@@ -49,6 +49,7 @@ class MetricLogger:
 
     def __init__(self, tracking_uri: str | None, run_id: str | None) -> None:
         self.run_id = run_id
+        self._tracking_uri = tracking_uri
         self.seconds = 0.0  # time the training loop spent inside logging calls
         self._error: BaseException | None = None
         # Queued and not yet stored, oldest first: the writer drops entries once stored, so
@@ -69,6 +70,19 @@ class MetricLogger:
             return
         values = {key: float(value) for key, value in metrics.items()}
         self._put((values, step, int(time.time() * 1000)))
+
+    def last_stored_step(self, key: str) -> int:
+        """The highest step of ``key`` the run holds already (-1: none), read from the store.
+
+        A restarted rank 0 asks once: the epochs and steps an earlier attempt logged after
+        its last checkpoint are trained again and must not be logged twice.
+        """
+        if self._writer is None or self._tracking_uri is None or self.run_id is None:
+            return -1
+        from mlflow.tracking import MlflowClient
+
+        history = MlflowClient(self._tracking_uri).get_metric_history(self.run_id, key)
+        return max((int(metric.step) for metric in history), default=-1)
 
     def replay(self, entries: Iterable[Entry]) -> None:
         """Queue steps that an earlier attempt had not written, with their own timestamps."""

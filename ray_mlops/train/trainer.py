@@ -206,6 +206,7 @@ def train_encoded(
         target_scale=state.target_scale,
         tracking_uri=tracking_uri,
         run_id=run_id,
+        tracking=cfg.tracking,
     )
     if ingest == RESIDENT:
         # Fixed row ranges per rank, handed to each worker whole (nothing for Ray to split).

@@ -240,3 +240,82 @@ def test_the_loop_ends_after_a_checkpoint_that_carries_every_unstored_epoch(
     # epoch so far: none was stored, and a restart from it replays them all.
     assert 1 <= reported < 100
     assert session.unlogged[-1] == list(range(reported))
+
+
+class _KilledOnceSession(_RecordingSession):
+    """Rank 0 whose first attempt dies after logging epoch ``kill_after`` but before its
+    checkpoint is kept; the second attempt resumes from the last checkpoint kept."""
+
+    def __init__(self, shards: dict[str, object], keep: Path, kill_after: int) -> None:
+        super().__init__(shards)
+        self.keep = keep
+        self.kill_after = kill_after
+        self.kept: Path | None = None
+        self.attempt = 1
+
+    def get_checkpoint(self) -> object | None:  # type: ignore[override]
+        import contextlib
+
+        kept = self.kept
+        if kept is None:
+            return None
+
+        class _Kept:
+            def as_directory(self) -> contextlib.AbstractContextManager[str]:
+                return contextlib.nullcontext(str(kept))
+
+        return _Kept()
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        import shutil
+
+        assert checkpoint_dir is not None
+        if self.attempt == 1 and metrics["epoch"] == self.kill_after:
+            raise RuntimeError("node killed before the checkpoint was kept")
+        target = self.keep / f"epoch-{int(metrics['epoch'])}"
+        shutil.copytree(checkpoint_dir, target)
+        self.kept = target
+
+
+def test_epochs_an_attempt_logged_after_its_last_checkpoint_are_not_logged_again(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
+    import torch
+
+    from ray_mlops.config import ModelConfig, TrainConfig
+    from ray_mlops.models.from_config import make_spec
+    from ray_mlops.train.ingest import ResidentShard
+    from ray_mlops.train.loop import LoopSettings, run_loop
+
+    uri, run_id = store
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(64, 3, generator=generator)
+    shard = ResidentShard(features, (features[:, 0] > 0).long())
+    settings = LoopSettings(
+        train=TrainConfig(num_workers=1, epochs=5, batch_size=16, log_every_n_steps=2),
+        spec_json=make_spec(
+            ModelConfig(hidden_sizes=[4]), "classification", 3, 2, Path(".")
+        ).to_json(),
+        feature_state_json="{}",
+        task="classification",
+        ingest="resident",
+        train_rows_per_worker=64,
+        target_scale=1.0,
+        tracking_uri=uri,
+        run_id=run_id,
+    )
+    session = _KilledOnceSession({"train": shard, "validation": shard}, tmp_path, kill_after=2)
+    with pytest.raises(RuntimeError, match="node killed"):
+        run_loop(settings, session)  # type: ignore[arg-type]
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + 10  # the killed attempt's writer stored epoch 2 meanwhile
+    while len(client.get_metric_history(run_id, "epoch")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(m.step for m in client.get_metric_history(run_id, "epoch")) == [0, 1, 2]
+    session.attempt = 2
+    run_loop(settings, session)  # type: ignore[arg-type]  # resumes at epoch 2
+    epochs = [m.step for m in client.get_metric_history(run_id, "epoch")]
+    assert sorted(epochs) == [0, 1, 2, 3, 4]  # epoch 2 trained twice, logged once
+    steps = [m.step for m in client.get_metric_history(run_id, "train_loss_step")]
+    assert len(steps) == len(set(steps)) and max(steps) == 5 * 4  # 4 steps an epoch
+    assert [m.value for m in client.get_metric_history(run_id, "resumed_from_epoch")] == [1.0]

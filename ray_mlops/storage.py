@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,11 +32,17 @@ __all__ = [
     "join",
     "location_of",
     "open_location",
+    "ray_storage",
     "scheme_of",
 ]
 
 # What pyarrow (and so Ray Train, Tune and Data) opens besides local paths.
 OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "hdfs"})
+# Attempts of one S3 request from Ray Train and Tune (checkpoints, trial state). Arrow's AWS
+# retry doubles its wait from 25 ms, so 12 attempts ride out about 100 s of a store that
+# refuses connections (a restart, a network blip); Arrow's default of 3 gives up within a
+# second, and the checkpoint's upload fails the worker group.
+S3_ATTEMPTS = 12
 
 
 def scheme_of(location: str) -> str:
@@ -99,6 +106,23 @@ def location_of(filesystem: pafs.FileSystem, path: str) -> str:
         return path
     scheme = {"gcs": "gs"}.get(kind, kind)
     return f"{scheme}://{path.lstrip('/')}"
+
+
+def ray_storage(location: str) -> tuple[str, pafs.FileSystem | None]:
+    """``storage_path`` and ``storage_filesystem`` for Ray Train's and Tune's ``RunConfig``.
+
+    An S3 location gets a filesystem that retries with backoff (:data:`S3_ATTEMPTS`), at the
+    endpoint of ``$AWS_ENDPOINT_URL`` when set; it travels to every worker with the run.
+    Anything else is left to Ray (None).
+    """
+    if scheme_of(location) != "s3":
+        return location, None
+    parsed = urlparse(location)
+    filesystem = pafs.S3FileSystem(
+        endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
+        retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+    )
+    return f"{parsed.netloc}{parsed.path}".rstrip("/"), filesystem
 
 
 @contextlib.contextmanager

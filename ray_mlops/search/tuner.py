@@ -22,7 +22,7 @@ from ray_mlops.search.pruning import was_pruned
 from ray_mlops.search.space import suggest, trial_values
 from ray_mlops.search.trial import SearchInputs, run_trial
 from ray_mlops.settings_env import apply_tune
-from ray_mlops.storage import join, location_of, scheme_of
+from ray_mlops.storage import join, location_of, ray_storage, scheme_of
 from ray_mlops.train.trainer import is_finite_number
 
 if TYPE_CHECKING:
@@ -168,9 +168,14 @@ def run_search(
         tune.with_parameters(run_trial, inputs=inputs), trial_resources(cfg)
     )
     path = join(storage_path, name)
-    if resume and tune.Tuner.can_restore(path):
+    ray_path, filesystem = ray_storage(storage_path)
+    if resume and tune.Tuner.can_restore(join(ray_path, name), storage_filesystem=filesystem):
         tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+            join(ray_path, name),
+            storage_filesystem=filesystem,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
         )
     else:
         tuner = tune.Tuner(
@@ -189,7 +194,8 @@ def run_search(
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=storage_path,
+                storage_path=ray_path,
+                storage_filesystem=filesystem,
                 # Every checkpoint stays until its trial has ended (CheckpointPruner).
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=None,

@@ -15,7 +15,7 @@ from ray_mlops.features.state import FeatureState
 from ray_mlops.models.factory import build_model
 from ray_mlops.models.spec import ModelSpec
 from ray_mlops.settings_env import apply_train
-from ray_mlops.storage import location_of
+from ray_mlops.storage import location_of, ray_storage
 from ray_mlops.train.checkpoint import read_weights
 from ray_mlops.train.encode import encode_split, rank_shards, shard_name
 from ray_mlops.train.loop import RESIDENT, LoopSettings, train_loop_per_worker
@@ -120,6 +120,7 @@ def build_torch_trainer(
     train_cfg = cfg.train
     metric = train_cfg.selection_metric
     resources = {"CPU": train_cfg.cpus_per_worker}
+    path, filesystem = ray_storage(storage_path)
     if train_cfg.use_gpu:
         resources["GPU"] = train_cfg.gpus_per_worker
     return TorchTrainer(
@@ -133,7 +134,8 @@ def build_torch_trainer(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=storage_path,
+            storage_path=path,
+            storage_filesystem=filesystem,
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,

@@ -175,3 +175,36 @@ def test_preflight_reaches_the_object_store_and_refuses_one_it_cannot_reach(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # nobody there
     with pytest.raises(ConfigError, match=r"workspace.storage s3://ray-mlops-test/runs cannot be"):
         preflight(loaded, Workspace.of(loaded, tmp_path))
+
+
+def test_ray_gets_an_s3_filesystem_that_rides_out_a_store_refusing_connections(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    import pyarrow.fs as pafs
+
+    from ray_mlops.storage import ray_storage
+
+    assert ray_storage("/srv/shared/runs") == ("/srv/shared/runs", None)
+    port = _free_port()  # nobody listens there for the first 2 s
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    path, filesystem = ray_storage(f"s3://{BUCKET}/runs/")
+    assert path == f"{BUCKET}/runs" and isinstance(filesystem, pafs.S3FileSystem)
+    default, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}/runs")
+    with pytest.raises(OSError):  # Arrow's default client gives up at once
+        default.get_file_info(f"{BUCKET}/runs")
+    late = subprocess.Popen(
+        ["sleep 2 && exec " + str(Path(sys.executable).parent / "moto_server")
+         + f" -H 127.0.0.1 -p {port}"],
+        shell=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        info = filesystem.get_file_info(f"{BUCKET}/runs")  # retried until the store answers
+        assert time.monotonic() - started >= 1.5
+        assert info.type == pafs.FileType.NotFound  # a fresh store: reached, nothing there
+    finally:
+        late.kill()
+        late.wait()

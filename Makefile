@@ -7,9 +7,17 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/quickstart.yaml
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean cluster-up cluster-down
 
+# PostgreSQL's server binaries (Debian's package) for the local cluster, when missing: the
+# cluster runs a server of its own from them and leaves the package's service alone.
 setup: $(STAMP)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; \
+	  else \
+	    echo "note: no PostgreSQL (apt-get install postgresql): make cluster-up and tests/cluster need it"; \
+	  fi; }
 
 # torch first, pinned to the CPU build: a range in pyproject.toml that 2.13.0 satisfies then
 # installs nothing heavier (an unpinned torch would pull a multi-GB CUDA build).
@@ -35,6 +43,14 @@ test: lint
 
 bench: setup
 	@for script in benchmarks/[!_]*.py; do [ -e "$$script" ] || continue; echo "== $$script"; python $$script --quick || exit 1; done
+
+# A Ray head and two worker nodes (network and mount namespaces, root), PostgreSQL, moto's S3
+# and MLflow on this machine; see cluster/local/README.md. `down` needs only the standard library.
+cluster-up: setup
+	$(BIN)/python cluster/local/cluster.py up
+
+cluster-down:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) cluster/local/cluster.py down
 
 clean:
 	rm -rf .ray-mlops .pytest_cache .mypy_cache .ruff_cache

@@ -33,8 +33,8 @@ run: setup
 	ray-mlops serve $(CONFIG) --try
 
 lint: setup
-	ruff check ray_mlops tests benchmarks
-	ruff format --check ray_mlops tests benchmarks
+	ruff check ray_mlops tests benchmarks cluster
+	ruff format --check ray_mlops tests benchmarks cluster
 	mypy ray_mlops
 	lint-imports
 

@@ -1,0 +1,203 @@
+"""The lifecycle on the local 3-node cluster: the same configs, submitted as Ray Jobs.
+
+Data is read from S3, training spreads over the nodes, checkpoints and Tune state land in the
+object store, runs, versions and artifacts in the tracking server (PostgreSQL + S3), and the
+champion moves. A config that only one node could serve (a local storage folder, a SQLite
+tracking store) is refused before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import CHECKOUT, LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+EXPERIMENT = "adult-income"
+MODEL = "adult-income"
+
+
+def ray_mlops_submit(
+    cluster: LocalCluster, config: Path, *, timeout: float = 900, cwd: Path = CHECKOUT
+) -> subprocess.CompletedProcess[str]:
+    """``ray-mlops submit CONFIG --address DASHBOARD`` from the checkout, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ray_mlops", "submit", str(config), "--address", cluster.dashboard],
+        cwd=cwd,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def variant(folder: Path, source: str, **changes: Any) -> Path:
+    """A copy of ``configs/SOURCE`` inside ``folder`` with ``changes`` (dotted keys) applied."""
+    doc = yaml.safe_load((CHECKOUT / "configs" / source).read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = folder / source
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def mlflow_client(cluster: LocalCluster) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(cluster.tracking_uri)
+
+
+def s3_keys(cluster: LocalCluster, prefix: str) -> list[str]:
+    """Every key under ``prefix`` in the cluster's bucket."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=cluster.s3_endpoint,
+        aws_access_key_id=cluster.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cluster.env["AWS_SECRET_ACCESS_KEY"],
+        region_name=cluster.env["AWS_DEFAULT_REGION"],
+    )
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=cluster.bucket, Prefix=prefix
+    ):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def newest_pipeline(cluster: LocalCluster, since_ms: int, experiment: str = EXPERIMENT) -> Any:
+    """The newest pipeline (parent) run started after ``since_ms``, and its stage runs."""
+    client = mlflow_client(cluster)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment} in the tracking server"
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"attributes.start_time >= {since_ms}",
+        order_by=["attributes.start_time DESC"],
+    )
+    parent = next(r for r in runs if r.data.tags.get("ray_mlops.stage") == "pipeline")
+    stages = {
+        r.data.tags["ray_mlops.stage"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    return parent, stages
+
+
+def test_a_local_storage_or_a_sqlite_store_is_refused_before_any_work(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    since = int(time.time() * 1000)
+    local = variant(tmp_path, "cluster.yaml", **{"workspace.storage": "/tmp/ray-mlops-local"})
+    refused = ray_mlops_submit(local_cluster, local, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    out = refused.stdout + refused.stderr
+    assert "workspace.storage is /tmp/ray-mlops-local" in out, out[-3000:]
+    assert "2 of the 3 nodes" in out and "storage: s3://my-bucket/ray-mlops" in out
+    sqlite = variant(
+        tmp_path, "cluster.yaml", **{"tracking.tracking_uri": "sqlite:////tmp/cluster-mlflow.db"}
+    )
+    refused = ray_mlops_submit(local_cluster, sqlite, cwd=tmp_path)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "a store on one machine's disk" in out, out[-3000:]
+    assert "this Ray cluster has 3 nodes" in out
+    # Refused before any work: no run reached the tracking server.
+    found = mlflow_client(local_cluster).get_experiment_by_name(EXPERIMENT)
+    if found is not None:
+        assert not mlflow_client(local_cluster).search_runs(
+            [found.experiment_id], filter_string=f"attributes.start_time >= {since}"
+        )
+
+
+def test_the_pipeline_runs_as_a_job_over_the_nodes_with_state_in_s3_and_the_server(
+    local_cluster: LocalCluster,
+) -> None:
+    since = int(time.time() * 1000)
+    done = ray_mlops_submit(local_cluster, Path("configs/cluster.yaml"))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    parent, stages = newest_pipeline(local_cluster, since)
+    assert parent.info.status == "FINISHED"
+    assert {"data", "features", "train", "evaluate", "register"} <= set(stages)
+    # Data from S3, read on the cluster.
+    assert stages["data"].data.tags["ray_mlops.data_source"].startswith("s3://ray-mlops/")
+    # Two workers, on two different nodes of this cluster.
+    workers = stages["train"].data.tags["ray_mlops.worker_nodes"].split(",")
+    assert len(workers) == 2 and len(set(workers)) == 2, workers
+    assert set(workers) <= set(local_cluster.node_ids().values())
+    # Checkpoints in the object store, under workspace.storage.
+    checkpoint = stages["train"].data.tags["ray_mlops.checkpoint"]
+    assert checkpoint.startswith("s3://ray-mlops/runs/ray_results/"), checkpoint
+    key = checkpoint.removeprefix(f"s3://{local_cluster.bucket}/")
+    assert any(k.startswith(key + "/") for k in s3_keys(local_cluster, key)), checkpoint
+    # Runs, the version and its artifacts in the tracking server; the champion moved.
+    client = mlflow_client(local_cluster)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.run_id in {parent.info.run_id, *(s.info.run_id for s in stages.values())}
+    artifact_keys = s3_keys(local_cluster, "mlflow/")
+    assert any(champion.run_id in key for key in artifact_keys), "model files not in S3"
+    epochs = client.get_metric_history(stages["train"].info.run_id, "epoch")
+    assert sorted(m.step for m in epochs) == list(range(len(epochs)))  # each epoch once
+
+
+def test_a_search_submitted_with_ray_job_submit_spreads_its_trials_over_the_nodes(
+    local_cluster: LocalCluster,
+) -> None:
+    since = int(time.time() * 1000)
+    runtime_env = {
+        "working_dir": str(CHECKOUT),
+        "excludes": [".venv", ".git", ".ray-mlops", "**/__pycache__", ".mypy_cache", ".gpu"],
+        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri},
+    }
+    done = subprocess.run(
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            local_cluster.dashboard,
+            "--runtime-env-json",
+            json.dumps(runtime_env),
+            "--",
+            "python",
+            "-m",
+            "ray_mlops",
+            "tune",
+            "configs/cluster_search.yaml",
+        ],
+        env=local_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    parent, stages = newest_pipeline(local_cluster, since, experiment="adult-income-search")
+    assert parent.info.status == "FINISHED" and "search" in stages
+    client = mlflow_client(local_cluster)
+    trials = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{stages['search'].info.run_id}'",
+    )
+    assert len(trials) == 6
+    nodes = {t.data.tags.get("ray_mlops.trial_node") for t in trials}
+    ips = {node.ip for node in local_cluster.nodes.values()}
+    assert None not in nodes and nodes <= ips and len(nodes) >= 2, nodes
+    # Tune's experiment state and the trials' checkpoints are in the object store.
+    best = stages["search"].data.tags["ray_mlops.checkpoint"]
+    assert best.startswith("s3://ray-mlops/runs/ray_results/adult-income-search-search-"), best
+    experiment_dir = best.removeprefix(f"s3://{local_cluster.bucket}/").split("/")[:3]
+    keys = s3_keys(local_cluster, "/".join(experiment_dir) + "/")
+    assert any(k.rsplit("/", 1)[-1].startswith("experiment_state") for k in keys), keys[:20]

@@ -173,12 +173,14 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
     if tracked:
         apply_tracking(settings.tracking)
     logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
-    # What an earlier attempt stored after its last checkpoint is trained again, and must
-    # not be logged a second time (with new timestamps, the store would keep both).
+    # What an earlier attempt stored after its last checkpoint (or before any, when it died
+    # first) is trained again, and must not be logged a second time: with new timestamps,
+    # the store would keep both.
     stored_epoch = stored_step = -1
-    if logger is not None and checkpoint is not None:
+    if logger is not None:
         stored_epoch = logger.last_stored_step("epoch")
         stored_step = logger.last_stored_step("train_loss_step")
+    if logger is not None and checkpoint is not None:
         logger.replay(progress.unlogged_metrics)
         # Step = the epoch training continues with, like the per-epoch metrics.
         logger.log({"resumed_from_epoch": progress.epoch}, progress.epoch + 1)

@@ -81,7 +81,10 @@ class MetricLogger:
             return -1
         from mlflow.tracking import MlflowClient
 
-        history = MlflowClient(self._tracking_uri).get_metric_history(self.run_id, key)
+        try:
+            history = MlflowClient(self._tracking_uri).get_metric_history(self.run_id, key)
+        except Exception:  # the writer meets the same store and reports what is wrong
+            return -1
         return max((int(metric.step) for metric in history), default=-1)
 
     def replay(self, entries: Iterable[Entry]) -> None:

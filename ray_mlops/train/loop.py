@@ -172,14 +172,14 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
     tracked = rank == 0 and settings.tracking_uri and settings.run_id
     if tracked:
         apply_tracking(settings.tracking)
-    logger = MetricLogger(settings.tracking_uri, settings.run_id) if tracked else None
     # What an earlier attempt stored after its last checkpoint (or before any, when it died
     # first) is trained again, and must not be logged a second time: with new timestamps,
-    # the store would keep both.
-    stored_epoch = stored_step = -1
-    if logger is not None:
-        stored_epoch = logger.last_stored_step("epoch")
-        stored_step = logger.last_stored_step("train_loss_step")
+    # the store would keep both. The logger reads how far the run got (stored_step).
+    logger = (
+        MetricLogger(settings.tracking_uri, settings.run_id, read_stored=_STORED_KEYS)
+        if tracked
+        else None
+    )
     if logger is not None and checkpoint is not None:
         logger.replay(progress.unlogged_metrics)
         # Step = the epoch training continues with, like the per-epoch metrics.
@@ -217,7 +217,7 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
                 logger is not None
                 and train.log_every_n_steps
                 and progress.global_step % train.log_every_n_steps == 0
-                and progress.global_step > stored_step
+                and progress.global_step > logger.stored_step("train_loss_step")
             ):
                 logger.log(
                     {
@@ -246,7 +246,7 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
         metrics["stopped_early"] = float(stop and epoch < train.epochs - 1)
         metrics["restarts"] = progress.restarts
         if logger is not None:
-            if epoch > stored_epoch:
+            if epoch > logger.stored_step("epoch"):
                 logger.log(metrics, epoch)
             metrics["logging_seconds"] = logger.seconds
             progress.unlogged_metrics = logger.unwritten()
@@ -259,6 +259,10 @@ def run_loop(settings: LoopSettings, session: LoopSession) -> None:
             break
     if logger is not None:
         logger.flush()
+
+
+# The per-epoch and per-step keys whose stored steps a (re)started rank 0 skips.
+_STORED_KEYS = ("epoch", "train_loss_step")
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:

@@ -28,7 +28,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from ray_mlops.errors import TrackingError
 
@@ -47,9 +47,15 @@ class MetricLogger:
         run_id: The train stage's run.
     """
 
-    def __init__(self, tracking_uri: str | None, run_id: str | None) -> None:
+    def __init__(
+        self, tracking_uri: str | None, run_id: str | None, read_stored: Sequence[str] = ()
+    ) -> None:
         self.run_id = run_id
-        self._tracking_uri = tracking_uri
+        # The highest step of each ``read_stored`` key already in the run, read by the writer
+        # thread first (MLflow's import is not safe from two threads at once).
+        self._read_stored = tuple(read_stored)
+        self._stored: dict[str, int] = {}
+        self._stored_read = threading.Event()
         self.seconds = 0.0  # time the training loop spent inside logging calls
         self._error: BaseException | None = None
         # Queued and not yet stored, oldest first: the writer drops entries once stored, so
@@ -71,21 +77,18 @@ class MetricLogger:
         values = {key: float(value) for key, value in metrics.items()}
         self._put((values, step, int(time.time() * 1000)))
 
-    def last_stored_step(self, key: str) -> int:
-        """The highest step of ``key`` the run holds already (-1: none), read from the store.
+    def stored_step(self, key: str) -> int:
+        """The highest step of ``key`` (one of ``read_stored``) the run held when this logger
+        started; -1 when none, or when the store could not be read.
 
-        A restarted rank 0 asks once: the epochs and steps an earlier attempt logged after
-        its last checkpoint are trained again and must not be logged twice.
+        A restarted rank 0 asks: the epochs and steps an earlier attempt logged after its
+        last checkpoint are trained again and must not be logged twice. Waits for the
+        writer's first read (done while the first epoch trains).
         """
-        if self._writer is None or self._tracking_uri is None or self.run_id is None:
+        if self._writer is None:
             return -1
-        from mlflow.tracking import MlflowClient
-
-        try:
-            history = MlflowClient(self._tracking_uri).get_metric_history(self.run_id, key)
-        except Exception:  # the writer meets the same store and reports what is wrong
-            return -1
-        return max((int(metric.step) for metric in history), default=-1)
+        self._stored_read.wait()
+        return self._stored.get(key, -1)
 
     def replay(self, entries: Iterable[Entry]) -> None:
         """Queue steps that an earlier attempt had not written, with their own timestamps."""
@@ -149,7 +152,16 @@ class MetricLogger:
 
             from ray_mlops.tracking import RunHandle
 
-            run = RunHandle(MlflowClient(tracking_uri), run_id)
+            client = MlflowClient(tracking_uri)
+            try:
+                for key in self._read_stored:
+                    history = client.get_metric_history(run_id, key)
+                    self._stored[key] = max((int(m.step) for m in history), default=-1)
+            except Exception:  # writing meets the same store, and says what is wrong
+                self._stored.clear()
+            finally:
+                self._stored_read.set()
+            run = RunHandle(client, run_id)
             while True:
                 with self._wake:  # waits for the loop's next step, or for flush()
                     self._wake.wait_for(lambda: bool(self._pending) or self._closing)
@@ -169,6 +181,7 @@ class MetricLogger:
                     for _ in range(taken):
                         self._pending.popleft()
         except BaseException as error:  # raised by flush(), in the loop's thread
+            self._stored_read.set()  # nothing read: nothing skipped
             self._error = error
             with contextlib.suppress(ImportError):  # MLflow itself may be what failed
                 from ray_mlops.tracking import tracking_failure

@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -27,6 +28,7 @@ from ray_mlops.errors import ConfigError
 
 __all__ = [
     "OBJECT_STORE_SCHEMES",
+    "RetryingS3FileSystem",
     "fetch_directory",
     "is_object_store",
     "join",
@@ -118,11 +120,32 @@ def ray_storage(location: str) -> tuple[str, pafs.FileSystem | None]:
     if scheme_of(location) != "s3":
         return location, None
     parsed = urlparse(location)
-    filesystem = pafs.S3FileSystem(
-        endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
-        retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=S3_ATTEMPTS),
-    )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    filesystem = RetryingS3FileSystem(**({"endpoint_override": endpoint} if endpoint else {}))
     return f"{parsed.netloc}{parsed.path}".rstrip("/"), filesystem
+
+
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem retrying each request :data:`S3_ATTEMPTS` times with backoff,
+    also after pickling: pyarrow's own pickling drops ``retry_strategy``, and Ray ships the
+    run's filesystem to the Train controller and every worker.
+
+    Args:
+        options: Keyword arguments of :class:`pyarrow.fs.S3FileSystem` (not ``retry_strategy``).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(
+            retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=S3_ATTEMPTS), **options
+        )
+        self._options = options
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        return _retrying_s3, (self._options,)
+
+
+def _retrying_s3(options: dict[str, Any]) -> RetryingS3FileSystem:
+    return RetryingS3FileSystem(**options)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ Tune state, quarantine from workers on several nodes) is tested on the local clu
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -190,6 +191,8 @@ def test_ray_gets_an_s3_filesystem_that_rides_out_a_store_refusing_connections(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     path, filesystem = ray_storage(f"s3://{BUCKET}/runs/")
     assert path == f"{BUCKET}/runs" and isinstance(filesystem, pafs.S3FileSystem)
+    # Ray ships the filesystem to the Train controller and workers: pickled, it still retries.
+    filesystem = pickle.loads(pickle.dumps(filesystem))
     default, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}/runs")
     with pytest.raises(OSError):  # Arrow's default client gives up at once
         default.get_file_info(f"{BUCKET}/runs")

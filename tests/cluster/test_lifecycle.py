@@ -201,3 +201,42 @@ def test_a_search_submitted_with_ray_job_submit_spreads_its_trials_over_the_node
     experiment_dir = best.removeprefix(f"s3://{local_cluster.bucket}/").split("/")[:3]
     keys = s3_keys(local_cluster, "/".join(experiment_dir) + "/")
     assert any(k.rsplit("/", 1)[-1].startswith("experiment_state") for k in keys), keys[:20]
+
+
+# Runs as a Ray job after the pipeline: on every node, any SQLite file under its private /tmp
+# (where Ray keeps jobs' working directories and workers' files).
+SQLITE_PROBE = """
+import json, pathlib
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+@ray.remote(num_cpus=0)
+def sqlite_files():
+    found = []
+    for path in pathlib.Path("/tmp").rglob("*"):
+        try:
+            if path.is_file() and path.open("rb").read(16) == b"SQLite format 3\\x00":
+                found.append(str(path))
+        except OSError:
+            pass
+    return found
+
+ray.init()
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+found = ray.get([
+    sqlite_files.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+    for n in nodes
+])
+print("RESULT " + json.dumps(dict(zip(nodes, found))))
+"""
+
+
+def test_no_node_of_the_cluster_holds_a_sqlite_file_after_the_pipeline(
+    local_cluster: LocalCluster,
+) -> None:
+    # After test_the_pipeline_runs_as_a_job...: its workers logged over the network only.
+    out = local_cluster.submit(SQLITE_PROBE)
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    found = json.loads(line.removeprefix("RESULT "))
+    assert len(found) == 3
+    assert not any(found.values()), found

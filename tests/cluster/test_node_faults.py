@@ -327,7 +327,15 @@ def test_a_node_killed_under_serving_load_loses_under_one_request_in_a_thousand(
         "excludes": JOB_EXCLUDES,
         # Serve starts its proxies with the job's environment: HAProxy, which retries a
         # request whose replica went away on another one.
-        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri, **HA_PROXY_SETTINGS},
+        "env_vars": {
+            "MLFLOW_TRACKING_URI": local_cluster.tracking_uri,
+            **HA_PROXY_SETTINGS,
+            # The head shares this machine's network with the suite's own model servers:
+            # HAProxy's stats and metrics pages and Serve's fallback proxy on free ports.
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        },
     }
     job_id = f"serve-{port}"
     url = f"http://{local_cluster.head_ip}:{port}/v1/models/adult-income:predict"

@@ -130,6 +130,9 @@ def apply_tracking(tracking: TrackingConfig) -> None:
     on every request, so a later call changes the calls after it.
     """
     os.environ.update(tracking_env(tracking))
+    # MLflow prints "View run ... at: URL" for every run it ends on a server; the run's
+    # summary already says where to look, once.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def use_local_auth_token() -> None:

@@ -33,7 +33,7 @@ MLFLOW_VARIABLES = (
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in MLFLOW_VARIABLES:
+    for key in (*MLFLOW_VARIABLES, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
         monkeypatch.setenv(key, "placeholder")  # restored (or removed) after the test
         monkeypatch.delenv(key)
     return monkeypatch
@@ -87,6 +87,8 @@ def test_the_section_becomes_mlflows_variables_and_overrides_a_users_value(
         "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1.0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "7",
     }
+    # The run's summary says where to look: MLflow's "View run ... at" lines are off.
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     # MLflow parses them as it will on each request.
     from mlflow.environment_variables import (
         MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,

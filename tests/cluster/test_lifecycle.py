@@ -240,3 +240,64 @@ def test_no_node_of_the_cluster_holds_a_sqlite_file_after_the_pipeline(
     found = json.loads(line.removeprefix("RESULT "))
     assert len(found) == 3
     assert not any(found.values()), found
+
+
+def test_bad_rows_of_s3_data_are_quarantined_into_the_object_store(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    import gzip
+
+    import boto3
+
+    # The bundled data with 40 rows whose age is not a number, as a new object in the bucket.
+    lines = gzip.decompress((CHECKOUT / "ray_mlops/datasets/adult/adult.csv.gz").read_bytes())
+    rows = lines.decode().splitlines()
+    header = rows[0].split(",")
+    age = header.index("age")
+    for i in range(1, 41):
+        cells = rows[i].split(",")
+        cells[age] = "unknown"
+        rows[i] = ",".join(cells)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=local_cluster.s3_endpoint,
+        aws_access_key_id=local_cluster.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=local_cluster.env["AWS_SECRET_ACCESS_KEY"],
+        region_name=local_cluster.env["AWS_DEFAULT_REGION"],
+    )
+    key = "datasets/adult-with-bad-rows/adult.csv"
+    s3.put_object(Bucket=local_cluster.bucket, Key=key, Body="\n".join(rows).encode())
+    since = int(time.time() * 1000)
+    config = variant(tmp_path, "cluster.yaml", **{"data.path": f"s3://ray-mlops/{key}"})
+    runtime_env = {
+        "working_dir": str(tmp_path),
+        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri},
+    }
+    done = subprocess.run(
+        [
+            "ray", "job", "submit", "--address", local_cluster.dashboard,
+            "--runtime-env-json", json.dumps(runtime_env),
+            "--", "python", "-m", "ray_mlops", "data", config.name,
+        ],
+        env=local_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    _, stages = newest_pipeline(local_cluster, since)
+    where = stages["data"].data.tags["ray_mlops.quarantine_path"]
+    assert where.startswith("s3://ray-mlops/runs/quarantine/"), where
+    keys = s3_keys(local_cluster, where.removeprefix("s3://ray-mlops/") + "/")
+    assert any(k.endswith(".parquet") for k in keys), keys
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    filesystem = pafs.S3FileSystem(
+        endpoint_override=local_cluster.s3_endpoint,
+        access_key=local_cluster.env["AWS_ACCESS_KEY_ID"],
+        secret_key=local_cluster.env["AWS_SECRET_ACCESS_KEY"],
+        region=local_cluster.env["AWS_DEFAULT_REGION"],
+    )
+    table = ds.dataset(where.removeprefix("s3://"), filesystem=filesystem).to_table()
+    assert table.num_rows == 40

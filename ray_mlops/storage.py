@@ -47,15 +47,16 @@ OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "hdfs"})
 S3_ATTEMPTS = 12
 
 
-def scheme_of(location: str) -> str:
+def scheme_of(location: str | os.PathLike[str]) -> str:
     """The URI scheme of ``location``, ``""`` for a plain path (``file://`` counts as one)."""
+    location = os.fspath(location)
     if "://" not in location:
         return ""
     scheme = urlparse(location).scheme.lower()
     return "" if scheme == "file" else scheme
 
 
-def is_object_store(location: str) -> bool:
+def is_object_store(location: str | os.PathLike[str]) -> bool:
     """Whether ``location`` is an object store URI rather than a folder."""
     return scheme_of(location) != ""
 
@@ -73,8 +74,9 @@ def check_location(location: str, setting: str) -> str:
     return location
 
 
-def join(location: str, *parts: str) -> str:
+def join(location: str | os.PathLike[str], *parts: str) -> str:
     """``location`` with ``parts`` appended, as a path or URI of the same kind."""
+    location = os.fspath(location)
     if not parts:
         return location
     if is_object_store(location):
@@ -110,13 +112,14 @@ def location_of(filesystem: pafs.FileSystem, path: str) -> str:
     return f"{scheme}://{path.lstrip('/')}"
 
 
-def ray_storage(location: str) -> tuple[str, pafs.FileSystem | None]:
+def ray_storage(location: str | os.PathLike[str]) -> tuple[str, pafs.FileSystem | None]:
     """``storage_path`` and ``storage_filesystem`` for Ray Train's and Tune's ``RunConfig``.
 
     An S3 location gets a filesystem that retries with backoff (:data:`S3_ATTEMPTS`), at the
     endpoint of ``$AWS_ENDPOINT_URL`` when set; it travels to every worker with the run.
     Anything else is left to Ray (None).
     """
+    location = os.fspath(location)
     if scheme_of(location) != "s3":
         return location, None
     parsed = urlparse(location)

@@ -69,13 +69,17 @@ RAY_SYSTEM_CONFIG = {
 }
 # What a Ray node runs inside its fresh mount namespace before ``ray start``: private /tmp,
 # /dev/shm and home, the checkout read-only, and its own copy of the cluster's Ray token (read
-# before /tmp is covered, since the state folder may be under /tmp). Arguments: the token
-# file, the checkout, then the command to run.
+# before /tmp is covered, since the state folder may be under /tmp). The checkout may lie
+# under /tmp too (a CI clone): it is held on /mnt (in this namespace only) while /tmp is
+# covered, then moved back to its path. Arguments: the token file, the checkout, then the
+# command to run.
 NODE_BOOT = """set -eu
 token=$(cat "$1")
+mount --bind "$2" /mnt
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount --bind "$2" "$2"
+mkdir -p "$2"
+mount --move /mnt "$2"
 mount -o remount,bind,ro "$2"
 mkdir -p "$HOME"
 (umask 077 && printf %s "$token" > "$RAY_AUTH_TOKEN_PATH")

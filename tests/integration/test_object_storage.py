@@ -187,6 +187,7 @@ def test_ray_gets_an_s3_filesystem_that_rides_out_a_store_refusing_connections(
     from ray_mlops.storage import ray_storage
 
     assert ray_storage("/srv/shared/runs") == ("/srv/shared/runs", None)
+    assert ray_storage(Path("/srv/shared/runs")) == ("/srv/shared/runs", None)  # a Path too
     port = _free_port()  # nobody listens there for the first 2 s
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     path, filesystem = ray_storage(f"s3://{BUCKET}/runs/")

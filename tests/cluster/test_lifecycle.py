@@ -206,14 +206,18 @@ def test_a_search_submitted_with_ray_job_submit_spreads_its_trials_over_the_node
 # Runs as a Ray job after the pipeline: on every node, any SQLite file under its private /tmp
 # (where Ray keeps jobs' working directories and workers' files).
 SQLITE_PROBE = """
-import json, pathlib
+import json, pathlib, sys
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+checkout = sys.argv[1]  # bind-mounted read-only into every node: the code, not the nodes' files
 
 @ray.remote(num_cpus=0)
 def sqlite_files():
     found = []
     for path in pathlib.Path("/tmp").rglob("*"):
+        if str(path).startswith(checkout + "/"):
+            continue
         try:
             if path.is_file() and path.open("rb").read(16) == b"SQLite format 3\\x00":
                 found.append(str(path))
@@ -235,7 +239,7 @@ def test_no_node_of_the_cluster_holds_a_sqlite_file_after_the_pipeline(
     local_cluster: LocalCluster,
 ) -> None:
     # After test_the_pipeline_runs_as_a_job...: its workers logged over the network only.
-    out = local_cluster.submit(SQLITE_PROBE)
+    out = local_cluster.submit(SQLITE_PROBE, str(CHECKOUT))
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     found = json.loads(line.removeprefix("RESULT "))
     assert len(found) == 3

@@ -382,6 +382,18 @@ def test_a_node_killed_under_serving_load_loses_under_one_request_in_a_thousand(
         assert len(homes) == 2, homes  # on different nodes
         victim = next(iter(sorted(homes - {"head"})))
         lost = next(r for r in replicas if by_id[str(r["node_id"])] == victim)
+
+        def capture_writers() -> set[str]:
+            keys = s3_keys(local_cluster, "runs/capture/")
+            return {key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for key in keys}
+
+        def both_captured() -> bool:  # traffic until each replica has written a file
+            for _ in range(20):
+                requests.post(url, json={"records": [ROW]}, timeout=10)
+            suffixes = {f"part-{str(r['name']).rsplit('#', 1)[-1]}" for r in replicas}
+            return suffixes <= capture_writers()
+
+        wait_for(both_captured, 180, "both replicas' capture in the object store", every=1)
         total = 4000
         codes = _load(
             url, total, concurrency=4, at=1000, action=lambda: local_cluster.kill_node(victim)
@@ -399,8 +411,7 @@ def test_a_node_killed_under_serving_load_loses_under_one_request_in_a_thousand(
         assert lost["actor_id"] not in {r["actor_id"] for r in back}
         # Both replicas' capture is in the object store (files part-<replica>-...).
         time.sleep(3)  # the survivors' last flush (flush_interval_s: 1)
-        keys = s3_keys(local_cluster, "runs/capture/")
-        writers = {key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for key in keys}
+        writers = capture_writers()
         suffix = str(lost["name"]).rsplit("#", 1)[-1]
         assert f"part-{suffix}" in writers, (suffix, writers)
         assert len(writers) >= 2, writers

@@ -26,6 +26,30 @@ EXPERIMENT = "adult-income"
 MODEL = "adult-income"
 
 
+JOB_EXCLUDES = [".venv", ".git", ".ray-mlops", "**/__pycache__", ".mypy_cache", ".gpu"]
+
+
+def ray_job_argv(
+    cluster: LocalCluster,
+    *ray_mlops_args: str,
+    working_dir: Path = CHECKOUT,
+    env_vars: dict[str, str] | None = None,
+    flags: tuple[str, ...] = (),
+) -> list[str]:
+    """Plain ``ray job submit`` of ``python -m ray_mlops ARGS``, as a user writes it: the folder
+    as working directory, the tracking server in the job's environment."""
+    runtime_env = {
+        "working_dir": str(working_dir),
+        "excludes": JOB_EXCLUDES,
+        "env_vars": {"MLFLOW_TRACKING_URI": cluster.tracking_uri, **(env_vars or {})},
+    }
+    return [
+        "ray", "job", "submit", *flags, "--address", cluster.dashboard,
+        "--runtime-env-json", json.dumps(runtime_env),
+        "--", "python", "-m", "ray_mlops", *ray_mlops_args,
+    ]  # fmt: skip
+
+
 def ray_mlops_submit(
     cluster: LocalCluster, config: Path, *, timeout: float = 900, cwd: Path = CHECKOUT
 ) -> subprocess.CompletedProcess[str]:
@@ -157,27 +181,8 @@ def test_a_search_submitted_with_ray_job_submit_spreads_its_trials_over_the_node
     local_cluster: LocalCluster,
 ) -> None:
     since = int(time.time() * 1000)
-    runtime_env = {
-        "working_dir": str(CHECKOUT),
-        "excludes": [".venv", ".git", ".ray-mlops", "**/__pycache__", ".mypy_cache", ".gpu"],
-        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri},
-    }
     done = subprocess.run(
-        [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            local_cluster.dashboard,
-            "--runtime-env-json",
-            json.dumps(runtime_env),
-            "--",
-            "python",
-            "-m",
-            "ray_mlops",
-            "tune",
-            "configs/cluster_search.yaml",
-        ],
+        ray_job_argv(local_cluster, "tune", "configs/cluster_search.yaml"),
         env=local_cluster.env,
         capture_output=True,
         text=True,
@@ -273,16 +278,8 @@ def test_bad_rows_of_s3_data_are_quarantined_into_the_object_store(
     s3.put_object(Bucket=local_cluster.bucket, Key=key, Body="\n".join(rows).encode())
     since = int(time.time() * 1000)
     config = variant(tmp_path, "cluster.yaml", **{"data.path": f"s3://ray-mlops/{key}"})
-    runtime_env = {
-        "working_dir": str(tmp_path),
-        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri},
-    }
     done = subprocess.run(
-        [
-            "ray", "job", "submit", "--address", local_cluster.dashboard,
-            "--runtime-env-json", json.dumps(runtime_env),
-            "--", "python", "-m", "ray_mlops", "data", config.name,
-        ],
+        ray_job_argv(local_cluster, "data", config.name, working_dir=tmp_path),
         env=local_cluster.env,
         capture_output=True,
         text=True,

@@ -16,7 +16,6 @@ after test_lifecycle.py, whose uninterrupted run is the reference for the killed
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -31,11 +30,16 @@ import pytest
 import requests
 
 from tests.cluster.conftest import CHECKOUT, LocalCluster
-from tests.cluster.test_lifecycle import mlflow_client, newest_pipeline, s3_keys, variant
+from tests.cluster.test_lifecycle import (
+    mlflow_client,
+    newest_pipeline,
+    ray_job_argv,
+    s3_keys,
+    variant,
+)
 
 pytestmark = pytest.mark.cluster
 
-JOB_EXCLUDES = [".venv", ".git", ".ray-mlops", "**/__pycache__", ".mypy_cache", ".gpu"]
 ROW = {
     "age": 39,
     "workclass": "State-gov",
@@ -218,27 +222,8 @@ def test_a_node_killed_mid_search_leaves_finished_trials_alone(
     local_cluster: LocalCluster,
 ) -> None:
     since = int(time.time() * 1000)
-    runtime_env = {
-        "working_dir": str(CHECKOUT),
-        "excludes": JOB_EXCLUDES,
-        "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.tracking_uri},
-    }
     job = subprocess.Popen(
-        [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            local_cluster.dashboard,
-            "--runtime-env-json",
-            json.dumps(runtime_env),
-            "--",
-            "python",
-            "-m",
-            "ray_mlops",
-            "tune",
-            "configs/cluster_search.yaml",
-        ],
+        ray_job_argv(local_cluster, "tune", "configs/cluster_search.yaml"),
         env=local_cluster.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -322,43 +307,26 @@ def test_a_node_killed_under_serving_load_loses_under_one_request_in_a_thousand(
     served = CHECKOUT / "configs" / f"_serve_{port}.yaml"  # inside the uploaded folder
     shutil.move(variant(tmp_path, "cluster.yaml", **{"serve.port": port}), served)
 
-    runtime_env = {
-        "working_dir": str(CHECKOUT),
-        "excludes": JOB_EXCLUDES,
-        # Serve starts its proxies with the job's environment: HAProxy, which retries a
-        # request whose replica went away on another one.
-        "env_vars": {
-            "MLFLOW_TRACKING_URI": local_cluster.tracking_uri,
-            **HA_PROXY_SETTINGS,
-            # The head shares this machine's network with the suite's own model servers:
-            # HAProxy's stats and metrics pages and Serve's fallback proxy on free ports.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-        },
+    # Serve starts its proxies with the job's environment: HAProxy, which retries a request
+    # whose replica went away on another one. The head shares this machine's network with the
+    # suite's own model servers: HAProxy's pages and Serve's fallback proxy on free ports.
+    serve_env = {
+        **HA_PROXY_SETTINGS,
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
     }
     job_id = f"serve-{port}"
     url = f"http://{local_cluster.head_ip}:{port}/v1/models/adult-income:predict"
     try:
         subprocess.run(
-            [
-                "ray",
-                "job",
-                "submit",
-                "--no-wait",
-                "--submission-id",
-                job_id,
-                "--address",
-                local_cluster.dashboard,
-                "--runtime-env-json",
-                json.dumps(runtime_env),
-                "--",
-                "python",
-                "-m",
-                "ray_mlops",
+            ray_job_argv(
+                local_cluster,
                 "serve",
                 f"configs/{served.name}",
-            ],
+                env_vars=serve_env,
+                flags=("--no-wait", "--submission-id", job_id),
+            ),
             env=local_cluster.env,
             check=True,
             capture_output=True,

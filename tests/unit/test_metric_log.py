@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -170,6 +171,35 @@ def test_a_writer_that_found_no_server_keeps_its_steps_and_says_so(no_retries: N
         logger.flush()
 
 
+def _tiny_loop(train: Any, tracking_uri: str, run_id: str, **extra: Any) -> tuple[Any, Any]:
+    """Settings of a 3-feature, 64-row classification loop on one CPU worker, and its shard."""
+    import torch
+
+    from ray_mlops.config import ModelConfig
+    from ray_mlops.models.from_config import make_spec
+    from ray_mlops.train.ingest import ResidentShard
+    from ray_mlops.train.loop import LoopSettings
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(64, 3, generator=generator)
+    shard = ResidentShard(features, (features[:, 0] > 0).long())
+    settings = LoopSettings(
+        train=train,
+        spec_json=make_spec(
+            ModelConfig(hidden_sizes=[4]), "classification", 3, 2, Path(".")
+        ).to_json(),
+        feature_state_json="{}",
+        task="classification",
+        ingest="resident",
+        train_rows_per_worker=64,
+        target_scale=1.0,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        **extra,
+    )
+    return settings, shard
+
+
 class _RecordingSession:
     """Where the loop runs in this test: rank 0 on the CPU, reports kept."""
 
@@ -205,30 +235,15 @@ class _RecordingSession:
 def test_the_loop_ends_after_a_checkpoint_that_carries_every_unstored_epoch(
     no_retries: None,
 ) -> None:
-    import torch
 
-    from ray_mlops.config import ModelConfig, TrackingConfig, TrainConfig
+    from ray_mlops.config import TrackingConfig, TrainConfig
     from ray_mlops.errors import TrackingError
-    from ray_mlops.models.from_config import make_spec
-    from ray_mlops.train.ingest import ResidentShard
-    from ray_mlops.train.loop import LoopSettings, run_loop
+    from ray_mlops.train.loop import run_loop
 
-    generator = torch.Generator().manual_seed(0)
-    features = torch.randn(64, 3, generator=generator)
-    labels = (features[:, 0] > 0).long()
-    shard = ResidentShard(features, labels)
-    settings = LoopSettings(
-        train=TrainConfig(num_workers=1, epochs=100, batch_size=16, log_every_n_steps=0),
-        spec_json=make_spec(
-            ModelConfig(hidden_sizes=[4]), "classification", 3, 2, Path(".")
-        ).to_json(),
-        feature_state_json="{}",
-        task="classification",
-        ingest="resident",
-        train_rows_per_worker=64,
-        target_scale=1.0,
-        tracking_uri=_closed_port_uri(),
-        run_id="some-run",
+    settings, shard = _tiny_loop(
+        TrainConfig(num_workers=1, epochs=100, batch_size=16, log_every_n_steps=0),
+        _closed_port_uri(),
+        "some-run",
         # Travels with the loop's settings and is applied where the loop runs.
         tracking=TrackingConfig(retries=0, retry_backoff_s=0),
     )
@@ -280,29 +295,13 @@ class _KilledOnceSession(_RecordingSession):
 def test_epochs_an_attempt_logged_after_its_last_checkpoint_are_not_logged_again(
     store: tuple[str, str], tmp_path: Path
 ) -> None:
-    import torch
 
-    from ray_mlops.config import ModelConfig, TrainConfig
-    from ray_mlops.models.from_config import make_spec
-    from ray_mlops.train.ingest import ResidentShard
-    from ray_mlops.train.loop import LoopSettings, run_loop
+    from ray_mlops.config import TrainConfig
+    from ray_mlops.train.loop import run_loop
 
     uri, run_id = store
-    generator = torch.Generator().manual_seed(0)
-    features = torch.randn(64, 3, generator=generator)
-    shard = ResidentShard(features, (features[:, 0] > 0).long())
-    settings = LoopSettings(
-        train=TrainConfig(num_workers=1, epochs=5, batch_size=16, log_every_n_steps=2),
-        spec_json=make_spec(
-            ModelConfig(hidden_sizes=[4]), "classification", 3, 2, Path(".")
-        ).to_json(),
-        feature_state_json="{}",
-        task="classification",
-        ingest="resident",
-        train_rows_per_worker=64,
-        target_scale=1.0,
-        tracking_uri=uri,
-        run_id=run_id,
+    settings, shard = _tiny_loop(
+        TrainConfig(num_workers=1, epochs=5, batch_size=16, log_every_n_steps=2), uri, run_id
     )
     session = _KilledOnceSession({"train": shard, "validation": shard}, tmp_path, kill_after=2)
     with pytest.raises(RuntimeError, match="node killed"):

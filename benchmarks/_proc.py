@@ -3,7 +3,8 @@
 A baseline that holds everything in memory (pandas, eager polars) may outgrow the machine at
 the large sizes; the issue asks to record that, not to let the kernel's OOM killer pick a
 victim among the other processes here. So the child's process tree is polled, its peak
-resident memory (RSS summed over the tree) kept, and the tree killed once it passes
+memory kept (proportional set size, PSS, summed over the tree: shared pages such as Ray's
+object store in /dev/shm count once, not once per process that maps them), and the tree killed once it passes
 ``cap_gib``: the result then says ``out_of_memory``.
 """
 
@@ -44,7 +45,7 @@ class ProcessResult:
 
 
 def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants."""
+    """Proportional set size (RSS where PSS is unknown) of a process and its descendants."""
     total = 0
     try:
         members = [process, *process.children(recursive=True)]
@@ -52,7 +53,8 @@ def tree_rss(process: psutil.Process) -> int:
         return 0
     for member in members:
         try:
-            total += member.memory_info().rss
+            info = member.memory_full_info()
+            total += getattr(info, "pss", info.rss)
         except psutil.Error:
             continue
     return total
@@ -65,7 +67,7 @@ def run_side(
     timeout_s: float | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    poll_s: float = 0.05,
+    poll_s: float = 0.1,
 ) -> ProcessResult:
     """Run ``argv``; its last stdout line that parses as a JSON object is its answer."""
     started = time.perf_counter()

@@ -16,6 +16,7 @@ these helpers serve are at the top of ``benchmarks/README.md``:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import json
 import os
@@ -51,7 +52,40 @@ def header(benchmark: str, *packages: str, measures: Sequence[str] = ()) -> dict
         "machine": machine(),
         "versions": versions | {"python": platform.python_version()},
         "measures": paths,
+        "code_fingerprint": code_fingerprint(paths),
     }
+
+
+def _git(*args: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, input=stdin
+    ).stdout.strip()
+
+
+def code_fingerprint(paths: Sequence[str], revision: str | None = None) -> str:
+    """One hash of the git blobs under ``paths``: in the work tree, or at ``revision``.
+
+    A result is current while the code it measured is unchanged, whatever was committed
+    around it: ``benchmarks/stale.py`` compares this hash, taken when the benchmark ran
+    (uncommitted edits included), with the same hash at ``HEAD``.
+    """
+    if not paths:
+        return ""
+    if revision:
+        listing = _git("ls-tree", "-r", revision, "--", *paths)
+        blobs = sorted(
+            f"{line.split(chr(9), 1)[1]} {line.split()[2]}" for line in listing.splitlines()
+        )
+    else:
+        files = sorted(
+            set(
+                _git("ls-files", "--cached", "--others", "--exclude-standard", "--", *paths).split()
+            )
+        )
+        files = [f for f in files if (ROOT / f).is_file()]
+        hashes = _git("hash-object", "--stdin-paths", stdin="\n".join(files)).split()
+        blobs = [f"{f} {h}" for f, h in zip(files, hashes, strict=True)]
+    return hashlib.sha256("\n".join(blobs).encode()).hexdigest()[:16]
 
 
 def machine() -> str:
@@ -67,14 +101,8 @@ def machine() -> str:
 
 def measured_commit() -> str:
     """The commit of the code measured, with ``+dirty`` when the work tree has changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return f"{commit}+dirty" if git("status", "--porcelain", "--untracked-files=no") else commit
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{commit}+dirty" if _git("status", "--porcelain", "--untracked-files=no") else commit
 
 
 def interleaved(

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/quickstart.yaml
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test lint bench clean cluster-up cluster-down
+.PHONY: setup run test lint bench bench-setup bench-stale bench-figures clean cluster-up cluster-down
 
 # PostgreSQL's server binaries (Debian's package) for the local cluster, when missing: the
 # cluster runs a server of its own from them and leaves the package's service alone.
@@ -37,12 +37,30 @@ lint: setup
 	ruff format --check ray_mlops tests benchmarks cluster
 	mypy ray_mlops
 	lint-imports
+	python benchmarks/figures.py --check
 
 test: lint
 	pytest
 
-bench: setup
-	@for script in benchmarks/[!_]*.py; do [ -e "$$script" ] || continue; echo "== $$script"; python $$script --quick || exit 1; done
+# The serving benchmark's load generator is wrk (Debian's package), installed when missing.
+bench-setup: setup
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; \
+	  else echo "serve_load.py needs wrk: apt-get install wrk"; exit 1; fi; }
+
+# Every benchmark with --quick (small sizes, about two minutes each): that they run, not figures.
+bench: bench-setup
+	@for script in $(filter-out benchmarks/stale.py benchmarks/figures.py,$(wildcard benchmarks/[!_]*.py)); do \
+	  echo "== $$script"; python $$script --quick || exit 1; done
+
+# Results older than the code they measure (exit 1 when any).
+bench-stale: setup
+	python benchmarks/stale.py
+
+# The README tables and the plots, from benchmarks/results/*.json.
+bench-figures: setup
+	python benchmarks/figures.py
 
 # A Ray head and two worker nodes (network and mount namespaces, root), PostgreSQL, moto's S3
 # and MLflow on this machine; see cluster/local/README.md. `down` needs only the standard library.

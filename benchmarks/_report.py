@@ -56,13 +56,13 @@ def header(benchmark: str, *packages: str, measures: Sequence[str] = ()) -> dict
     }
 
 
-def _git(*args: str, stdin: str | None = None) -> str:
+def _git(*args: str, stdin: str | None = None, root: Path = ROOT) -> str:
     return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, input=stdin
+        ["git", *args], cwd=root, capture_output=True, text=True, check=False, input=stdin
     ).stdout.strip()
 
 
-def code_fingerprint(paths: Sequence[str], revision: str | None = None) -> str:
+def code_fingerprint(paths: Sequence[str], revision: str | None = None, root: Path = ROOT) -> str:
     """One hash of the git blobs under ``paths``: in the work tree, or at ``revision``.
 
     A result is current while the code it measured is unchanged, whatever was committed
@@ -72,18 +72,17 @@ def code_fingerprint(paths: Sequence[str], revision: str | None = None) -> str:
     if not paths:
         return ""
     if revision:
-        listing = _git("ls-tree", "-r", revision, "--", *paths)
+        listing = _git("ls-tree", "-r", revision, "--", *paths, root=root)
         blobs = sorted(
             f"{line.split(chr(9), 1)[1]} {line.split()[2]}" for line in listing.splitlines()
         )
     else:
-        files = sorted(
-            set(
-                _git("ls-files", "--cached", "--others", "--exclude-standard", "--", *paths).split()
-            )
+        listed = _git(
+            "ls-files", "--cached", "--others", "--exclude-standard", "--", *paths, root=root
         )
-        files = [f for f in files if (ROOT / f).is_file()]
-        hashes = _git("hash-object", "--stdin-paths", stdin="\n".join(files)).split()
+        files = sorted(set(listed.split()))
+        files = [f for f in files if (root / f).is_file()]
+        hashes = _git("hash-object", "--stdin-paths", stdin="\n".join(files), root=root).split()
         blobs = [f"{f} {h}" for f, h in zip(files, hashes, strict=True)]
     return hashlib.sha256("\n".join(blobs).encode()).hexdigest()[:16]
 

@@ -50,8 +50,10 @@ bench-setup: setup
 	  else echo "serve_load.py needs wrk: apt-get install wrk"; exit 1; fi; }
 
 # Every benchmark with --quick (small sizes, about two minutes each): that they run, not figures.
+# cluster_overhead.py needs the local cluster: make cluster-up, then run it by hand.
+BENCH_TOOLS := benchmarks/stale.py benchmarks/figures.py benchmarks/cluster_overhead.py
 bench: bench-setup
-	@for script in $(filter-out benchmarks/stale.py benchmarks/figures.py,$(wildcard benchmarks/[!_]*.py)); do \
+	@for script in $(filter-out $(BENCH_TOOLS),$(wildcard benchmarks/[!_]*.py)); do \
 	  echo "== $$script"; python $$script --quick || exit 1; done
 
 # Results older than the code they measure (exit 1 when any).

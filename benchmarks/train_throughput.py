@@ -1,59 +1,95 @@
-"""Training throughput: ray-mlops' TorchTrainer loop against a plain torch loop.
+"""Training throughput: ray-mlops' trainer against a plain torch loop, and `ray-mlops train`'s
+time to its first step.
 
-Same model (the reference MLP: features -> 512 -> 512 -> head), same data (random float32
-features, binary labels), same batch size, same precision (bf16 autocast on CUDA, fp32 on
-CPU), same optimizer (AdamW, fused on CUDA), in the same run:
+Same model (MLP features -> 512 -> 512 -> 1, binary head), same data (random float32
+features, a label that depends on them), same batch, same precision (bf16 autocast on CUDA,
+fp32 on CPU), same optimizer (AdamW, fused on CUDA), same seed for the weights. Sides, run
+``--rounds`` times, interleaved (the order rotates every round):
 
-(a) a plain torch loop in one process, data held as tensors on the device, a fresh
-    permutation each epoch: what a user writes by hand;
-(b) ray-mlops' trainer (``ray_mlops.train.trainer.train_encoded``) with one worker, resident
-    ingest (the default when a shard fits), MLflow logging off;
-(c) the same with Ray Data streaming ingest (``iter_torch_batches``, prefetching): the
-    naive path measured at 0.3x on an H100;
-(d) the same as (b) with MLflow logging on (SQLite, per-step and per-epoch metrics), for
-    the logging overhead;
-(e) on CPU: two workers with one CPU each against one worker with two CPUs.
+- plain torch loop: ``baselines/train_torch.py`` in its own process, data resident on the
+  device as tensors, a fresh permutation each epoch (never imports ray_mlops);
+- ray-mlops, 1 worker, resident ingest: ``ray_mlops.train.trainer.train_encoded`` (the
+  trainer `ray-mlops train` runs), MLflow off, all CPUs (or one GPU) on its worker;
+- ray-mlops, 1 worker, Ray Data streaming ingest (``iter_torch_batches`` with prefetching):
+  the path of a split larger than a worker's device memory; on a GPU node its goal is 0.7x;
+- on CPU: ray-mlops with 2 workers x 1 CPU against 1 worker x 2 CPUs.
 
-Samples/s are those of the last epoch (warm), timed inside each loop on both sides, so
-neither includes start-up; end-to-end wall times (Ray and worker start-up included) are
-reported beside. The plain loop runs while Ray is up, so both see the same machine; every
-case runs ``--rounds`` times, interleaved, and keeps its best round.
+Samples/s are those of the last epoch (warm), timed inside each loop around the training
+steps, so neither side's figure includes start-up; each side's whole round (process start
+and imports of the plain loop; worker group start, shard loading and checkpoints of ours)
+gives the ratio with start-up beside it. ``ray.init`` is paid once per session, reported
+apart. Medians with min-max over the rounds, the ratio of medians and the median of the
+per-round (paired) ratios. Both sides are checked to do the same work: the same rows (count,
+positives, feature checksum), epochs and steps per epoch, and the mean train loss of the
+last epoch and the validation loss within a tolerance (same initial weights; only the
+shuffles differ).
+
+Start-up: ``ray-mlops train`` on the quick start config, a fresh process in a fresh
+workspace, ``--startup-reps`` times: seconds from the command to the end of the first
+optimizer step, with its breakdown (process start, imports and config checks, ``ray.init``,
+tracking set-up, data and features stages, encoding the splits, worker group start (with
+Ray Train's own breakdown from its controller log), model and shard loading, first step).
+A probe (a ``sitecustomize`` on ``PYTHONPATH``, written to a temporary folder; Ray's workers
+inherit it) stamps those events; the command is stopped after the first step.
 
 Usage:
     python benchmarks/train_throughput.py --quick --out /tmp/train.json
     python benchmarks/train_throughput.py --out benchmarks/results/train_throughput-cpu2.json
-    python benchmarks/train_throughput.py --device cuda --out $OUT/train.json   # GPU node
+    python3 benchmarks/train_throughput.py --device cuda --out $OUT/train_throughput-gpu-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import contextlib
 import json
+import math
 import os
-import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ray_mlops.compat.ray_core import local_node_options  # noqa: E402
-from ray_mlops.config import PipelineConfig, parse_config  # noqa: E402
-from ray_mlops.features.state import FeatureState  # noqa: E402
-from ray_mlops.models.factory import build_model  # noqa: E402
-from ray_mlops.models.heads import loss_sum  # noqa: E402
-from ray_mlops.models.spec import ModelSpec  # noqa: E402
+from _proc import python, run_side  # noqa: E402
+from _report import compare, curve, emit, goal, header, interleaved, rounded, summary  # noqa: E402
+
+BASELINE = ROOT / "benchmarks" / "baselines" / "train_torch.py"
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+PLAIN = "plain torch loop"
+RESIDENT = "ray-mlops, 1 worker, resident"
+STREAMING = "ray-mlops, 1 worker, streaming"
+TWO_WORKERS = "ray-mlops, 2 workers x 1 CPU, resident"
+# Same work: the last epoch's mean train loss and the validation loss of both sides may
+# differ by this much (same weights at the start, different shuffles), absolute.
+LOSS_TOLERANCE = 0.03
+MEASURES = [
+    "ray_mlops/train",
+    "ray_mlops/models",
+    "ray_mlops/cli.py",
+    "ray_mlops/pipeline.py",
+    "ray_mlops/runtime.py",
+    "ray_mlops/data",
+    "ray_mlops/features",
+    "ray_mlops/tracking.py",
+    "benchmarks/baselines/train_torch.py",
+]
 
 
 def make_data(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Float32 features and a label that depends on them (so the loss actually falls)."""
+    """Float32 features and a binary label that depends on them (so the loss falls)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, features), dtype=np.float32)
     weights = rng.standard_normal(features).astype(np.float32)
@@ -61,50 +97,102 @@ def make_data(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return x, y
 
 
-def spec_for(features: int, hidden: list[int]) -> ModelSpec:
-    return ModelSpec(n_inputs=features, n_outputs=1, head="binary", hidden_sizes=hidden)
-
-
-def plain_loop(
-    x: np.ndarray, y: np.ndarray, spec: ModelSpec, args: argparse.Namespace
-) -> dict[str, Any]:
-    """(a): the loop a user writes by hand, data resident on the device."""
-    device = torch.device(args.device)
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    model = build_model(spec).to(device)
-    fused = True if device.type == "cuda" else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
-    features = torch.from_numpy(x).to(device)
-    labels = torch.from_numpy(y).to(device)
-    autocast = device.type == "cuda"
-    epoch_rates = []
-    for epoch in range(args.epochs):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        began = time.perf_counter()
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch))
-        order = order.to(device)
-        total = torch.zeros((), device=device)
-        for i in range(0, len(labels), args.batch_size):
-            index = order[i : i + args.batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                outputs = model(features.index_select(0, index))
-            loss = loss_sum(outputs, labels.index_select(0, index), "binary")
-            optimizer.zero_grad(set_to_none=True)
-            (loss / len(index)).backward()
-            optimizer.step()
-            total += loss.detach()
-        float(total)  # one sync per epoch, as ours does
-        epoch_rates.append(len(labels) / (time.perf_counter() - began))
+def fingerprint(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Rows, positive labels and the float64 sum of the features: equal data, equal prints."""
     return {
-        "samples_per_s": epoch_rates[-1],  # the last epoch, as for ray-mlops
-        "epoch_samples_per_s": [round(r) for r in epoch_rates],
-        "wall_s": time.perf_counter() - start,
+        "rows": len(y),
+        "positives": int(y.sum()),
+        "feature_sum": float(x.astype(np.float64).sum()),
     }
 
 
-def _config(args: argparse.Namespace, workers: int, cpus: float, ingest: str) -> PipelineConfig:
+def same_work(plain: dict[str, Any], ours: dict[str, Any], workers: int = 1) -> dict[str, Any]:
+    """Whether one round of ours did the plain loop's work: data, epochs, steps, losses.
+
+    ``workers`` > 1: each worker steps through its share of the rows with the same batch
+    size, so a worker takes 1/``workers`` of the plain loop's steps per epoch and the loss
+    is not compared (the effective batch differs).
+    """
+    rows = plain["data"]["rows"]
+    plain_steps = plain["steps"] / plain["epochs"]
+    expected_steps = math.ceil((rows // workers) / plain["batch_size"])
+    checks: dict[str, Any] = {
+        "same_data": same_print(ours["data"], plain["data"]),
+        "same_epochs": ours["epochs"] == plain["epochs"],
+        "same_samples_per_epoch": abs(ours["samples_per_epoch"] - (rows // workers) * workers)
+        <= 0.5,
+        "steps_per_epoch": {"plain": plain_steps, "ray-mlops": ours["steps_per_epoch"]},
+        "same_steps_per_epoch": ours["steps_per_epoch"] == expected_steps
+        and (workers > 1 or plain_steps == expected_steps),
+    }
+    if workers == 1:
+        train_gap = abs(ours["train_loss"] - plain["train_loss"][-1])
+        val_gap = abs(ours["val_loss"] - plain["val_loss"])
+        checks |= {
+            "train_loss_last_epoch": {
+                "plain": plain["train_loss"][-1],
+                "ray-mlops": ours["train_loss"],
+            },
+            "val_loss": {"plain": plain["val_loss"], "ray-mlops": ours["val_loss"]},
+            "loss_tolerance": LOSS_TOLERANCE,
+            "losses_within_tolerance": train_gap <= LOSS_TOLERANCE and val_gap <= LOSS_TOLERANCE,
+        }
+    checks["ok"] = all(v for k, v in checks.items() if k.startswith(("same_", "losses_")))
+    return checks
+
+
+def same_print(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two :func:`fingerprint` s agree: counts exactly, the feature sum to 1e-9 (summation order)."""
+    exact = ("rows", "positives", "validation_rows")
+    return all(a.get(k) == b.get(k) for k in exact) and math.isclose(
+        a["feature_sum"], b["feature_sum"], rel_tol=1e-9, abs_tol=1e-6
+    )
+
+
+def write_npy(
+    folder: Path, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The baseline's input: the same arrays the Ray datasets are made of."""
+    np.save(folder / "features.npy", train[0])
+    np.save(folder / "labels.npy", train[1])
+    np.save(folder / "val_features.npy", val[0])
+    np.save(folder / "val_labels.npy", val[1])
+
+
+def plain_side(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One round of the plain loop in a fresh process; its JSON answer plus its wall time."""
+    argv = python(
+        str(BASELINE),
+        "--data",
+        str(folder),
+        "--device",
+        args.device,
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--hidden",
+        args.hidden,
+    )
+    spawned = time.time()
+    result = run_side(argv, timeout_s=600)
+    if not result.ok:
+        raise RuntimeError(f"plain torch loop failed ({result.returncode}): {result.stderr_tail}")
+    answer = result.answer
+    return {
+        **answer,
+        "samples_per_s": answer["samples_per_s"][-1],  # the last epoch (warm), as for ours
+        "epoch_samples_per_s": answer["samples_per_s"],
+        "batch_size": args.batch_size,
+        "wall_s": result.wall_s,
+        "first_step_after_s": answer["first_step_at"] - spawned,
+        "peak_rss_gib": result.peak_rss_gib,
+    }
+
+
+def _config(args: argparse.Namespace, workers: int, cpus: float, ingest: str) -> Any:
+    from ray_mlops.config import parse_config
+
     return parse_config(
         {
             "name": "bench",
@@ -118,34 +206,35 @@ def _config(args: argparse.Namespace, workers: int, cpus: float, ingest: str) ->
                 "learning_rate": 1e-3,
                 "ingest": ingest,
                 "max_failures": 0,
-                "log_every_n_steps": 50,
+                "seed": 0,
             },
         }
     )
 
 
-def ours(
+def ours_side(
     splits: tuple[Any, Any],
-    spec: ModelSpec,
+    data_print: dict[str, Any],
     args: argparse.Namespace,
     workers: int,
     cpus: float,
     ingest: str,
-    tracking: bool,
 ) -> dict[str, Any]:
-    """(b)-(e): ray-mlops' trainer on already-encoded Ray datasets."""
-    from mlflow.tracking import MlflowClient
+    """One round of ray-mlops' trainer on already-encoded Ray datasets (MLflow off)."""
+    import torch
 
+    from ray_mlops.features.state import FeatureState
+    from ray_mlops.models.spec import ModelSpec
     from ray_mlops.train.trainer import train_encoded
 
+    spec = ModelSpec(
+        n_inputs=args.features,
+        n_outputs=1,
+        head="binary",
+        hidden_sizes=[int(w) for w in args.hidden.split(",")],
+    )
     cfg = _config(args, workers, cpus, ingest)
     with tempfile.TemporaryDirectory() as tmp:
-        tracking_uri = run_id = None
-        if tracking:
-            tracking_uri = f"sqlite:///{tmp}/mlflow.db"
-            client = MlflowClient(tracking_uri)
-            experiment = client.create_experiment("bench", artifact_location=f"{tmp}/art")
-            run_id = client.create_run(experiment).info.run_id
         start = time.perf_counter()
         outcome = train_encoded(
             cfg,
@@ -153,18 +242,24 @@ def ours(
             splits[1],
             spec,
             FeatureState(labels=["0", "1"]),
-            Path(tmp) / "results",
-            f"bench-{workers}-{ingest}-{tracking}",
-            tracking_uri,
-            run_id,
+            str(Path(tmp) / "results"),
+            f"bench-{workers}-{ingest}-{time.time_ns()}",
         )
         wall = time.perf_counter() - start
+        state = torch.load(Path(outcome.checkpoint_path) / "training_state.pt", weights_only=False)
+    progress = state["progress"]
     last = outcome.last_metrics
     return {
         "samples_per_s": last["samples_per_s"],  # the last epoch: warm, like the plain loop's
+        "samples_per_epoch": round(last["samples_per_s"] * last["epoch_seconds"]),
+        "epochs": outcome.epochs_run,
+        "steps_per_epoch": progress["global_step"] // (progress["epoch"] + 1),
+        "train_loss": last["train_loss"],
+        "val_loss": last["val_loss"],
+        "val_accuracy": last["val_accuracy"],
+        "ingest": outcome.ingest,
+        "data": data_print,
         "wall_s": wall,
-        "logging_seconds": last.get("logging_seconds", 0.0),
-        "training_seconds": last["epoch_seconds"] * args.epochs,
     }
 
 
@@ -186,151 +281,549 @@ def to_ray(x: np.ndarray, y: np.ndarray, blocks: int) -> Any:
     return ray.data.range(len(y), override_num_blocks=blocks).map_batches(batch).materialize()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--quick", action="store_true", help="small sizes, about 3 minutes")
-    parser.add_argument("--rows", type=int, help="train rows (default: 2M on cuda, 200k on cpu)")
-    parser.add_argument("--features", type=int, default=64)
-    parser.add_argument("--hidden", default="512,512", help="hidden widths, comma-separated")
-    parser.add_argument("--batch-size", type=int, help="default: 8192 on cuda, 1024 on cpu")
-    parser.add_argument("--epochs", type=int, help="default: 5 on cuda, 3 on cpu")
-    parser.add_argument("--rounds", type=int, default=2, help="repetitions; the best is kept")
-    parser.add_argument("--out", type=Path, help="write the JSON result here")
-    args = parser.parse_args()
-    gpu = args.device == "cuda"
-    args.rows = args.rows or (2_000_000 if gpu else (40_000 if args.quick else 200_000))
-    args.batch_size = args.batch_size or (8192 if gpu else 1024)
-    args.epochs = args.epochs or (5 if gpu else (2 if args.quick else 3))
-    hidden = [int(w) for w in args.hidden.split(",")]
-    spec = spec_for(args.features, hidden)
-    x, y = make_data(args.rows, args.features)
-    validation = make_data(max(args.rows // 10, 1000), args.features, seed=1)
+def ray_fingerprint(dataset: Any) -> dict[str, Any]:
+    """:func:`fingerprint` of a Ray dataset's ``features`` and ``label`` columns."""
+    rows, positives, total = 0, 0, 0.0
+    for batch in dataset.iter_batches(batch_size=65_536, batch_format="numpy"):
+        rows += len(batch["label"])
+        positives += int(batch["label"].sum())
+        total += float(np.asarray(batch["features"], dtype=np.float64).sum())
+    return {"rows": rows, "positives": positives, "feature_sum": total}
 
-    cases: dict[str, dict[str, Any]] = {}
-    cases["plain torch loop"] = plain_loop(x, y, spec, args)
-    print(
-        f"plain torch loop: {cases['plain torch loop']['samples_per_s']:,.0f} samples/s", flush=True
-    )
 
+# ---------------------------------------------------------------- time to first step
+
+PROBE = r'''
+"""Stamps the events of a `ray-mlops train` run (benchmarks/train_throughput.py)."""
+import importlib.abc
+import json
+import os
+import sys
+import time
+
+_TRACE = os.environ.get("TRAIN_BENCH_TRACE")
+
+
+def _event(name, **extra):
+    with open(_TRACE, "a") as f:
+        f.write(json.dumps({"event": name, "t": time.time(), "pid": os.getpid(), **extra}) + "\n")
+
+
+def _timed(owner, attr, label, after=None):
+    original = getattr(owner, attr)
+
+    def wrapper(*args, **kwargs):
+        _event(label + ":start")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _event(label + ":end", **(after() if after else {}))
+
+    setattr(owner, attr, wrapper)
+
+
+def _logs_dir():
     import ray
 
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        **local_node_options(),
-        log_to_driver=False,
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    blocks = max(os.cpu_count() or 1, 8)
-    splits = (to_ray(x, y, blocks), to_ray(*validation, blocks))
-    all_cpus = float(os.cpu_count() or 1)
-    worker_cpus = 1.0 if gpu else all_cpus
-    runs = {
-        "ray-mlops, 1 worker, resident": (1, worker_cpus, "resident", False),
-        "ray-mlops, 1 worker, streaming": (1, worker_cpus, "stream", False),
-        "ray-mlops, 1 worker, resident, MLflow logging": (1, worker_cpus, "resident", True),
-    }
-    if not gpu:
-        runs["ray-mlops, 2 workers x 1 CPU, resident"] = (2, all_cpus / 2, "resident", False)
-    # Rounds of every case, interleaved; each case keeps its best round (the one least
-    # disturbed by whatever else the machine did), and every round's figure is kept too.
-    cases: dict[str, dict[str, Any]] = {}
-    for round_ in range(args.rounds):
-        measured = {"plain torch loop": plain_loop(x, y, spec, args)}
-        for name, (workers, cpus, ingest, tracking) in runs.items():
-            measured[name] = ours(splits, spec, args, workers, cpus, ingest, tracking)
-        for name, case in measured.items():
-            print(f"round {round_ + 1}, {name}: {case['samples_per_s']:,.0f} samples/s", flush=True)
-            best = cases.get(name)
-            rounds = [*(best or {}).get("rounds_samples_per_s", []), round(case["samples_per_s"])]
-            if best is None or case["samples_per_s"] > best["samples_per_s"]:
-                best = case
-            cases[name] = {**best, "rounds_samples_per_s": rounds}
-    ray.shutdown()
-    write(args, cases, hidden)
+    node = ray._private.worker._global_node
+    return {"logs_dir": node.get_logs_dir_path() if node else None}
 
 
-def _compare(
-    cases: dict[str, dict[str, Any]], case: str, baseline: str, candidate: str, **extra: Any
+def _patch(name, module):
+    if name == "ray":
+        _timed(module, "init", "ray.init", after=_logs_dir)
+    elif name == "ray_mlops.pipeline":
+        for stage in ("data", "features", "train"):
+            _timed(module, "_" + stage + "_stage", stage)
+    elif name == "ray_mlops.train.trainer":
+        _timed(module, "train_encoded", "train_encoded")
+        _timed(module, "build_torch_trainer", "build_trainer")
+    elif name == "ray_mlops.train.loop":
+        _timed(module, "run_loop", "run_loop")
+        build = module.build_optimizer
+
+        def build_optimizer(*args, **kwargs):
+            optimizer = build(*args, **kwargs)
+            done = []
+
+            def first_step(*_):
+                if not done:
+                    done.append(True)
+                    _event("first_step")
+
+            optimizer.register_step_post_hook(first_step)
+            return optimizer
+
+        module.build_optimizer = build_optimizer
+    elif name == "ray_mlops.train.ingest":
+        load = module.ResidentShard.load.__func__
+
+        def timed_load(cls, *args, **kwargs):
+            _event("shard_load:start")
+            try:
+                return load(cls, *args, **kwargs)
+            finally:
+                _event("shard_load:end")
+
+        module.ResidentShard.load = classmethod(timed_load)
+
+
+_TARGETS = {"ray", "ray_mlops.pipeline", "ray_mlops.train.trainer", "ray_mlops.train.loop",
+            "ray_mlops.train.ingest"}
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in _TARGETS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                run = spec.loader.exec_module
+
+                def exec_module(module, run=run):
+                    run(module)
+                    _patch(name, module)
+
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
+
+if _TRACE:
+    _event("interpreter", argv=sys.argv[:2])
+    sys.meta_path.insert(0, _Finder())
+'''
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """The probe's events, in the order written."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def startup_breakdown(
+    events: list[dict[str, Any]], spawned: float, driver_pid: int
 ) -> dict[str, Any]:
-    """One result row: samples/s of ``candidate`` against ``baseline`` and their ratio."""
+    """Seconds of each phase from the command's start to the end of its first step.
+
+    The phases follow each other, so they add up to ``total_s`` (each is the gap between two
+    consecutive events; a missing event leaves its phase ``None``).
+    """
+
+    def first(name: str, driver: bool | None = None) -> float | None:
+        for event in events:
+            if event["event"] != name:
+                continue
+            if driver is True and event["pid"] != driver_pid:
+                continue
+            if driver is False and event["pid"] == driver_pid:
+                continue
+            return float(event["t"])
+        return None
+
+    marks = [
+        ("process_start_s", first("interpreter", driver=True)),
+        ("imports_and_config_checks_s", first("ray.init:start", driver=True)),
+        ("ray_init_s", first("ray.init:end", driver=True)),
+        ("tracking_setup_s", first("data:start")),
+        ("data_stage_s", first("data:end")),
+        ("features_stage_s", first("features:end")),
+        ("encode_splits_and_log_params_s", first("train_encoded:start")),
+        ("shards_and_trainer_s", first("build_trainer:end")),
+        ("worker_group_start_s", first("run_loop:start", driver=False)),
+        (
+            "model_and_shard_load_s",
+            first("shard_load:end", driver=False) or first("run_loop:start"),
+        ),
+        ("first_step_s", first("first_step", driver=False)),
+    ]
+    phases: dict[str, Any] = {}
+    previous: float | None = spawned
+    for name, at in marks:
+        phases[name] = None if at is None or previous is None else at - previous
+        previous = at if at is not None else previous
+    end = first("first_step", driver=False)
+    phases["total_s"] = None if end is None else end - spawned
+    return phases
+
+
+_WORKER_GROUP_LINE = re.compile(r"\[Worker Group Initialization\] (.+?) in ([0-9.]+)s")
+
+
+def ray_train_breakdown(logs_dir: str | None) -> dict[str, float]:
+    """Ray Train's own timing of its worker group's start, from the controller's log."""
+    found: dict[str, float] = {}
+    if not logs_dir:
+        return found
+    for log in sorted(Path(logs_dir, "train").glob("ray-train-sys-controller-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                message = json.loads(line).get("message", "")
+            except json.JSONDecodeError:
+                message = line
+            match = _WORKER_GROUP_LINE.search(message)
+            if match:
+                step = re.sub(r"^\d+ ", "", match.group(1).strip())  # "2 worker actors created"
+                found[step] = float(match.group(2))
+    return found
+
+
+def first_step_run(config: Path, timeout_s: float) -> dict[str, Any]:
+    """One `ray-mlops train` in a fresh workspace, stopped after its first training step."""
+    with tempfile.TemporaryDirectory(prefix="train-startup-") as tmp:
+        workspace, probe = Path(tmp) / "workspace", Path(tmp) / "probe"
+        workspace.mkdir()
+        probe.mkdir()
+        (probe / "sitecustomize.py").write_text(PROBE)
+        trace = Path(tmp) / "trace.jsonl"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(probe), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        env["TRAIN_BENCH_TRACE"] = str(trace)
+        command = shutil.which("ray-mlops", path=str(Path(sys.executable).parent))
+        argv = [command] if command else [sys.executable, "-m", "ray_mlops"]
+        spawned = time.time()
+        child = subprocess.Popen(
+            [*argv, "train", str(config)],
+            cwd=workspace,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            while time.time() - spawned < timeout_s:
+                if child.poll() is not None or any(
+                    e["event"] == "first_step" for e in read_trace(trace)
+                ):
+                    break
+                time.sleep(0.05)
+        finally:
+            exited = child.poll()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            _, stderr = child.communicate()
+        events = read_trace(trace)
+        phases = startup_breakdown(events, spawned, child.pid)
+        logs = next((e.get("logs_dir") for e in events if e["event"] == "ray.init:end"), None)
+        result = {
+            **phases,
+            "ray_train_worker_group": ray_train_breakdown(logs),
+            "command": " ".join(["ray-mlops" if command else "python -m ray_mlops", "train"]),
+        }
+        if phases["total_s"] is None:
+            result["error"] = f"exit {exited}: {stderr.decode(errors='replace')[-1500:]}"
+        return result
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _retrying(
+    name: str, fn: Callable[[], dict[str, Any]], failures: list[str]
+) -> Callable[[], Any]:
+    """``fn``, tried a second time when it raises (the error kept for the record)."""
+
+    def run() -> dict[str, Any] | None:
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except Exception as exc:  # a worker group lost under load: record, retry once
+                failures.append(
+                    f"{name}, attempt {attempt}: {type(exc).__name__}: {str(exc)[:300]}"
+                )
+        return None
+
+    return run
+
+
+def _values(rounds: list[dict[str, Any] | None], key: str) -> list[float | None]:
+    return [None if r is None else r[key] for r in rounds]
+
+
+def _throughput(rounds: dict[str, list[Any]], side: str, baseline: str) -> dict[str, Any]:
+    """Samples/s of ``side`` against ``baseline``, without and with start-up."""
+    ours, base = rounds[side], rounds[baseline]
+
+    def end_to_end(r: dict[str, Any] | None) -> float | None:
+        if r is None:
+            return None
+        samples = r.get("samples") or r["samples_per_epoch"] * r["epochs"]
+        return samples / r["wall_s"]
+
     return {
-        "case": case,
-        "metric": "samples/s",
-        "higher_is_better": True,
-        "baseline": {"name": baseline, "value": round(cases[baseline]["samples_per_s"])},
-        "candidate": {"name": candidate, "value": round(cases[candidate]["samples_per_s"])},
-        "ratio": round(cases[candidate]["samples_per_s"] / cases[baseline]["samples_per_s"], 3),
-        **extra,
+        "candidate": side,
+        "baseline": baseline,
+        "samples_per_s_last_epoch": compare(
+            _values(ours, "samples_per_s"), _values(base, "samples_per_s"), higher_is_better=True
+        ),
+        "samples_per_s_with_startup": compare(
+            [end_to_end(r) for r in ours], [end_to_end(r) for r in base], higher_is_better=True
+        ),
+        "wall_s": {
+            "ours": summary(_values(ours, "wall_s")),
+            "baseline": summary(_values(base, "wall_s")),
+        },
     }
 
 
-def write(args: argparse.Namespace, cases: dict[str, dict[str, Any]], hidden: list[int]) -> None:
-    plain, resident = "plain torch loop", "ray-mlops, 1 worker, resident"
-    streaming = "ray-mlops, 1 worker, streaming"
-    logged = "ray-mlops, 1 worker, resident, MLflow logging"
-    device = args.device
-    results = [
-        _compare(
-            cases, f"{device}: ray-mlops 1 worker vs plain torch loop", plain, resident, goal=0.9
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1000:.1f}k{unit}" if value >= 1000 else f"{value:.2f}{unit}"
+
+
+def build_document(
+    args: argparse.Namespace,
+    rounds: dict[str, list[Any]],
+    startup: list[dict[str, Any]],
+    plain_first: list[float],
+    failures: list[str],
+    session: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON document: comparisons, same-work checks, start-up, goals, curves."""
+    import torch
+
+    gpu = args.device == "cuda"
+    comparisons = {name: _throughput(rounds, name, PLAIN) for name in rounds if name != PLAIN}
+    if TWO_WORKERS in rounds:
+        comparisons["2 workers x 1 CPU vs 1 worker x 2 CPUs"] = _throughput(
+            rounds, TWO_WORKERS, RESIDENT
+        )
+    checks: dict[str, Any] = {}
+    for name in rounds:
+        if name == PLAIN:
+            continue
+        workers = 2 if name == TWO_WORKERS else 1
+        per_round = [
+            same_work(p, o, workers) if p and o else None
+            for p, o in zip(rounds[PLAIN], rounds[name], strict=True)
+        ]
+        checks[name] = {"ok": all(c and c["ok"] for c in per_round), "rounds": per_round}
+
+    def ratio_goal(claim: str, side: str, target: float, measured_here: bool) -> dict[str, Any]:
+        c = comparisons.get(side, {}).get("samples_per_s_last_epoch") if measured_here else None
+        if not c:
+            return goal(claim, None, ">=", target, detail="not measured on this device")
+        detail = (
+            f"{_fmt(c['ours']['median'])} vs {_fmt(c['baseline']['median'])} samples/s, medians of "
+            f"{c['ours']['n']} interleaved rounds (ours {_fmt(c['ours']['min'])}-"
+            f"{_fmt(c['ours']['max'])}, plain {_fmt(c['baseline']['min'])}-"
+            f"{_fmt(c['baseline']['max'])}); median of paired per-round ratios "
+            f"{_fmt(c['median_of_paired_ratios'], 'x')}"
+        )
+        return goal(claim, c["ratio_of_medians"], ">=", target, detail=detail)
+
+    totals = summary([s.get("total_s") for s in startup])
+    startup_goal_here = not gpu and (os.cpu_count() or 0) <= 2 and totals["n"] > 0
+    medians = {
+        key: statistics.median([s[key] for s in startup if s.get(key) is not None])
+        for key in (startup[0] if startup else {})
+        if key.endswith("_s") and any(s.get(key) is not None for s in startup)
+    }
+    biggest = sorted(((k, v) for k, v in medians.items() if k != "total_s"), key=lambda kv: -kv[1])[
+        :3
+    ]
+    startup_detail = (
+        f"median {totals['median']:.1f} s over {totals['n']} fresh commands "
+        f"({totals['min']:.1f}-{totals['max']:.1f} s); largest parts: "
+        + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in biggest)
+        + (
+            f"; a plain torch script's first step ends {statistics.median(plain_first):.1f} s after its start"
+            if plain_first
+            else ""
+        )
+        if totals["n"]
+        else "not measured"
+    )
+    goals = [
+        ratio_goal(
+            "training on 2 CPUs: ray-mlops (1 worker, resident ingest) vs a plain torch loop, samples/s",
+            RESIDENT,
+            0.9,
+            not gpu,
         ),
-        _compare(cases, f"{device}: Ray Data streaming ingest (the naive path)", plain, streaming),
-        _compare(
-            cases,
-            f"{device}: MLflow logging on (every 50 steps and every epoch) vs off",
-            resident,
-            logged,
-            logging_share_of_training_time=round(
-                cases[logged]["logging_seconds"] / max(cases[logged]["training_seconds"], 1e-9), 4
-            ),
+        ratio_goal(
+            "training on a GPU: ray-mlops (1 worker, resident ingest) vs a plain torch loop, samples/s",
+            RESIDENT,
+            0.9,
+            gpu,
+        ),
+        ratio_goal(
+            "training on a GPU: Ray Data streaming ingest vs a plain torch loop (resident), samples/s",
+            STREAMING,
+            0.7,
+            gpu,
+        ),
+        goal(
+            "time from `ray-mlops train` (quick start) to the first training step on 2 CPUs",
+            totals["median"] if startup_goal_here else None,
+            "<=",
+            10.0,
+            unit="s",
+            detail=startup_detail if startup_goal_here else f"not on 2 CPUs here: {startup_detail}",
         ),
     ]
-    two = "ray-mlops, 2 workers x 1 CPU, resident"
-    if two in cases:
-        results.append(
-            _compare(cases, "cpu: 2 workers x 1 CPU vs 1 worker x 2 CPUs", resident, two)
+    curves = []
+    if TWO_WORKERS in rounds:
+        one = comparisons[RESIDENT]["samples_per_s_last_epoch"]["ours"]["median"]
+        two = comparisons[TWO_WORKERS]["samples_per_s_last_epoch"]["ours"]["median"]
+        curves.append(
+            curve(
+                "train_throughput_workers",
+                "workers (CPUs split between them)",
+                "samples/s (last epoch, median)",
+                [1, 2],
+                {"ray-mlops, resident ingest": [one, two]},
+            )
         )
+    device_name = torch.cuda.get_device_name(0) if gpu else "cpu"
     document = {
-        "benchmark": "train_throughput",
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cpu, {platform.machine()}",
-        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-        "versions": _versions(),
+        **header("train_throughput", "torch", "ray", "ray_mlops", measures=MEASURES),
+        "device": device_name,
         "quick": args.quick,
         "setup": {
             "rows": args.rows,
+            "validation_rows": args.validation_rows,
             "features": args.features,
-            "model": f"MLP {args.features}-{'-'.join(map(str, hidden))}-1 (binary head)",
+            "model": f"MLP {args.features}-{args.hidden.replace(',', '-')}-1 (binary head)",
             "batch_size": args.batch_size,
             "epochs": args.epochs,
             "rounds": args.rounds,
-            "precision": "bf16 autocast" if args.device == "cuda" else "fp32",
+            "precision": "bf16 autocast" if gpu else "fp32",
+            "optimizer": "AdamW lr 1e-3" + (" (fused)" if gpu else ""),
+            "throughput": "samples/s of the last epoch, timed around the training steps on both sides",
+            "with_startup": "samples of all epochs / the side's whole round: the plain loop's "
+            "process (start, imports, data load, epochs, validation); ours' train_encoded call "
+            "(worker group start, shard load, epochs, validation, checkpoints); ray.init apart",
+            "streaming_note": "the stream path (iter_torch_batches) is what a split larger than "
+            "a worker's device memory takes; its samples/s do not depend on the split's size, "
+            "so it is measured on the same split as the resident case",
         },
-        "results": results,
-        "cases": {
-            name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in case.items()}
-            for name, case in cases.items()
+        "session": session,
+        "comparisons": comparisons,
+        "same_work": checks,
+        "startup": {
+            "command": startup[0]["command"] if startup else None,
+            "config": str(QUICKSTART.relative_to(ROOT)),
+            "runs": startup,
+            "medians": medians,
+            "plain_torch_first_step_s": summary(plain_first),
         },
+        "rounds": rounds,
+        "failures": failures,
+        "goals": goals,
+        "curves": curves,
     }
-    text = json.dumps(document, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    return document
 
 
-def _versions() -> dict[str, str]:
-    import ray
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, about 2 minutes")
+    parser.add_argument("--rows", type=int, help="train rows (default: 2M cuda, 300k cpu)")
+    parser.add_argument("--features", type=int, default=64)
+    parser.add_argument("--hidden", default="512,512", help="hidden widths, comma-separated")
+    parser.add_argument("--batch-size", type=int, help="default: 8192 on cuda, 1024 on cpu")
+    parser.add_argument("--epochs", type=int, default=2, help="the last one is timed")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument(
+        "--startup-reps", type=int, help="fresh `ray-mlops train` commands (default 5; cuda 0)"
+    )
+    parser.add_argument("--no-two-workers", action="store_true", help="skip 2 workers x 1 CPU")
+    parser.add_argument("--out", type=Path, help="write the JSON result here")
+    args = parser.parse_args()
+    gpu = args.device == "cuda"
+    args.rows = args.rows or (2_000_000 if gpu else (30_000 if args.quick else 300_000))
+    args.validation_rows = max(args.rows // 10, 1000)
+    args.batch_size = args.batch_size or (8192 if gpu else 1024)
+    if args.startup_reps is None:
+        args.startup_reps = 0 if gpu else (1 if args.quick else 5)
+    if args.quick:
+        args.rounds = min(args.rounds, 2)
 
-    import ray_mlops
+    # One draw, then cut: the validation rows follow the train rows' label rule.
+    x_all, y_all = make_data(args.rows + args.validation_rows, args.features)
+    x, y = x_all[: args.rows], y_all[: args.rows]
+    val = (x_all[args.rows :], y_all[args.rows :])
+    data_print = fingerprint(x, y) | {"validation_rows": args.validation_rows}
+    rounds: dict[str, list[Any]] = {}
+    failures: list[str] = []
+    session: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        folder = Path(tmp)
+        write_npy(folder, (x, y), val)
 
-    return {
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-        "ray_mlops": ray_mlops.__version__,
-        "python": platform.python_version(),
-    }
+        import ray
+
+        from ray_mlops.compat.ray_core import local_node_options
+
+        began = time.perf_counter()
+        ray.init(include_dashboard=False, log_to_driver=False, **local_node_options())
+        session["ray_init_s"] = time.perf_counter() - began
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        blocks = max(os.cpu_count() or 1, 8)
+        began = time.perf_counter()
+        splits = (to_ray(x, y, blocks), to_ray(*val, blocks))
+        session["to_ray_datasets_s"] = time.perf_counter() - began
+        ray_print = ray_fingerprint(splits[0]) | {"validation_rows": splits[1].count()}
+        session["ray_dataset_matches_arrays"] = same_print(ray_print, data_print)
+        all_cpus = float(os.cpu_count() or 1)
+        worker_cpus = min(all_cpus, 4.0) if gpu else all_cpus
+        sides: dict[str, Callable[[], Any]] = {
+            PLAIN: _retrying(PLAIN, lambda: plain_side(folder, args), failures),
+            RESIDENT: _retrying(
+                RESIDENT,
+                lambda: ours_side(splits, ray_print, args, 1, worker_cpus, "resident"),
+                failures,
+            ),
+            STREAMING: _retrying(
+                STREAMING,
+                lambda: ours_side(splits, ray_print, args, 1, worker_cpus, "stream"),
+                failures,
+            ),
+        }
+        if not gpu and not args.no_two_workers and all_cpus >= 2:
+            sides[TWO_WORKERS] = _retrying(
+                TWO_WORKERS,
+                lambda: ours_side(splits, ray_print, args, 2, all_cpus / 2, "resident"),
+                failures,
+            )
+
+        def progress(repetition: int, name: str, result: dict[str, Any] | None) -> None:
+            figure = "failed" if result is None else f"{result['samples_per_s']:,.0f} samples/s"
+            wall = "" if result is None else f" (round {result['wall_s']:.1f} s)"
+            print(f"round {repetition + 1}/{args.rounds}, {name}: {figure}{wall}", flush=True)
+
+        rounds = interleaved(args.rounds, sides, on_result=progress)
+        ray.shutdown()
+
+        startup = []
+        for rep in range(args.startup_reps):
+            startup.append(first_step_run(QUICKSTART, timeout_s=180))
+            print(
+                f"start-up {rep + 1}/{args.startup_reps}: first step after "
+                f"{_fmt(startup[-1].get('total_s'), ' s')}",
+                flush=True,
+            )
+    plain_first = [r["first_step_after_s"] for r in rounds.get(PLAIN, []) if r]
+    document = build_document(args, rounds, startup, plain_first, failures, session)
+    emit(rounded(document), args.out)
+    for g in document["goals"]:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[g["met"]]
+        print(f"goal {verdict}: {g['claim']}: {g['value']} ({g['detail']})", file=sys.stderr)
 
 
 if __name__ == "__main__":

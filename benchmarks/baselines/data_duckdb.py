@@ -1,8 +1,9 @@
-"""Data preparation in DuckDB SQL, in a database file (spills to disk past its memory limit).
+"""Data preparation in DuckDB SQL, in an in-memory database (spills past its memory limit).
 
 The task is specified in ``_data_common.py``: validate with reasons, split by a hash of the
-id, fit median imputation, standard scaling and one-hot on train, encode every split. Each
-encoded split is a table of the database.
+id, fit median imputation, standard scaling and one-hot on train, encode every split. The
+validated rows are a table; each encoded split is fetched as an Arrow table, the model's
+input (as pandas and polars hold theirs in memory).
 
 Usage: python benchmarks/baselines/data_duckdb.py DATA_DIR [--memory-limit 4GB] [--out-dir DIR]
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 from _data_common import (  # type: ignore[import-not-found]
     BUCKETS,
     CATEGORICAL,
@@ -131,7 +133,7 @@ def encoding(state: dict) -> str:
 
 
 def run(data_dir: Path, out_dir: Path, memory_limit: str | None) -> dict:
-    con = duckdb.connect(str(out_dir / "prep.duckdb"))
+    con = duckdb.connect()
     con.execute(f"SET temp_directory = '{out_dir / 'spill'}'")
     con.execute("SET preserve_insertion_order = false")
     if memory_limit:
@@ -143,11 +145,12 @@ def run(data_dir: Path, out_dir: Path, memory_limit: str | None) -> dict:
     )
     state = fit(con)
     select = encoding(state)
-    for name in SPLITS:
-        con.execute(
-            f"CREATE TABLE encoded_{name} AS SELECT {select} FROM marked "
-            f"WHERE reason = '' AND split = '{name}'"
-        )
+    encoded = {
+        name: con.sql(
+            f"SELECT {select} FROM marked WHERE reason = '' AND split = '{name}'"
+        ).to_arrow_table()
+        for name in SPLITS
+    }
     seconds = time.perf_counter() - start
     reasons = con.execute(
         "SELECT reason, count(*) FROM marked WHERE reason <> '' GROUP BY 1"
@@ -156,21 +159,20 @@ def run(data_dir: Path, out_dir: Path, memory_limit: str | None) -> dict:
         "seconds": seconds,
         "rows_read": con.execute("SELECT count(*) FROM checked").fetchone()[0],
         "bad": dict(reasons),
-        "splits": {name: checks(con, name, state) for name in SPLITS},
+        "splits": {name: checks(con, table, state) for name, table in encoded.items()},
         "fit": state,
     }
     con.close()
     return answer
 
 
-def checks(con: duckdb.DuckDBPyConnection, name: str, state: dict) -> dict:
+def checks(con: duckdb.DuckDBPyConnection, encoded: pa.Table, state: dict) -> dict:
     """Rows, the sum of each numeric column and the rows in each one-hot slot."""
-    relation = con.table(f"encoded_{name}")
-    columns = relation.columns
+    columns = encoded.column_names
     sums = con.execute(
         "SELECT count(*), "
         + ", ".join(f"sum(CAST({q(c)} AS DOUBLE))" for c in columns)
-        + f" FROM encoded_{name}"
+        + " FROM encoded"
     ).fetchone()
     total = dict(zip(columns, sums[1:], strict=True))
     slots = {

@@ -16,7 +16,8 @@ optimisation began and ended, so the driver measures the time to a target from t
 Usage:
     python benchmarks/baselines/tune_optuna.py --data problem.npz --trials 20 --epochs 9 --seed 0
     python benchmarks/baselines/tune_optuna.py --data problem.npz --trivial --trials 40
-    python benchmarks/baselines/tune_optuna.py --data problem.npz --params '{"model.type": ...}'
+    python benchmarks/baselines/tune_optuna.py --data problem.npz --params '{"model.type": ...}' \
+        --torch-seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -77,10 +78,14 @@ def build(params: dict[str, Any], n_inputs: int) -> nn.Sequential:
 
 
 def train(
-    params: dict[str, Any], data: dict[str, torch.Tensor], epochs: int, on_epoch: OnEpoch
+    params: dict[str, Any],
+    data: dict[str, torch.Tensor],
+    epochs: int,
+    on_epoch: OnEpoch,
+    seed: int = 0,
 ) -> float:
     """Train one configuration; the best validation loss over its epochs."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build(params, data["x_train"].shape[1])
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -177,6 +182,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--params", help="train this one configuration (JSON) and print it")
+    parser.add_argument("--torch-seeds", type=int, nargs="+", default=[0], help="with --params")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = None if args.trivial else load_data(args.data)
@@ -184,8 +190,13 @@ def main() -> None:
     if args.params:
         assert data is not None
         params = json.loads(args.params)
-        best = train(params, data, args.epochs, lambda e, v: log.append([time.time(), 0, e, v]))
-        print(json.dumps({"params": params, "best_val_loss": best, "log": log}))
+        bests = [
+            train(
+                params, data, args.epochs, lambda e, v, s=s: log.append([time.time(), s, e, v]), s
+            )
+            for s in args.torch_seeds
+        ]
+        print(json.dumps({"params": params, "best_val_loss": bests, "log": log}))
         return
     sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=args.startup_trials)
     study = optuna.create_study(direction="minimize", sampler=sampler)

@@ -80,7 +80,7 @@ def run(settings: dict[str, Any], workers: int) -> dict[str, Any]:
     study = optuna.load_study(study_name=settings["study"], storage=storage)
     log = sorted(entry for part in parts for entry in part["log"])
     return {
-        "best_val_loss": study.best_value,
+        "best_val_loss": min(entry[3] for entry in log),  # pruned trials' epochs too
         "workers_ready_at": [part["ready_at"] for part in parts],
         "workers_optimize_at": [part["optimize_at"] for part in parts],
         "log": log,
@@ -91,44 +91,25 @@ def run(settings: dict[str, Any], workers: int) -> dict[str, Any]:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeat", type=int, nargs="+", help="trivial: one study per count")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = tempfile.mkdtemp(prefix="optuna-journal-")
     settings = {
         "data": args.data,
         "epochs": args.epochs,
         "seed": args.seed,
         "startup_trials": args.startup_trials,
         "trivial": args.trivial,
+        "trials": args.trials,
+        "journal": os.path.join(tempfile.mkdtemp(prefix="optuna-journal-"), "journal.log"),
+        "study": "search",
     }
-    counts = args.repeat or [args.trials]
-    studies = []
-    for number, count in enumerate(counts):
-        begin = time.time()
-        journal = os.path.join(folder, f"journal-{number}.log")
-        studies.append(
-            {
-                "trials_asked": count,
-                "began_at": begin,
-                **run(
-                    settings | {"journal": journal, "study": f"study-{number}", "trials": count},
-                    args.workers,
-                ),
-                "ended_at": time.time(),
-            }
-        )
     answer = {
         "side": "optuna-pruned-parallel",
         "started_at": STARTED,
         "imported_at": IMPORTED,
         "workers": args.workers,
-        **studies[-1],
-        "studies": [
-            {k: study[k] for k in ("trials_asked", "began_at", "ended_at")}
-            | {"trials": len(study["trials"])}
-            for study in studies
-        ],
+        **run(settings, args.workers),
+        "ended_at": time.time(),
     }
     print(json.dumps(answer))
 

@@ -126,14 +126,19 @@ def test_the_baselines_network_is_ray_mlops_own() -> None:
             assert torch.equal(a, b)
 
 
-def test_marginal_per_trial_separates_fixed_cost() -> None:
-    studies = [
-        {"trials": 10, "began_at": 0.0, "ended_at": 5.0},
-        {"trials": 40, "began_at": 10.0, "ended_at": 20.0},
-    ]
-    result = bench.marginal_per_trial(studies)
-    assert result["s_per_extra_trial"] == pytest.approx(5.0 / 30)
-    assert result["fixed_s"] == pytest.approx(5.0 - 10 * 5.0 / 30)
+def test_per_trial_overhead_is_the_steady_interval_between_results() -> None:
+    # Start-up until the first result (100 -> 110) is left out: 4 more trials in 2 s.
+    log = [[110.0, "a", 0, 1.0], [110.4, "b", 0, 1.0], [111.5, "c", 0, 1.0], [112.0, "d", 0, 1.0],
+           [111.0, "e", 0, 1.0]]  # fmt: skip
+    assert bench.steady_per_trial(log) == pytest.approx(0.5)
+
+
+def test_same_loss_is_judged_against_the_baselines_seed_spread() -> None:
+    inside = bench.same_loss_check({}, 0.3105, [0.3100, 0.3110, 0.3090])
+    assert inside["within_spread"]
+    near = bench.same_loss_check({}, 0.3120, [0.3100, 0.3110])  # within 1% beyond the spread
+    assert near["within_spread"]
+    assert not bench.same_loss_check({}, 0.3200, [0.3100, 0.3110])["within_spread"]
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ def plain_side(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         args.hidden,
     )
     spawned = time.time()
-    result = run_side(argv, timeout_s=600)
+    result = run_side(argv, timeout_s=600, poll_s=0.5)  # a light watcher: it shares the CPUs
     if not result.ok:
         raise RuntimeError(f"plain torch loop failed ({result.returncode}): {result.stderr_tail}")
     answer = result.answer
@@ -732,7 +732,7 @@ def build_document(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--rows", type=int, help="train rows (default: 2M cuda, 300k cpu)")
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--hidden", default="512,512", help="hidden widths, comma-separated")
@@ -744,15 +744,19 @@ def main() -> None:
     )
     parser.add_argument("--no-two-workers", action="store_true", help="skip 2 workers x 1 CPU")
     parser.add_argument("--out", type=Path, help="write the JSON result here")
+    parser.add_argument(
+        "--budget-s", type=float, help="wall-clock budget: fewer start-up runs (>= 3) past it"
+    )
     args = parser.parse_args()
+    run_started = time.perf_counter()
     gpu = args.device == "cuda"
     args.rows = args.rows or (2_000_000 if gpu else (30_000 if args.quick else 300_000))
     args.validation_rows = max(args.rows // 10, 1000)
     args.batch_size = args.batch_size or (8192 if gpu else 1024)
     if args.startup_reps is None:
         args.startup_reps = 0 if gpu else (1 if args.quick else 5)
-    if args.quick:
-        args.rounds = min(args.rounds, 2)
+    if args.quick:  # every side once: a check that it all runs, no figures to read
+        args.rounds = 1
 
     # One draw, then cut: the validation rows follow the train rows' label rule.
     x_all, y_all = make_data(args.rows + args.validation_rows, args.features)
@@ -803,6 +807,8 @@ def main() -> None:
             )
 
         def progress(repetition: int, name: str, result: dict[str, Any] | None) -> None:
+            if result is not None:  # how busy the machine was: 1-minute load after the run
+                result["load_1min_after"] = os.getloadavg()[0]
             figure = "failed" if result is None else f"{result['samples_per_s']:,.0f} samples/s"
             wall = "" if result is None else f" (round {result['wall_s']:.1f} s)"
             print(f"round {repetition + 1}/{args.rounds}, {name}: {figure}{wall}", flush=True)
@@ -810,8 +816,14 @@ def main() -> None:
         rounds = interleaved(args.rounds, sides, on_result=progress)
         ray.shutdown()
 
-        startup = []
+        startup: list[dict[str, Any]] = []
         for rep in range(args.startup_reps):
+            elapsed = time.perf_counter() - run_started
+            longest = max((s.get("total_s") or 60.0 for s in startup), default=0.0) + 15.0
+            if args.budget_s and rep >= 3 and elapsed + longest > args.budget_s:
+                session["startup_reps_cut"] = f"{rep} of {args.startup_reps}: --budget-s"
+                print(f"start-up: stopping after {rep} runs (budget)", flush=True)
+                break
             startup.append(first_step_run(QUICKSTART, timeout_s=180))
             print(
                 f"start-up {rep + 1}/{args.startup_reps}: first step after "

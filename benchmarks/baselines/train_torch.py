@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def main() -> None:
                 "first_step_at": first_step_at,
                 "device": str(device),
                 "threads": torch.get_num_threads(),
+                "cpus_allowed": len(os.sched_getaffinity(0)),
             }
         )
     )

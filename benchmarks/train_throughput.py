@@ -729,6 +729,14 @@ def build_document(
     return document
 
 
+def write_partial(document: dict[str, Any], out: Path) -> None:
+    """``document`` to ``out``, whole or not at all (quietly: the final one is printed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(out.suffix + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -806,9 +814,16 @@ def main() -> None:
                 failures,
             )
 
+        done: dict[str, list[Any]] = {name: [] for name in sides}
+
         def progress(repetition: int, name: str, result: dict[str, Any] | None) -> None:
             if result is not None:  # how busy the machine was: 1-minute load after the run
                 result["load_1min_after"] = os.getloadavg()[0]
+            done[name].append(result)
+            if args.out and all(len(r) == repetition + 1 for r in done.values()):
+                # Every finished round on disk: a run stopped at a time limit keeps them.
+                partial = build_document(args, done, [], [], failures, session)
+                write_partial(rounded(partial | {"partial": True}), args.out)
             figure = "failed" if result is None else f"{result['samples_per_s']:,.0f} samples/s"
             wall = "" if result is None else f" (round {result['wall_s']:.1f} s)"
             print(f"round {repetition + 1}/{args.rounds}, {name}: {figure}{wall}", flush=True)

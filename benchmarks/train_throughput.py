@@ -478,6 +478,39 @@ def ray_train_breakdown(logs_dir: str | None) -> dict[str, float]:
     return found
 
 
+# What `ray-mlops train` imports before it starts Ray (cli.py's _run_command, then ray_runtime).
+COMMAND_IMPORTS = (
+    "import ray_mlops.cli, ray_mlops.config, ray_mlops.preflight, ray_mlops.workspace, "
+    "ray_mlops.pipeline, ray_mlops.runtime, ray_mlops.summary, ray.data"
+)
+
+
+def import_profile(top: int = 10) -> dict[str, Any]:
+    """``python -X importtime`` of the command's imports: the slowest top-level packages.
+
+    Seconds are cumulative (a package with what it imports first), so they overlap.
+    """
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", COMMAND_IMPORTS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    wall = time.perf_counter() - began
+    packages: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|", 2)
+        root = name.strip().split(".")[0]
+        if cumulative.strip().isdigit():
+            packages[root] = max(packages.get(root, 0.0), int(cumulative) / 1e6)
+    slowest = sorted(packages.items(), key=lambda kv: -kv[1])[:top]
+    return {"wall_s": wall, "slowest_packages_s": dict(slowest), "statement": COMMAND_IMPORTS}
+
+
 def first_step_run(config: Path, timeout_s: float) -> dict[str, Any]:
     """One `ray-mlops train` in a fresh workspace, stopped after its first training step."""
     with tempfile.TemporaryDirectory(prefix="train-startup-") as tmp:
@@ -845,6 +878,11 @@ def main() -> None:
                 f"{_fmt(startup[-1].get('total_s'), ' s')}",
                 flush=True,
             )
+        if startup:
+            try:
+                session["command_imports"] = import_profile()
+            except Exception as exc:  # a profile only: the figures stand without it
+                session["command_imports"] = {"error": repr(exc)}
     plain_first = [r["first_step_after_s"] for r in rounds.get(PLAIN, []) if r]
     document = build_document(args, rounds, startup, plain_first, failures, session)
     emit(rounded(document), args.out)

@@ -160,6 +160,9 @@ def process_label(process: Any) -> str:
         rest = iter(command[1:])
         for arg in rest:
             if arg == "-c":
+                code = next(rest, "")
+                if "resource_tracker" in code:
+                    return "python -c (multiprocessing resource tracker)"
                 return "python -c (a worker process)"
             if arg == "-m":
                 return f"python -m {next(rest, '')}"
@@ -208,6 +211,43 @@ def cpu_per_request(
         totals[label] = totals.get(label, 0.0) + spent
     per = {k: v * 1e6 / max(requests, 1) for k, v in totals.items() if v > 0}
     return dict(sorted(per.items(), key=lambda kv: -kv[1]))
+
+
+def frame_name(frame: str) -> str:
+    """A py-spy frame without its line: ``predict (ray_mlops/serve/v1_endpoints.py)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/"):
+        path = path.split(marker, 1)[-1]
+    if "/lib/python3." in path:
+        path = "stdlib/" + path.split("/lib/python3.", 1)[1].split("/", 1)[-1]
+    return f"{name} ({path})" if path else name
+
+
+def collapsed_profile(text: str, top: int = 25) -> dict[str, Any]:
+    """Shares of on-CPU samples by function, from py-spy's collapsed stacks (``raw``).
+
+    ``inclusive``: samples whose stack holds the function; ``self``: samples in it last.
+    """
+    inclusive: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [frame_name(f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return {k: v / max(total, 1) for k, v in ranked}
+
+    return {"samples": total, "inclusive": shares(inclusive), "self": shares(leaf)}
 
 
 # ---------------------------------------------------------------------------- the sides
@@ -611,6 +651,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="repetitions of the goal points")
     parser.add_argument("--full-reps", type=int, default=1, help="repetitions of every point")
     parser.add_argument("--replica-reps", type=int, default=1)
+    parser.add_argument(
+        "--profile-seconds", type=float, default=6.0, help="py-spy per point; 0: no profile"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--records", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--sides", nargs="+", default=["a", "b1", "b2", "c", "d"])
@@ -622,6 +665,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.warmup, args.reps, args.full_reps = 2.0, 0.5, 1, 1
         args.replica_reps, args.concurrency, args.records = 0, [1, 64], [1, 32]
+        args.profile_seconds = 0.0
     if not shutil.which("wrk") and not Path("/usr/bin/wrk").exists():
         sys.exit("wrk is missing: apt-get install -y wrk")
     work = args.work or Path(tempfile.mkdtemp(prefix="serve-bench-"))
@@ -673,6 +717,72 @@ def main() -> None:
         write_cpu(args, run, {}, partial=True)  # an interrupted run keeps what it measured
     replicas = replica_curve(args, config, work, logs, script, records, expected, positive)
     write_cpu(args, run, replicas)
+    if args.profile_seconds > 0:
+        try:
+            spy = py_spy_phase(args, sides, work, logs, script, records)
+        except Exception as exc:  # the figures above stand without it
+            spy = {"error": f"{type(exc).__name__}: {exc}"}
+        write_cpu(args, run, replicas, extra={"py_spy": spy})
+
+
+def py_spy_phase(
+    args: argparse.Namespace, sides: list[Side], work: Path, logs: Path, script: Path,
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """Where the serving process's Python spends its CPU: py-spy on one replica (a, b2) or
+    one uvicorn worker (b1) during a load at concurrency 1 and 64, one record.
+
+    A separate run of each server after the timed ones: sampling slows the process a little.
+    """
+    found: dict[str, Any] = {
+        "how": f"py-spy record --rate 200 --nonblocking, {args.profile_seconds:g} s of wrk per "
+        "point after 1 s of warm-up; shares of on-CPU samples of the process's Python threads "
+        "(native code counts to its Python caller)",
+    }
+    for side in [s for s in sides if s.key in ("a", "b2", "b1")]:
+        bodies = write_bodies(work, side, records)
+        server = Server(side, logs / f"{side.key}-py-spy.log", bodies[1].read_bytes())
+        try:
+            server.start()
+            assert server.process is not None
+            target = serving_process(server.process.pid)
+            for concurrency in (1, 64):
+                subprocess.run(
+                    wrk_argv(server.url, bodies[1], script, concurrency, 1.0), capture_output=True,
+                    check=False,
+                )  # fmt: skip
+                out = work / f"py-spy-{side.key}-{concurrency}.txt"
+                spy = subprocess.Popen(
+                    [str(BIN / "py-spy"), "record", "--pid", str(target), "--rate", "200",
+                     "--duration", str(round(args.profile_seconds)), "--format", "raw",
+                     "--nonblocking", "--output", str(out)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                load = subprocess.run(
+                    wrk_argv(server.url, bodies[1], script, concurrency, args.profile_seconds),
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                spy.wait(60)
+                profile = collapsed_profile(out.read_text() if out.exists() else "")
+                profile["requests_per_s"] = parse_wrk(load.stdout)["requests_per_s"]
+                found.setdefault(side.label, {})[point_name(1, concurrency)] = profile
+                print(f"  py-spy {side.label} c={concurrency}: {profile['samples']} samples")
+        finally:
+            server.stop()
+    return found
+
+
+def serving_process(leader: int) -> int:
+    """The pid that runs the model: Serve's replica, else the first uvicorn worker."""
+    import psutil
+
+    members = psutil.Process(leader).children(recursive=True)
+    labels = {p.pid: process_label(p) for p in members}
+    for wanted in ("ray::ServeReplica", "python -c"):
+        for pid, label in labels.items():
+            if label.startswith(wanted):
+                return pid
+    raise RuntimeError(f"no replica or worker process under {leader}: {sorted(labels.values())}")
 
 
 def replica_curve(
@@ -727,7 +837,11 @@ def median_profile(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 def write_cpu(
-    args: argparse.Namespace, run: Run, replicas: dict[str, Any], partial: bool = False
+    args: argparse.Namespace,
+    run: Run,
+    replicas: dict[str, Any],
+    partial: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     labels = {s.key: s.label for s in run.sides}
     points = {
@@ -890,6 +1004,7 @@ def write_cpu(
         },
         "goals": goals,
         "curves": curves,
+        **(extra or {}),
     }
     if partial:
         if args.out:

@@ -176,3 +176,29 @@ def test_cpu_per_request_sums_by_process_label() -> None:
         cmdline=lambda: ["ray::ServeReplica:adult-income:ModelServer"], name=lambda: "x"
     )
     assert serve_load.process_label(title) == "ray::ServeReplica (model replica)"
+
+
+def test_collapsed_profile_shares_by_function() -> None:
+    raw = (
+        "run (/x/lib/python3.11/asyncio/base_events.py:1);predict (/work/main/ray_mlops/serve/"
+        "v1_endpoints.py:40);forward (/v/lib/python3.11/site-packages/torch/nn/linear.py:9) 30\n"
+        "run (/x/lib/python3.11/asyncio/base_events.py:2);loads (/x/lib/python3.11/json/__init__.py:3) 10\n"
+    )
+    profile = serve_load.collapsed_profile(raw)
+    assert profile["samples"] == 40
+    assert profile["inclusive"]["run (stdlib/asyncio/base_events.py)"] == 1.0
+    assert profile["inclusive"]["predict (ray_mlops/serve/v1_endpoints.py)"] == 0.75
+    assert profile["self"] == {
+        "forward (torch/nn/linear.py)": 0.75,
+        "loads (stdlib/json/__init__.py)": 0.25,
+    }
+    worker = SimpleNamespace(
+        cmdline=lambda: [
+            "/v/bin/python",
+            "-B",
+            "-c",
+            "from multiprocessing.spawn import spawn_main",
+        ],
+        name=lambda: "python",
+    )
+    assert serve_load.process_label(worker) == "python -c (a worker process)"

@@ -778,7 +778,7 @@ def serving_process(leader: int) -> int:
 
     members = psutil.Process(leader).children(recursive=True)
     labels = {p.pid: process_label(p) for p in members}
-    for wanted in ("ray::ServeReplica", "python -c (a worker process)"):
+    for wanted in ("ray::ServeReplica", "python -c"):
         for pid, label in labels.items():
             if label.startswith(wanted):
                 return pid

@@ -393,6 +393,7 @@ def per_seed(ours: Sequence[float | None], baseline: Sequence[float | None]) -> 
             ratios.append(0.0)
         else:
             ratios.append(mine / theirs)
+    both = [r for r in ratios if 0 < r < math.inf]
     ours_median, base_median = median(ours), median(baseline)
     paired = statistics.median(ratios) if ratios else None
 
@@ -412,6 +413,7 @@ def per_seed(ours: Sequence[float | None], baseline: Sequence[float | None]) -> 
         "per_seed_ratios": [finite(r) for r in ratios],
         "per_seed_ratio_min": finite(min(ratios)) if ratios else None,
         "per_seed_ratio_max": finite(max(ratios)) if ratios else None,
+        "both_reached_ratio_range": [min(both), max(both)] if both else None,
         "seeds_ours_faster": sum(r < 1 for r in ratios),
     }
 
@@ -798,8 +800,11 @@ def report(
             detail=(
                 f"{_s(vs_pruned['ours']['median'])} vs {_s(vs_pruned['baseline']['median'])} "
                 f"median to val_loss {target:.4f}; ratio of medians "
-                f"{_x(vs_pruned['ratio_of_medians'])}, per seed "
-                f"{_x(vs_pruned['per_seed_ratio_min'])}-{_x(vs_pruned['per_seed_ratio_max'])}; "
+                f"{_x(vs_pruned['ratio_of_medians'])}; per seed "
+                f"{_range(vs_pruned['both_reached_ratio_range'])} where both reached it, "
+                f"ours never on {len(args.seeds) - vs_pruned['seeds_ours_reached']} and Optuna "
+                f"never on {len(args.seeds) - vs_pruned['seeds_baseline_reached']} of "
+                f"{len(args.seeds)} seeds; "
                 f"first epoch after {first_epoch[OURS]:.1f} s vs {first_epoch[PRUNED]:.1f} s; "
                 "easier targets (quantiles "
                 + ", ".join(
@@ -953,6 +958,10 @@ def report(
 
 def _s(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
+
+
+def _range(values: list[float] | None) -> str:
+    return "n/a" if not values else f"{values[0]:.2f}-{values[1]:.2f}x"
 
 
 def _x(value: float | None) -> str:

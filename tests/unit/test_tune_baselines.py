@@ -60,6 +60,7 @@ def test_per_seed_gives_both_statistics_and_counts_unreached_seeds_as_slowest() 
     assert result["per_seed_ratio_min"] == pytest.approx(0.1)
     assert result["per_seed_ratio_max"] is None  # infinite
     assert result["seeds_ours_faster"] == 2
+    assert result["both_reached_ratio_range"] == pytest.approx([0.1, 3.0])
     never = bench.per_seed([None, None, 1.0], [1.0, 1.0, None])
     assert never["ours"]["median"] is None and never["median_of_per_seed_ratios"] is None
 

@@ -11,8 +11,8 @@ SERVER = """
 import time
 from ray_mlops.runtime import stop_on_sigterm
 stop_on_sigterm()
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # inside the try: the signal may come right after it
     time.sleep(60)
 except KeyboardInterrupt as exc:
     print("interrupted:", exc, flush=True)

@@ -113,7 +113,11 @@ def main() -> None:
             rounds.append(one_round(configurations, args.epochs, cpus, pool))
     ratio = statistics.median(r["ratio"] for r in rounds)
     document = {
-        **header("trial_parallelism", "torch"),
+        **header(
+            "trial_parallelism",
+            "torch",
+            measures=["benchmarks/tune_efficiency.py", "ray_mlops/search/space.py"],
+        ),
         "setup": {
             "data": "UCI Adult, 70% train split (22,792 rows), quick start features",
             "configurations": configurations,

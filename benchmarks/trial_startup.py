@@ -203,7 +203,13 @@ def write(args: argparse.Namespace, searches: list[dict[str, Any]], plain: dict[
     }
     not_imports = statistics.median(p["not_imports_s"] for p in processes)
     document = {
-        **header("trial_startup", "torch", "ray", "optuna"),
+        **header(
+            "trial_startup",
+            "torch",
+            "ray",
+            "optuna",
+            measures=["ray_mlops/search", "ray_mlops/train", "benchmarks/tune_efficiency.py"],
+        ),
         "setup": {
             "search": "ray-mlops run_search, random, no scheduler, one epoch on 256 rows",
             "trials_per_search": os.cpu_count(),

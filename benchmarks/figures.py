@@ -79,7 +79,7 @@ def main_table(results: list[tuple[Path, dict[str, Any]]]) -> str:
     text = "\n".join(rows)
     if untabled:
         names = ", ".join(f"`{n}`" for n in untabled)
-        text += f"\n\nResults that record no goals (an older format; see `benchmarks/README.md`): {names}."
+        text += f"\n\nResults that state no goals (diagnostics, or an older format; see `benchmarks/README.md`): {names}."
     return text
 
 
@@ -102,7 +102,10 @@ def detail_sections(results: list[tuple[Path, dict[str, Any]]]) -> str:
                 )
             parts.append("\n".join(lines))
         else:
-            parts.append("No goals recorded in this file (written before `goals` existed).")
+            parts.append(
+                "No goals in this file: a diagnostic that explains another benchmark's figures,"
+                " or a result written before `goals` existed (`make bench-stale` tells which)."
+            )
         curves = doc.get("curves") or []
         if curves:
             links = ", ".join(

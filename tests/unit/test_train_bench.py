@@ -187,3 +187,36 @@ def test_the_probe_targets_still_exist() -> None:
     assert {"_data_stage", "_features_stage", "_train_stage"} <= functions("ray_mlops/pipeline.py")
     assert {"train_encoded", "build_torch_trainer"} <= functions("ray_mlops/train/trainer.py")
     assert {"run_loop"} <= functions("ray_mlops/train/loop.py")
+
+
+def test_document_of_fake_rounds_has_every_goal(bench: ModuleType, plain_run: dict) -> None:
+    """The JSON document from rounds (no Ray): goals, comparisons, same-work checks."""
+    import argparse
+
+    args = argparse.Namespace(
+        device="cpu", quick=False, rows=600, validation_rows=100, features=8, hidden="16,16",
+        batch_size=128, epochs=2, rounds=2,
+    )  # fmt: skip
+    plain = [plain_run | {"samples_per_s": rate, "wall_s": 2.0} for rate in (100.0, 120.0)]
+    ours = {
+        "data": dict(plain_run["data"]), "epochs": 2, "samples_per_epoch": 600,
+        "steps_per_epoch": 5, "train_loss": plain_run["train_loss"][-1],
+        "val_loss": plain_run["val_loss"], "wall_s": 4.0,
+    }  # fmt: skip
+    rounds = {
+        bench.PLAIN: plain,
+        bench.RESIDENT: [ours | {"samples_per_s": 95.0}, ours | {"samples_per_s": 102.0}],
+        bench.STREAMING: [ours | {"samples_per_s": 50.0}, None],
+    }
+    startup = [{"total_s": 20.0, "ray_init_s": 5.0, "command": "ray-mlops train"}]
+    document = bench.build_document(args, rounds, startup, [2.5], [], {})
+    goals = {g["claim"].split(":")[0]: g for g in document["goals"]}
+    assert len(document["goals"]) == 4
+    cpu = next(g for g in document["goals"] if "2 CPUs: ray-mlops" in g["claim"])
+    assert cpu["value"] == pytest.approx(98.5 / 110.0) and cpu["met"] is False
+    assert all(g["value"] is None for c, g in goals.items() if "GPU" in c)
+    resident = document["comparisons"][bench.RESIDENT]["samples_per_s_last_epoch"]
+    assert resident["paired_ratios"] == pytest.approx([0.95, 0.85])
+    assert document["same_work"][bench.RESIDENT]["ok"]
+    assert not document["same_work"][bench.STREAMING]["ok"]  # a failed round is no check
+    assert document["startup"]["medians"]["total_s"] == 20.0

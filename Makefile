@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/quickstart.yaml
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test lint bench bench-setup bench-stale bench-figures clean cluster-up cluster-down
+.PHONY: setup run test lint bench bench-setup bench-stale bench-figures bench-gpu clean cluster-up cluster-down
 
 # PostgreSQL's server binaries (Debian's package) for the local cluster, when missing: the
 # cluster runs a server of its own from them and leaves the package's service alone.
@@ -59,6 +59,12 @@ bench: bench-setup
 # Results older than the code they measure (exit 1 when any).
 bench-stale: setup
 	python benchmarks/stale.py
+
+# Every GPU and 16-CPU case on a lent GPU node, about 5 minutes (benchmarks/gpu_suite.sh).
+# No `setup`: the node cannot download; Ray, MLflow and Optuna come from the .gpu bundle
+# (../shared/gpu/make-bundle.sh), results go to $$OUT as NAME-gpu-DEVICE.json.
+bench-gpu:
+	bash benchmarks/gpu_suite.sh
 
 # The README tables and the plots, from benchmarks/results/*.json.
 bench-figures: setup

@@ -73,7 +73,7 @@ def judge(path: Path, root: Path = ROOT) -> Verdict:
         changed = last_change(measures, root)
         return Verdict(relative, name, commit, True, f"code changed since (last: {changed})")
     base = commit.split("+", 1)[0]
-    paths = LEGACY_MEASURES.get(name.split("-")[0].split("_pooled")[0], ["ray_mlops"])
+    paths = LEGACY_MEASURES.get(name.split("-")[0], ["ray_mlops"])
     paths = [*paths, f"benchmarks/{name.split('-')[0]}.py"]
     if base == "unknown":
         return Verdict(relative, name, commit, True, "it records no commit")

@@ -28,7 +28,7 @@ from ray_mlops.serve.dataplane import CHAMPION, DataPlane
 from ray_mlops.serve.errors import register_error_handlers
 from ray_mlops.serve.models import Health
 from ray_mlops.serve.openapi import document
-from ray_mlops.serve.routing import Plane, ServedRoute, caller_may, data_plane
+from ray_mlops.serve.routing import Plane, ServedRoute, caller_may, plane_of
 from ray_mlops.serve.schema import RequestError
 
 operations = APIRouter(route_class=ServedRoute)
@@ -59,7 +59,7 @@ async def prometheus() -> Any:
 @probes.get("/healthz", response_model=Health)
 async def health(request: Request) -> dict[str, Any]:
     """Liveness: the replica is up and holds a model; which replica and process answered."""
-    plane = data_plane(request)
+    plane = plane_of(request)
     slot = plane.slots[CHAMPION]
     return {
         "status": "ok",

@@ -26,13 +26,23 @@ from ray_mlops.serve.schema import RequestError, decode_content
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 
-def data_plane(request: Request) -> DataPlane:
+# The dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hop per dependency per request, which profiling
+# showed was half the replica's CPU per request (issue 26, serve_load's py-spy phase).
+
+
+def plane_of(request: Request) -> DataPlane:
     """The replica's data plane, which :func:`ray_mlops.serve.api.create_api` put on the app."""
     plane: DataPlane = request.app.state.plane
     return plane
 
 
-def request_id(request: Request) -> str:
+async def data_plane(request: Request) -> DataPlane:
+    """The data plane as a dependency (see :func:`plane_of`)."""
+    return plane_of(request)
+
+
+async def request_id(request: Request) -> str:
     """The request's ``X-Request-ID`` (one made up when Serve did not give one)."""
     given: str = request.state.request_id
     return given
@@ -45,8 +55,8 @@ RequestId = Annotated[str, Depends(request_id)]
 def caller_may(role: str) -> Any:
     """A dependency admitting a request for the route's model to a key with ``role``."""
 
-    def admit(request: Request) -> None:
-        data_plane(request).admit(request.headers, request.path_params.get("name"), role)
+    async def admit(request: Request) -> None:
+        plane_of(request).admit(request.headers, request.path_params.get("name"), role)
 
     return Depends(admit)
 
@@ -57,7 +67,7 @@ async def raw_body(request: Request) -> bytes:
     Raises:
         RequestError: 413 over the limit, 400/415 for the encoding.
     """
-    limit = data_plane(request).cfg.max_body_bytes
+    limit = plane_of(request).cfg.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {declared} bytes; the limit is {limit}")
@@ -87,7 +97,7 @@ class ServedRoute(APIRoute):
         async def served(request: Request) -> Response:
             started = time.perf_counter()
             request.state.request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-            plane = data_plane(request)
+            plane = plane_of(request)
             deadline = plane.cfg.request_timeout_s
             try:
                 try:

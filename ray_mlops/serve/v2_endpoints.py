@@ -40,7 +40,7 @@ from ray_mlops.serve.routing import (
     RequestId,
     ServedRoute,
     caller_may,
-    data_plane,
+    plane_of,
     raw_body,
     versioned,
 )
@@ -69,7 +69,7 @@ async def live() -> dict[str, bool]:
 @health.get("/v2/health/ready", response_model=Ready)
 async def ready(request: Request) -> dict[str, bool]:
     """The replica holds a loaded, warmed-up model."""
-    return {"ready": data_plane(request).ready}
+    return {"ready": plane_of(request).ready}
 
 
 @router.get(

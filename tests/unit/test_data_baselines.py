@@ -82,3 +82,20 @@ def test_ray_mlops_is_checked_within_sampling_error(answers: dict[str, Any]) -> 
     train = ours["splits"]["train"]
     train["numeric_sums"]["age"] += 0.1 * train["rows"]
     assert not data_prep.same_work(runs)[data_prep.OURS]["numeric_means_within_6_se"]
+
+
+def test_a_side_out_of_memory_is_not_run_again_and_the_others_rotate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def fake_measure(side: str, rows: int, folder: Path, timeout_s: float) -> dict[str, Any]:
+        calls.append(side)
+        oom = side == "pandas"
+        return {"side": side, "ok": not oom, "out_of_memory": oom, "timed_out": False}
+
+    monkeypatch.setattr(data_prep, "measure", fake_measure)
+    runs = data_prep.run_size(1_000, {"polars": 3, "pandas": 3, "duckdb": 2}, timeout_s=1)
+    assert [len(runs[s]) for s in ("polars", "pandas", "duckdb")] == [3, 1, 2]
+    assert calls[:3] == ["polars", "pandas", "duckdb"]
+    assert calls[3:5] == ["duckdb", "polars"]  # rotated by one, pandas left out

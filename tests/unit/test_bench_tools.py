@@ -175,3 +175,26 @@ def test_the_committed_readmes_match_the_committed_results() -> None:
     rendered = figures.render()
     for path, text in rendered.items():
         assert path.read_text() == text, f"{path}: run make bench-figures"
+
+
+def test_profiles_split_samples_by_training_step_and_by_process() -> None:
+    import profile_data
+    import profile_train
+
+    raw = "\n".join(
+        [
+            "main (t.py:1);forward (torch/nn/modules/module.py:2) 6",
+            "main (t.py:1);backward (torch/_tensor.py:3) 3",
+            "main (t.py:1);report (ray/train/x.py:4) 1",
+        ]
+    )
+    shares = profile_train.step_share({"samples": 10}, raw)
+    assert shares["forward"] == 0.6 and shares["backward"] == 0.3
+    assert abs(shares["everything else"] - 0.1) < 1e-9
+    spread = (
+        'process 7:"ray::MapBatches(check) x";work (a.py:1) 3\nprocess 1:"python d.py";w (b.py:1) 1'
+    )
+    assert profile_data.by_process(spread) == {"ray::MapBatches(check)": 0.75, "python": 0.25}
+    before = {1: ("raylet", 1.0), 2: ("worker", 2.0)}
+    after = {1: ("raylet", 1.5), 2: ("worker", 5.0), 3: ("new", 0.01)}
+    assert profile_train.cpu_by_process(before, after) == {"worker": 3.0, "raylet": 0.5}

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="*", type=Path, help="result files (default: all)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     args = parser.parse_args(argv)
-    files = args.results or sorted(RESULTS.glob("*.json"))
+    # The profiles under results/profiles/ explain misses: they go stale like the results.
+    files = args.results or sorted([*RESULTS.glob("*.json"), *RESULTS.glob("profiles/*.json")])
     verdicts = [judge(path.resolve()) for path in files]
     if args.json:
         print(json.dumps([asdict(v) for v in verdicts], indent=2))

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ray_mlops.errors import DataError
+from ray_mlops.models.outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
 from ray_mlops.monitor.drift import (
     ColumnDrift,
     categorical_drift,
@@ -37,12 +38,10 @@ from ray_mlops.monitor.estimate import (
 )
 from ray_mlops.monitor.result import Breach, WindowResult
 
-PREDICTION = "prediction"
-"""Column of the served label in a window frame."""
+# A window frame names the served outputs as the packaged model's prediction frame does.
+PREDICTION = PREDICTION_COLUMN
 LABEL = "label"
 """Column of the joined ground truth (None where no label arrived)."""
-PROBABILITY_PREFIX = "probability_"
-"""Prefix of the class probability columns: ``probability_<label>``."""
 
 
 @dataclass(frozen=True)

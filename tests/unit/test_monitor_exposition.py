@@ -382,6 +382,19 @@ def test_alert_rules_are_the_designed_ones_with_severity_and_text() -> None:
         assert "$labels.column" in rules[name]["annotations"]["summary"]
 
 
+def _expansion(template: str, labels: dict[str, str]) -> re.Pattern[str]:
+    """What promtool may expand an annotation to: the labels filled in, any value templated."""
+    pieces = re.split(r"(\{\{.*?\}\})", template)
+    pattern = []
+    for piece in pieces:
+        label = re.fullmatch(r"\{\{ \$labels\.(\w+) \}\}", piece)
+        if label:
+            pattern.append(re.escape(labels[label.group(1)]))
+        else:
+            pattern.append(".+?" if piece.startswith("{{") else re.escape(piece))
+    return re.compile("".join(pattern))
+
+
 def test_promtool_tests_cover_the_main_alerts_and_match_the_rules() -> None:
     rules = _alert_rules()
     document = yaml.safe_load((MONITORING / "alerts_test.yml").read_text())
@@ -400,6 +413,9 @@ def test_promtool_tests_cover_the_main_alerts_and_match_the_rules() -> None:
             # promtool compares labels and annotations whole: each must be listed.
             assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
             assert set(alert["exp_annotations"]) == set(rule["annotations"])
+            for name, template in rule["annotations"].items():
+                expected = alert["exp_annotations"][name]
+                assert _expansion(template, alert["exp_labels"]).fullmatch(expected), expected
             assert re.fullmatch(r"\d+m", case["eval_time"])
 
 

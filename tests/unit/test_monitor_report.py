@@ -174,6 +174,25 @@ def test_fairness_per_sensitive_column_and_a_window_without_labels(reference: Re
     assert "no labels joined yet" in html and "Fairness" not in html
 
 
+def test_a_regressor_with_an_all_missing_and_a_constant_column(reference: Reference) -> None:
+    train = _frame(0, 3000)
+    regressor = Reference(
+        numeric={"x": train["x"].to_numpy(), "flat": np.full(3000, 2.0)},
+        categorical=reference.categorical,
+        scores=train["probability_yes"].to_numpy(),
+    )
+    window = _window(6, hour=2)
+    frame = window.frame.assign(x=np.nan, flat=2.0, prediction=window.frame["probability_yes"])
+    window = Window("churn", window.start, window.end, frame)
+    result = evaluate_window(window, regressor, LIMITS)
+    html = report.render_window_report(result, regressor, window)
+    # The empty column is listed as untested (grey) and still drawn, from its reference alone.
+    assert '<tr class="small"><td>x</td><td>numeric</td><td>ks</td><td>—</td>' in html
+    assert "<td>100.0%</td>" in html
+    assert _images(html) == 3 + 1  # x, flat, the hostile column; the predicted values
+    assert 'alt="reference and current distribution of predicted value"' in html
+
+
 def test_an_untested_window_says_why_without_plots(reference: Reference) -> None:
     window = _window(4, hour=3, n=50, shift=3.0)
     result = evaluate_window(window, reference, LIMITS)

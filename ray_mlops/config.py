@@ -16,11 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from ray_mlops.errors import ConfigError
 
@@ -996,6 +1006,214 @@ class ServeConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A positive duration written as a whole number and a unit: s, m, h or d.
+
+    Args:
+        text: For example ``"90s"``, ``"5m"``, ``"1h"`` or ``"2d"``.
+
+    Returns:
+        The duration.
+
+    Raises:
+        ValueError: ``text`` is not of that form, or is zero.
+
+    Example:
+        >>> parse_duration("90m")
+        datetime.timedelta(seconds=5400)
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError("give a duration such as 90s, 5m, 1h or 2d")
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds == 0:
+        raise ValueError("a duration must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(duration: timedelta) -> str:
+    """``duration`` in the largest unit that writes it whole, as :func:`parse_duration` reads it.
+
+    Example:
+        >>> format_duration(timedelta(hours=48)), format_duration(timedelta(seconds=90))
+        ('2d', '90s')
+    """
+    seconds = int(duration.total_seconds())
+    unit, size = next((u, n) for u, n in _DURATION_UNITS.items() if seconds % n == 0)
+    return f"{seconds // size}{unit}"
+
+
+def _duration_input(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        # Built in Python rather than read from YAML: it must still write as a duration string.
+        seconds = value.total_seconds()
+        if seconds <= 0 or seconds != int(seconds):
+            raise ValueError(f"a duration must be a positive whole number of seconds, got {value}")
+        return value
+    return parse_duration(value)
+
+
+# A timedelta in Python, written back as "1h" (not ISO 8601's "PT1H") by model_dump(mode="json"),
+# so config_hash is stable and search.space's re-validation of the dumped config reads it.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration_input),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+DriftDistance = Literal["wasserstein_normalised", "jensen_shannon"]
+# The distances ray_mlops.monitor.drift computes (its DISTANCE_NAMES; config sits below the
+# monitor in the import layers, so a unit test keeps the two equal).
+DRIFT_DISTANCES: tuple[DriftDistance, ...] = get_args(DriftDistance)
+
+MonitorSignal = Literal["drift", "estimated", "realised", "fairness"]
+# What can breach a limit in a monitored window (ray_mlops.monitor.result.SIGNALS, kept equal
+# by a unit test).
+MONITOR_SIGNALS: tuple[MonitorSignal, ...] = get_args(MonitorSignal)
+_DEFAULT_RETRAIN_SIGNALS: tuple[MonitorSignal, ...] = ("drift", "estimated", "realised")
+_DEFAULT_MIN_DISTANCE: dict[DriftDistance, float] = {
+    "wasserstein_normalised": 0.1,
+    "jensen_shannon": 0.1,
+}
+
+
+class RetrainConfig(_Section):
+    """When a breach of the monitor's limits retrains the model (through the same gate)."""
+
+    enabled: bool = Field(False, description="Retrain when a window breaches a limit of `on`.")
+    on: list[MonitorSignal] = Field(
+        default_factory=lambda: list(_DEFAULT_RETRAIN_SIGNALS),
+        min_length=1,
+        description=(
+            "Signals whose breach may trigger a retrain: drift (inputs or predictions), "
+            "estimated (performance estimated without labels), realised (on labelled rows), "
+            "fairness (realised, per data.sensitive column)."
+        ),
+    )
+    min_labelled_rows: int = Field(
+        500,
+        ge=0,
+        description=(
+            "Labelled captured rows needed before a retrain starts; they join the original "
+            "data in the training set."
+        ),
+    )
+    cooldown: Duration = Field(
+        timedelta(hours=24),
+        description="Least time between two retrains of a model (s/m/h/d, e.g. 24h).",
+    )
+
+    @model_validator(mode="after")
+    def _signals_are_named_once(self) -> RetrainConfig:
+        if len(set(self.on)) != len(self.on):
+            raise ValueError(f"on lists a signal twice: {self.on}")
+        return self
+
+
+class MonitorConfig(_Section):
+    """``ray-mlops monitor``: drift and live quality of the served model, window by window."""
+
+    window: Duration = Field(
+        timedelta(hours=1),
+        description=(
+            "Length of a monitored window (s/m/h/d, e.g. 90s, 5m, 1h, 2d); `--every` defaults "
+            "to it."
+        ),
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description=(
+            "False discovery rate of each window's per-column drift tests (Benjamini-Hochberg "
+            "over the input and prediction columns)."
+        ),
+    )
+    min_distance: dict[DriftDistance, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: dict(_DEFAULT_MIN_DISTANCE),
+        description=(
+            "Effect-size floor per distance (wasserstein_normalised: numeric columns and "
+            "scores; jensen_shannon: categorical columns and classes): a column drifted "
+            "only when its test rejects and its distance reaches the floor. A distance "
+            "left out has no floor."
+        ),
+    )
+    min_rows: int = Field(
+        200, ge=1, description="A window with fewer captured records is not tested."
+    )
+    sample_rows: int = Field(
+        100_000,
+        ge=1,
+        description=(
+            "Records of the current window sampled for the KS test and Wasserstein distance "
+            "(category shares and PSI use every record)."
+        ),
+    )
+    reference_rows: int = Field(
+        20_000,
+        ge=1,
+        description="Train-split rows kept with each model version as its drift reference.",
+    )
+    experiment: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "MLflow experiment of the monitoring runs (one per window). Default: the "
+            "pipeline's experiment name followed by '-monitoring'."
+        ),
+    )
+    labels_path: str = Field(
+        "labels",
+        description=(
+            "Folder or object store URI of the label store (Parquet); a relative folder is "
+            "taken under workspace.storage, like serve.capture.path."
+        ),
+    )
+    minimums: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Metric -> lowest allowed value, judged on each window's estimated metrics and, "
+            "once labels are joined, its realised ones (names as in gate.minimums)."
+        ),
+    )
+    maximums: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> highest allowed value, judged like minimums.",
+    )
+    max_demographic_parity_difference: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest allowed on a window's labelled rows, over data.sensitive columns.",
+    )
+    max_equalized_odds_difference: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest allowed on a window's labelled rows, over data.sensitive columns.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With `--every`: serve the monitor's Prometheus series on /metrics here.",
+    )
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @model_validator(mode="after")
+    def _sample_covers_a_tested_window(self) -> MonitorConfig:
+        if self.sample_rows < self.min_rows:
+            raise ValueError(
+                f"sample_rows ({self.sample_rows}) is below min_rows ({self.min_rows}): a "
+                "tested window would be sampled below the size that makes it testable"
+            )
+        return self
+
+
 class PipelineConfig(_Section):
     """A whole pipeline: what data, which features, what model, where it is tracked and served."""
 
@@ -1016,6 +1234,7 @@ class PipelineConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _selection_metric_fits_task(self) -> PipelineConfig:
@@ -1042,6 +1261,11 @@ class PipelineConfig(_Section):
     def experiment_name(self) -> str:
         """MLflow experiment name."""
         return self.tracking.experiment or self.name
+
+    @property
+    def monitoring_experiment_name(self) -> str:
+        """MLflow experiment of the monitoring runs."""
+        return self.monitor.experiment or f"{self.experiment_name}-monitoring"
 
     def config_hash(self) -> str:
         """A stable hash of the effective config (defaults included)."""

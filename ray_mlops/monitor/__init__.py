@@ -1,50 +1,57 @@
 """Monitoring: drift and live quality of a served model, from its captured traffic.
 
-The statistics of one monitored window against the model's reference: per-column drift tests
-and distances with a false-discovery control across columns (:mod:`.drift`), and the
-performance estimated from predicted probabilities before labels arrive, beside the realised
-performance once they do (:mod:`.estimate`). Imported lazily.
+A window of captured records (:mod:`.reader`, Ray Data) is judged against the model
+version's reference (:mod:`.reference`) by :mod:`.window`: per-column drift tests and
+distances with a false-discovery control across columns (:mod:`.drift`), the performance
+estimated from the predicted probabilities before labels arrive and the realised
+performance once they do (:mod:`.estimate`, labels from :mod:`.labels`). Every output reads
+the one :class:`WindowResult` (:mod:`.result`): :mod:`.report` draws it as a page and
+:mod:`.exposition` serves it to Prometheus.
+Imported lazily.
 """
 
 from ray_mlops.exports import lazy_exports
 
-__all__ = [
-    "Calibrator",
-    "ColumnDrift",
-    "EstimatedPerformance",
-    "RealisedPerformance",
-    "categorical_drift",
-    "decide",
-    "drift_share",
-    "estimate_by_group",
-    "estimate_performance",
-    "fit_calibrator",
-    "numeric_drift",
-    "population_stability_index",
-    "prediction_class_drift",
-    "prediction_score_drift",
-    "profile_reference",
-    "realised_performance",
-]
+_EXPORTS = {
+    "Breach": "result",
+    "Calibrator": "estimate",
+    "ColumnDrift": "drift",
+    "EstimatedPerformance": "estimate",
+    "FEEDBACK_SOURCE": "labels",
+    "LABEL_SCHEMA": "labels",
+    "Limits": "window",
+    "MetricsServer": "exposition",
+    "MonitorMetrics": "exposition",
+    "RealisedPerformance": "estimate",
+    "Reference": "window",
+    "Window": "window",
+    "WindowRecords": "reader",
+    "WindowResult": "result",
+    "build_reference": "reference",
+    "categorical_drift": "drift",
+    "decide": "drift",
+    "drift_share": "drift",
+    "estimate_by_group": "estimate",
+    "estimate_performance": "estimate",
+    "evaluate_window": "window",
+    "fit_calibrator": "estimate",
+    "ingest_label_file": "labels",
+    "ingest_source": "labels",
+    "join_labels": "labels",
+    "numeric_drift": "drift",
+    "population_stability_index": "drift",
+    "prediction_class_drift": "drift",
+    "prediction_score_drift": "drift",
+    "profile_reference": "drift",
+    "read_label_file": "labels",
+    "read_labels": "labels",
+    "read_window": "reader",
+    "realised_performance": "estimate",
+    "render_window_report": "report",
+    "serve_metrics": "exposition",
+    "write_labels": "labels",
+}
 
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "Calibrator": "estimate",
-        "ColumnDrift": "drift",
-        "EstimatedPerformance": "estimate",
-        "RealisedPerformance": "estimate",
-        "categorical_drift": "drift",
-        "decide": "drift",
-        "drift_share": "drift",
-        "estimate_by_group": "estimate",
-        "estimate_performance": "estimate",
-        "fit_calibrator": "estimate",
-        "numeric_drift": "drift",
-        "population_stability_index": "drift",
-        "prediction_class_drift": "drift",
-        "prediction_score_drift": "drift",
-        "profile_reference": "drift",
-        "realised_performance": "estimate",
-    },
-)
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

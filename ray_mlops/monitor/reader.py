@@ -1,0 +1,235 @@
+"""Read one window of captured traffic with Ray Data, decoded into columns.
+
+The capture (``ray_mlops/serve/capture.py``) keeps each record's features, prediction and
+probabilities as JSON text, in Hive partitions by day. A window reads only the days it
+spans, keeps the rows of one model inside ``[start, end)``, and decodes the JSON with
+Arrow's JSON reader (a whole batch at once, in C++), in Ray Data tasks, so the driver only
+ever holds the window's sample. A window larger than ``sample_rows`` is sampled uniformly
+(each row kept with the same chance), because the drift tests and the estimate need a sample,
+not every row: the count of rows and the versions are still taken over the whole window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+
+from ray_mlops.models.outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
+from ray_mlops.serve.capture import PARTITION_COLUMN
+from ray_mlops.storage import join, open_location
+
+KEYS = ("request_id", "record_index", "model_version", "time")
+"""Capture columns a window keeps beside the decoded ones (the label join needs the first two)."""
+
+
+@dataclass(frozen=True)
+class WindowRecords:
+    """What :func:`read_window` found.
+
+    Attributes:
+        frame: The (sampled) records: :data:`KEYS`, the input columns, ``prediction`` and the
+            ``probability_<label>`` columns.
+        rows: Records of the model in the window, before sampling.
+        versions: Model versions among them, oldest first by their first record.
+    """
+
+    frame: pd.DataFrame
+    rows: int
+    versions: tuple[str, ...]
+
+
+def partition_days(start: datetime, end: datetime) -> list[str]:
+    """The ``date=`` partitions a window ``[start, end)`` spans (UTC days)."""
+    first = _utc(start).date()
+    last = (_utc(end) - timedelta(microseconds=1)).date()
+    days: list[date] = []
+    while first <= last:
+        days.append(first)
+        first += timedelta(days=1)
+    return [f"{PARTITION_COLUMN}={d.isoformat()}" for d in days]
+
+
+def read_window(
+    capture: str,
+    model: str,
+    start: datetime,
+    end: datetime,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    labels: Sequence[str] | None,
+    sample_rows: int | None = None,
+    seed: int = 0,
+) -> WindowRecords:
+    """The records ``model`` answered in ``[start, end)``, decoded, sampled to ``sample_rows``.
+
+    Args:
+        capture: The capture folder or object store URI.
+        model: Registered model name.
+        start: Window start (inclusive; naive times are UTC).
+        end: Window end (exclusive).
+        numeric: Numeric input columns, decoded as float64 (missing: NaN).
+        categorical: Categorical input columns, decoded as strings (missing: None).
+        labels: A classifier's classes, for its probability columns; None for a regressor.
+        sample_rows: Keep about this many records when the window holds more; None: all.
+        seed: Seed of the sampling.
+
+    Returns:
+        The window's records.
+    """
+    import ray.data
+
+    filesystem, root = open_location(capture)
+    paths = [
+        join(root, day)
+        for day in partition_days(start, end)
+        if filesystem.get_file_info(join(root, day)).type == pafs.FileType.Directory
+    ]
+    empty = _empty(numeric, categorical, labels)
+    if not paths:
+        return WindowRecords(empty, 0, ())
+    bounds: dict[str, Any] = {"model": model, "start": _utc(start), "end": _utc(end)}
+    dataset = ray.data.read_parquet(paths, filesystem=filesystem, file_extensions=["parquet"])
+    kept = dataset.map_batches(partial(_keep, **bounds), batch_format="pyarrow")
+    counts = kept.map_batches(_count_versions, batch_format="pyarrow").to_pandas()
+    if counts.empty or int(counts["n"].sum()) == 0:
+        return WindowRecords(empty, 0, ())
+    rows = int(counts["n"].sum())
+    firsts = counts.groupby("model_version")["first"].min().sort_values()
+    share = None if sample_rows is None or rows <= sample_rows else sample_rows / rows
+    decode = partial(
+        _decode,
+        numeric=list(numeric),
+        categorical=list(categorical),
+        labels=list(labels) if labels else None,
+        share=share,
+        seed=seed,
+    )
+    decoded = kept.map_batches(decode, batch_format="pyarrow")
+    frame = decoded.to_pandas()
+    if frame.empty:
+        frame = empty
+    return WindowRecords(frame.reset_index(drop=True), rows, tuple(firsts.index.astype(str)))
+
+
+def _keep(batch: pa.Table, model: str, start: datetime, end: datetime) -> pa.Table:
+    """The batch's rows of ``model`` inside ``[start, end)``."""
+    times = batch.column("time")
+    mask = pc.and_(
+        pc.and_(
+            pc.greater_equal(times, pa.scalar(start, times.type)),
+            pc.less(times, pa.scalar(end, times.type)),
+        ),
+        pc.equal(batch.column("model_name"), model),
+    )
+    return batch.filter(mask)
+
+
+def _count_versions(batch: pa.Table) -> pa.Table:
+    """Rows and first time per model version in the batch."""
+    if batch.num_rows == 0:
+        return pa.table(
+            {
+                "model_version": pa.array([], pa.string()),
+                "n": pa.array([], pa.int64()),
+                "first": pa.array([], pa.timestamp("us", tz="UTC")),
+            }
+        )
+    grouped = batch.group_by("model_version").aggregate([("time", "count"), ("time", "min")])
+    return pa.table(
+        {
+            "model_version": grouped.column("model_version"),
+            "n": grouped.column("time_count").cast(pa.int64()),
+            "first": grouped.column("time_min"),
+        }
+    )
+
+
+def _decode(
+    batch: pa.Table,
+    numeric: list[str],
+    categorical: list[str],
+    labels: list[str] | None,
+    share: float | None,
+    seed: int,
+) -> pa.Table:
+    """The batch's records with features, prediction and probabilities as columns."""
+    if share is not None and batch.num_rows:
+        batch = batch.filter(pa.array(_draw(batch, seed) < share))
+    schema = pa.schema(
+        [
+            *(pa.field(c, pa.float64()) for c in numeric),
+            *(pa.field(c, pa.string()) for c in categorical),
+        ]
+    )
+    columns = {k: batch.column(k) for k in KEYS}
+    features = _json_lines(batch.column("features"), schema)
+    for name in schema.names:
+        columns[name] = features.column(name)
+    # A prediction is a JSON value (a class name, or a number for a regressor).
+    wrapped = pc.binary_join_element_wise('{"p":', batch.column("prediction"), "}", "")
+    kind = pa.string() if labels else pa.float64()
+    columns[PREDICTION_COLUMN] = _json_lines(wrapped, pa.schema([pa.field("p", kind)])).column("p")
+    if labels:
+        probabilities = pc.fill_null(batch.column("probabilities"), "{}")
+        found = _json_lines(
+            probabilities, pa.schema([pa.field(label, pa.float64()) for label in labels])
+        )
+        for label in labels:
+            columns[f"{PROBABILITY_PREFIX}{label}"] = found.column(label)
+    return pa.table(columns)
+
+
+def _draw(batch: pa.Table, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per record, from its request id and index: the same record
+    draws the same number however Ray Data cuts the window into batches."""
+    keys = (
+        pd.Series(batch.column("request_id").to_pylist(), dtype=object)
+        + "/"
+        + pd.Series(
+            batch.column("record_index").to_numpy(zero_copy_only=False).astype(str), dtype=object
+        )
+    )
+    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=f"{seed:016d}"[-16:])
+    return hashed.to_numpy(dtype=np.uint64) / float(2**64)
+
+
+def _json_lines(values: pa.ChunkedArray | pa.Array, schema: pa.Schema) -> pa.Table:
+    """One JSON object per value, parsed by Arrow with ``schema`` (other keys ignored)."""
+    if len(values) == 0:
+        return schema.empty_table()
+    flat = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    flat = flat.cast(pa.large_string())
+    # All values joined by newlines in one Arrow call: no Python loop over the rows.
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, len(flat)], pa.int64()), flat)
+    text = pc.binary_join(one_list, pa.scalar("\n", pa.large_string()))[0].as_buffer()
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    return pajson.read_json(pa.BufferReader(text), parse_options=options)
+
+
+def _empty(
+    numeric: Sequence[str], categorical: Sequence[str], labels: Sequence[str] | None
+) -> pd.DataFrame:
+    columns: dict[str, Any] = {k: pd.Series(dtype=object) for k in KEYS}
+    columns |= {c: pd.Series(dtype=float) for c in numeric}
+    columns |= {c: pd.Series(dtype=object) for c in categorical}
+    columns[PREDICTION_COLUMN] = pd.Series(dtype=object if labels else float)
+    for label in labels or []:
+        columns[f"{PROBABILITY_PREFIX}{label}"] = pd.Series(dtype=float)
+    return pd.DataFrame(columns)
+
+
+def _utc(when: datetime) -> datetime:
+    return (
+        when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    )

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,6 +44,24 @@ def by_process(raw: str) -> dict[str, float]:
         counts[title] = counts.get(title, 0) + int(count)
     total = max(sum(counts.values()), 1)
     return {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:15]}
+
+
+def findings(document: dict[str, Any]) -> list[str]:
+    """The profile in sentences, built from its numbers (the READMEs render them)."""
+    stages = document["stages_s"]
+    total = sum(stages.values()) or 1.0
+    ours = [
+        f"{name.split(' (')[0]} {share:.0%}"
+        for name, share in document["profile"]["inclusive"].items()
+        if "ray_mlops/" in name
+    ][:6]
+    processes = [f"{k} {v:.0%}" for k, v in list(document["samples_by_process"].items())[:4]]
+    return [
+        f"{document['rows']:,} rows in {document['seconds']:.1f} s: "
+        + ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in stages.items()),
+        "samples by process: " + ", ".join(processes),
+        "ray-mlops functions by share of all samples (inclusive): " + ", ".join(ours),
+    ]
 
 
 def main() -> None:
@@ -85,6 +104,7 @@ def main() -> None:
         "samples_by_process": by_process(raw),
         "profile": collapsed_profile(raw, top=40),
     }
+    document["findings"] = findings(document)
     emit(rounded(document), args.out)
     print(json.dumps(document["stages_s"]), json.dumps(document["samples_by_process"])[:600])
 

@@ -141,6 +141,25 @@ class Spy:
         }
 
 
+def findings(plain: dict[str, Any], ours: dict[str, Any], idle: dict[str, float]) -> list[str]:
+    """The profile in sentences, built from its numbers (the READMEs render them)."""
+    fast, slow = plain["epoch_samples_per_s"][-1], ours["last_epoch_samples_per_s"]
+    worker = sum(v for k, v in ours["cpu_s_by_process"].items() if "RayTrainWorker" in k)
+    others = sum(ours["cpu_s_by_process"].values()) - worker
+    outside = {k: v["training_step"]["everything else"] for k, v in (("p", plain), ("o", ours))}
+    top = [f"{name} {share:.0%}" for name, share in list(ours["profile"]["self"].items())[:3]]
+    return [
+        f"last epoch: ray-mlops {slow:,.0f} vs plain loop {fast:,.0f} samples/s ({slow / fast:.2f}x)",
+        f"on-CPU samples outside forward, backward and the optimizer step: {outside['o']:.0%} in "
+        f"the Ray Train worker vs {outside['p']:.0%} in the plain loop",
+        f"CPU seconds during ray-mlops' run: the train worker {worker:.1f} s, every other process "
+        f"{others:.1f} s; Ray idle: {sum(idle.values()):.2f} CPU-s per 10 s",
+        f"torch's threads (OMP_NUM_THREADS): worker {ours['omp_num_threads']}, plain loop "
+        f"{plain['omp_num_threads']}",
+        "the worker's busiest functions (self): " + ", ".join(top),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=300_000)
@@ -196,6 +215,7 @@ def main() -> None:
                 "cpu_s_by_process": ours_cpu, **spy.result()}  # fmt: skip
         ray.shutdown()
     document |= {
+        "findings": findings(plain, ours, idle),
         "setup": f"{args.rows:,} rows x {args.features} features, MLP {args.hidden}, batch "
         f"{args.batch_size}, {args.epochs} epochs, one after the other on {os.cpu_count()} CPUs",
         "ray_idle_cpu_s_per_10s": idle,

@@ -115,6 +115,22 @@ def detail_sections(results: list[tuple[Path, dict[str, Any]]]) -> str:
     return "\n\n".join(parts)
 
 
+def profile_sections(profiles: list[tuple[Path, dict[str, Any]]]) -> str:
+    """Where the time goes: each profile's findings (sentences its script built from its
+    numbers), with where and when it ran."""
+    if not profiles:
+        return ""
+    parts = ["### Where the time goes (profiles of the missed goals)"]
+    for path, doc in profiles:
+        findings = "\n".join(f"- {line}" for line in doc.get("findings") or [])
+        parts.append(
+            f"#### [`profiles/{path.name}`](results/profiles/{path.name})\n\n"
+            f"{doc.get('machine', '?')}; {doc.get('date', '?')}; commit `{doc.get('commit', '?')}`;"
+            f" {doc.get('setup', '')}.\n\n{findings}"
+        )
+    return "\n\n".join(parts)
+
+
 def draw(path: Path, curve_doc: dict[str, Any], out: Path) -> None:
     """Draw one curve of a result as a PNG."""
     import matplotlib
@@ -154,9 +170,13 @@ def replace_between(text: str, body: str, where: Path) -> str:
 def render(root: Path = ROOT) -> dict[Path, str]:
     """The two READMEs as the results say they should read."""
     results = load_results(root / "benchmarks" / "results")
+    profiles = load_results(root / "benchmarks" / "results" / "profiles")
+    details = "\n\n".join(
+        part for part in (detail_sections(results), profile_sections(profiles)) if part
+    )
     targets = {
         root / "README.md": main_table(results),
-        root / "benchmarks" / "README.md": detail_sections(results),
+        root / "benchmarks" / "README.md": details,
     }
     return {path: replace_between(path.read_text(), body, path) for path, body in targets.items()}
 

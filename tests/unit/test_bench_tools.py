@@ -166,6 +166,16 @@ def test_figures_render_goals_verdicts_and_plots_from_the_json(tmp_path: Path) -
     detail = rendered[tmp_path / "benchmarks" / "README.md"]
     assert "196k vs 330k rows/s" in detail and "commit `abc1234`" in detail
     assert "results/plots/data_prep-cpu2--throughput.png" in detail
+    assert "Where the time goes" not in detail  # no profiles, no section
+    (tmp_path / "benchmarks" / "results" / "profiles").mkdir()
+    profile = {"machine": "2 cpu", "date": "2026-12-05", "commit": "def5678", "setup": "3M rows"}
+    profile["findings"] = ["prepare_data 48.4 s (67%)", "driver 40%"]
+    (tmp_path / "benchmarks" / "results" / "profiles" / "data_prep-cpu2.json").write_text(
+        json.dumps(profile)
+    )
+    detail = figures.render(tmp_path)[tmp_path / "benchmarks" / "README.md"]
+    assert "results/profiles/data_prep-cpu2.json" in detail and "commit `def5678`" in detail
+    assert "- prepare_data 48.4 s (67%)\n- driver 40%" in detail
     out = tmp_path / "plot.png"
     figures.draw(Path("data_prep-cpu2.json"), document["curves"][0], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

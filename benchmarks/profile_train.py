@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,7 +47,7 @@ from train_throughput import (
 )
 
 SPY = Path(sys.executable).parent / "py-spy"
-STEP = ("forward", "backward", "step")  # torch.nn.Module.forward, Tensor.backward, Optimizer.step
+STEP = ("forward", "backward", "optimizer")
 
 
 def machine_cpu() -> dict[int, tuple[str, float]]:
@@ -74,40 +75,67 @@ def cpu_by_process(
     return dict(sorted(((k, v) for k, v in totals.items() if v >= 0.05), key=lambda kv: -kv[1]))
 
 
+class CpuWatch:
+    """CPU seconds of every process on the machine while the block runs, sampled every
+    ``interval_s``: a process that starts and ends inside the block (the plain loop, the Ray
+    Train worker) is counted up to its last sample, which two snapshots would miss."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s = interval_s
+        self.first: dict[int, tuple[str, float]] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuWatch:
+        self.first = machine_cpu()
+        self.last = dict(self.first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(machine_cpu())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.last.update(machine_cpu())
+
+    def by_process(self) -> dict[str, float]:
+        """CPU seconds spent in the block, summed by process label."""
+        return cpu_by_process(self.first, self.last)
+
+
 def step_share(profile: dict[str, Any], raw: str) -> dict[str, float]:
-    """Shares of on-CPU samples inside forward, backward and the optimizer step, and the rest."""
+    """Shares of on-CPU samples in the forward pass, the backward pass (autograd), the
+    optimizer (``torch/optim/``), and everything else (data, reporting, the loop itself)."""
     total, inside = 0, dict.fromkeys(STEP, 0)
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         total += int(count)
-        names = [frame.partition(" (")[0] for frame in stack.split(";")]
-        for part in STEP:
-            if part in names:
-                inside[part] += int(count)
-                break
+        frames = stack.split(";")
+        names = [frame.partition(" (")[0] for frame in frames]
+        if any(
+            "torch/autograd/" in f or n.endswith("backward")
+            for f, n in zip(frames, names, strict=True)
+        ):
+            inside["backward"] += int(count)
+        elif any("torch/optim/" in f for f in frames):
+            inside["optimizer"] += int(count)
+        elif any(n.endswith("forward") for n in names):
+            inside["forward"] += int(count)
     shares = {k: v / max(total, 1) for k, v in inside.items()}
     return shares | {"everything else": 1.0 - sum(shares.values()), "samples": profile["samples"]}
-
-
-def omp_threads(pid: int) -> str | None:
-    """``OMP_NUM_THREADS`` in a process's environment (what torch's intra-op pool follows)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for item in environ:
-        if item.startswith(b"OMP_NUM_THREADS="):
-            return item.split(b"=", 1)[1].decode()
-    return None
 
 
 class Spy:
     """py-spy on the first process whose command line holds ``marker``, until it exits."""
 
     def __init__(self, marker: str, out: Path) -> None:
-        self.marker, self.out, self.pid, self.threads = marker, out, 0, None
+        self.marker, self.out, self.pid, self.threads = marker, out, 0, 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -122,12 +150,15 @@ class Spy:
                     break
             time.sleep(0.05)
         if self.pid:
-            self.threads = omp_threads(self.pid)
-            subprocess.run(
+            spy = subprocess.Popen(
                 [str(SPY), "record", "-p", str(self.pid), "-r", "100", "--nonblocking",
                  "-f", "raw", "-o", str(self.out)],
-                capture_output=True, check=False,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+            while spy.poll() is None:  # the most threads it ran (torch's pool among them)
+                with contextlib.suppress(psutil.Error):
+                    self.threads = max(self.threads, psutil.Process(self.pid).num_threads())
+                time.sleep(0.25)
 
     def result(self) -> dict[str, Any]:
         self._thread.join(timeout=60)
@@ -135,7 +166,7 @@ class Spy:
         profile = collapsed_profile(raw, top=20)
         return {
             "pid": self.pid,
-            "omp_num_threads": self.threads,
+            "max_threads": self.threads,
             "training_step": step_share(profile, raw),
             "profile": profile,
         }
@@ -154,8 +185,8 @@ def findings(plain: dict[str, Any], ours: dict[str, Any], idle: dict[str, float]
         f"the Ray Train worker vs {outside['p']:.0%} in the plain loop",
         f"CPU seconds during ray-mlops' run: the train worker {worker:.1f} s, every other process "
         f"{others:.1f} s; Ray idle: {sum(idle.values()):.2f} CPU-s per 10 s",
-        f"torch's threads (OMP_NUM_THREADS): worker {ours['omp_num_threads']}, plain loop "
-        f"{plain['omp_num_threads']}",
+        f"threads at most: the train worker {ours['max_threads']}, the plain loop "
+        f"{plain['max_threads']}",
         "the worker's busiest functions (self): " + ", ".join(top),
     ]
 
@@ -183,11 +214,11 @@ def main() -> None:
                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                       "--hidden", args.hidden)  # fmt: skip
         spy = Spy(str(BASELINE), folder / "plain.txt")
-        before = machine_cpu()
-        began = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, check=True)
-        plain_wall = time.perf_counter() - began
-        plain_cpu = cpu_by_process(before, machine_cpu())
+        with CpuWatch() as watch:
+            began = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True, check=True)
+            plain_wall = time.perf_counter() - began
+        plain_cpu = watch.by_process()
         answer = json.loads(done.stdout.strip().splitlines()[-1])
         plain = {"wall_s": plain_wall, "epoch_samples_per_s": answer["samples_per_s"],
                  "cpu_s_by_process": plain_cpu, **spy.result()}  # fmt: skip
@@ -204,13 +235,13 @@ def main() -> None:
         time.sleep(10)
         idle = cpu_by_process(idle_before, machine_cpu())
         spy = Spy("RayTrainWorker", folder / "ours.txt")
-        before = machine_cpu()
-        began = time.perf_counter()
-        result = ours_side(
-            splits, fingerprint(x, y), args, 1, float(os.cpu_count() or 2), "resident"
-        )
-        ours_wall = time.perf_counter() - began
-        ours_cpu = cpu_by_process(before, machine_cpu())
+        with CpuWatch() as watch:
+            began = time.perf_counter()
+            result = ours_side(
+                splits, fingerprint(x, y), args, 1, float(os.cpu_count() or 2), "resident"
+            )
+            ours_wall = time.perf_counter() - began
+        ours_cpu = watch.by_process()
         ours = {"wall_s": ours_wall, "last_epoch_samples_per_s": result["samples_per_s"],
                 "cpu_s_by_process": ours_cpu, **spy.result()}  # fmt: skip
         ray.shutdown()

@@ -204,7 +204,14 @@ def test_profiles_split_samples_by_training_step_and_by_process() -> None:
     spread = (
         'process 7:"ray::MapBatches(check) x";work (a.py:1) 3\nprocess 1:"python d.py";w (b.py:1) 1'
     )
-    assert profile_data.by_process(spread) == {"ray::MapBatches(check)": 0.75, "python": 0.25}
+    assert profile_data.by_process(spread) == {"ray::MapBatches(check)": 0.75, "d.py": 0.25}
+    assert profile_data.by_process(spread, {1: "driver"}) == {
+        "ray::MapBatches(check)": 0.75,
+        "driver": 0.25,
+    }
+    assert profile_data.ours_by_function(
+        "a (x.py:1);check (/w/ray_mlops/data/validate.py:9) 3\nb (y.py:2) 1"
+    ) == {"check (data/validate.py)": 0.75}
     before = {1: ("raylet", 1.0), 2: ("worker", 2.0)}
     after = {1: ("raylet", 1.5), 2: ("worker", 5.0), 3: ("new", 0.01)}
     assert profile_train.cpu_by_process(before, after) == {"worker": 3.0, "raylet": 0.5}

@@ -3,7 +3,7 @@
 For each window of ``monitor.window`` in ``[since, until)``: the serving version's reference
 (its train sample, data profile and frozen holdout, scored by the packaged model; built once
 per version), the window's records (:func:`~ray_mlops.monitor.reader.read_window`) with the
-labels that arrived (:func:`~ray_mlops.monitor.labels.join_labels`), the judgement
+labels that arrived (:func:`~ray_mlops.serve.labels.join_labels`), the judgement
 (:func:`~ray_mlops.monitor.window.evaluate_window`), and its outputs: one MLflow run in the
 monitoring experiment (metrics, ``window.json``, the HTML report), the Prometheus series,
 and a webhook per window that broke a limit.
@@ -31,7 +31,7 @@ from ray_mlops.mlflow_names import (
 )
 from ray_mlops.models.outputs import PROBABILITY_PREFIX
 from ray_mlops.monitor.exposition import MonitorMetrics
-from ray_mlops.monitor.labels import join_labels, read_labels
+from ray_mlops.serve.labels import join_labels, read_labels
 from ray_mlops.monitor.reader import read_window
 from ray_mlops.monitor.reference import build_reference
 from ray_mlops.monitor.report import render_window_report

@@ -206,7 +206,7 @@ def ingest(
     column, and nothing is stored.
     """
     from ray_mlops.config import load_config
-    from ray_mlops.monitor.labels import ingest_label_file
+    from ray_mlops.serve.labels import ingest_label_file
     from ray_mlops.workspace import Workspace
 
     loaded = load_config(config)

@@ -17,6 +17,7 @@ import typer
 
 from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RayMlopsError
+from ray_mlops.monitor_cli import labels_app, monitor
 from ray_mlops.registry_cli import models_app, promote, rollback
 from ray_mlops.settings_env import apply_cli, apply_tracking
 
@@ -393,6 +394,8 @@ def serve_key(
 
 
 app.add_typer(models_app, name="models")
+app.add_typer(labels_app, name="labels")
+app.command("monitor")(monitor)
 app.command()(promote)
 app.command()(rollback)
 

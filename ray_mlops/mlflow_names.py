@@ -86,6 +86,8 @@ MODEL_ARTIFACT_PATH = "model"
 EVALUATION_JSON = "evaluation/evaluation.json"
 EVALUATION_HTML = "evaluation/evaluation.html"
 HOLDOUT_FILE = "evaluation/holdout.parquet"
+# A sample of the train split's inputs: the monitor's drift reference for the version.
+TRAIN_SAMPLE_FILE = "monitor/train_sample.parquet"
 GATE_JSON = "gate/gate.json"
 GATE_MD = "gate/gate.md"
 CARD_MD = "model_card/model_card.md"

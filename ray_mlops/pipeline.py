@@ -59,6 +59,7 @@ from ray_mlops.mlflow_names import (
     TAG_PRIMARY_PREFIX,
     TAG_PROMOTED,
     TAG_WORKER_NODES,
+    TRAIN_SAMPLE_FILE,
 )
 from ray_mlops.models.from_config import make_spec
 from ray_mlops.models.package import input_example, save_pyfunc_model
@@ -691,7 +692,9 @@ def _evaluate_stage(
         champion_score = champion_judged.scored.metrics.get(metric) if champion_judged else None
         if champion_score is not None:
             stage_run.record_metrics({f"champion_{metric}": champion_score})
-        _log_evaluation(run, stage.run_id, candidate, gate, holdout, workdir)
+        _log_evaluation(
+            run, stage.run_id, candidate, gate, holdout, workdir, monitor_train_sample(data, cfg)
+        )
         stage.note.append(
             ", ".join(f"{k} {test_metrics[k]:.4f}" for k in _headline(test_metrics, metric))
             + f"; gate {gate.verdict}"
@@ -721,8 +724,10 @@ def _log_evaluation(
     gate: GateResult,
     holdout: pd.DataFrame,
     workdir: Path,
+    train_sample: pd.DataFrame | None = None,
 ) -> None:
-    """The report (JSON, HTML), the gate (JSON, Markdown) and the frozen holdout, in MLflow.
+    """The report (JSON, HTML), the gate (JSON, Markdown), the frozen holdout and the monitor's
+    train sample, in MLflow.
 
     They go to the parent run, the run the model version points at, so ``ray-mlops
     promote`` finds the same rows and ``models show`` the same numbers later.
@@ -737,6 +742,27 @@ def _log_evaluation(
     frozen.parent.mkdir(parents=True, exist_ok=True)
     holdout.to_parquet(frozen, index=False)
     run.tracker.run(run.run_id).upload_file(frozen, str(Path(HOLDOUT_FILE).parent))
+    if train_sample is not None:
+        sample = workdir / "monitor" / Path(TRAIN_SAMPLE_FILE).name
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        train_sample.to_parquet(sample, index=False)
+        run.tracker.run(run.run_id).upload_file(sample, str(Path(TRAIN_SAMPLE_FILE).parent))
+
+
+def monitor_train_sample(data: PreparedData, cfg: PipelineConfig) -> pd.DataFrame:
+    """Up to ``monitor.reference_rows`` rows of the train split's inputs, drawn uniformly.
+
+    Kept with the model version as the reference its served traffic is compared with
+    (``ray-mlops monitor``); the holdout is not used for that because the gate judges on it.
+    """
+    split = data.splits["train"]
+    columns = [c for c in (*cfg.data.numeric, *cfg.data.categorical) if c in split.columns()]
+    rows = max(data.split_counts.get("train", 0), 1)
+    share = min(1.0, cfg.monitor.reference_rows / rows)
+    picked = split.select_columns(columns)
+    if share < 1.0:
+        picked = picked.random_sample(share, seed=cfg.data.split.seed)
+    return picked.to_pandas().head(cfg.monitor.reference_rows).reset_index(drop=True)
 
 
 def _log_model(run: _Run, evaluation: _Evaluation) -> str:

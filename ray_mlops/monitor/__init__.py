@@ -4,7 +4,8 @@ A window of captured records (:mod:`.reader`, Ray Data) is judged against the mo
 version's reference (:mod:`.reference`) by :mod:`.window`: per-column drift tests and
 distances with a false-discovery control across columns (:mod:`.drift`), the performance
 estimated from the predicted probabilities before labels arrive and the realised
-performance once they do (:mod:`.estimate`, labels from :mod:`.labels`). Every output reads
+performance once they do (:mod:`.estimate`; labels from :mod:`ray_mlops.serve.labels`,
+beside the capture, so the server's feedback endpoint can write them). Every output reads
 the one :class:`WindowResult` (:mod:`.result`): :mod:`.report` draws it as a page and
 :mod:`.exposition` serves it to Prometheus.
 Imported lazily.
@@ -17,8 +18,6 @@ _EXPORTS = {
     "Calibrator": "estimate",
     "ColumnDrift": "drift",
     "EstimatedPerformance": "estimate",
-    "FEEDBACK_SOURCE": "labels",
-    "LABEL_SCHEMA": "labels",
     "Limits": "window",
     "MetricsServer": "exposition",
     "MonitorMetrics": "exposition",
@@ -35,21 +34,15 @@ _EXPORTS = {
     "estimate_performance": "estimate",
     "evaluate_window": "window",
     "fit_calibrator": "estimate",
-    "ingest_label_file": "labels",
-    "ingest_source": "labels",
-    "join_labels": "labels",
     "numeric_drift": "drift",
     "population_stability_index": "drift",
     "prediction_class_drift": "drift",
     "prediction_score_drift": "drift",
     "profile_reference": "drift",
-    "read_label_file": "labels",
-    "read_labels": "labels",
     "read_window": "reader",
     "realised_performance": "estimate",
     "render_window_report": "report",
     "serve_metrics": "exposition",
-    "write_labels": "labels",
 }
 
 __all__ = sorted(_EXPORTS)

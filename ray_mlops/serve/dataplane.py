@@ -22,8 +22,11 @@ from typing import Any
 from ray import serve
 
 from ray_mlops.config import ServeConfig, TrackingConfig
+from ray_mlops.errors import DataError
 from ray_mlops.serve.capture import TrafficCapture
+from ray_mlops.serve.feedback import FeedbackSink
 from ray_mlops.serve.guard import KeyStore, RateLimiter
+from ray_mlops.serve.labels import check_labels
 from ray_mlops.serve.schema import RequestError, RequestRows
 from ray_mlops.serve.scores import Scores
 from ray_mlops.serve.slots import AliasView, AliasWatcher, ModelSlot, load_slot
@@ -76,6 +79,11 @@ class DataPlane:
         self.keys = KeyStore.from_config(self.cfg.auth, self.base_dir)
         self.limiter = RateLimiter(self.cfg.rate_limit.requests_per_s, self.cfg.rate_limit.burst)
         self.capture: TrafficCapture | None = None
+        # Labels posted to the feedback endpoint go where `ray-mlops monitor` reads them.
+        labels_path = settings.get("labels_path")
+        self.feedback = (
+            FeedbackSink(self.workspace.capture_location(labels_path)) if labels_path else None
+        )
         self.watcher: AliasWatcher | None = None
         self._configured = False
         self._captured_drops = 0
@@ -286,9 +294,32 @@ class DataPlane:
             )
             self._captured_drops = dropped
 
+    def take_feedback(self, rows: list[dict[str, Any]]) -> int:
+        """Store posted labels (checked) for the monitor; how many were accepted.
+
+        Raises:
+            RequestError: 422 naming each bad label, 404 when this server keeps no labels,
+                503 when the buffer is full (retry later).
+        """
+        if self.feedback is None:
+            raise RequestError(404, "this server keeps no feedback (no monitor.labels_path)")
+        try:
+            checked = check_labels(rows, where="body.labels")
+        except DataError as exc:
+            raise RequestError(422, str(exc)) from None
+        if not self.feedback.offer(checked.to_dict("records")):
+            raise RequestError(
+                503,
+                "too many labels waiting to be stored; retry later",
+                headers={"Retry-After": "1"},
+            )
+        return len(checked)
+
     def close(self) -> None:
-        """Stop polling the aliases and write the capture's buffered rows."""
+        """Stop polling the aliases and write the capture's and the feedback's buffered rows."""
         if self.watcher is not None:
             self.watcher.stop()
         if self.capture is not None:
             self.capture.close(timeout_s=5.0)
+        if self.feedback is not None:
+            self.feedback.close(timeout_s=5.0)

@@ -70,6 +70,8 @@ def replica_settings(
         "workspace": str(workspace.root),
         "storage": workspace.storage,
         "device": "cuda" if cfg.serve.gpus_per_replica > 0 else "cpu",
+        # Where the feedback endpoint stores labels: the monitor reads them from there.
+        "labels_path": cfg.monitor.labels_path,
         # How the replica waits for a tracking server that does not answer (alias polls,
         # version loads); replicas may run on other nodes than the process that read it.
         "tracking": cfg.tracking.model_dump(mode="json"),

@@ -34,6 +34,26 @@ class PredictRequest(RootModel[RecordsRequest | ColumnsRequest]):
     """The body of ``POST /v1/models/{name}:predict``: records or columns."""
 
 
+class FeedbackLabel(BaseModel):
+    """The true label of one predicted record."""
+
+    request_id: str = Field(min_length=1, description="The X-Request-ID of the prediction.")
+    label: str | float = Field(description="The true class (or value).")
+    record_index: int = Field(0, ge=0, description="The record's position in that request.")
+
+
+class FeedbackRequest(BaseModel):
+    """The body of ``POST /v1/models/{name}/feedback``."""
+
+    labels: list[FeedbackLabel] = Field(min_length=1)
+
+
+class FeedbackResponse(BaseModel):
+    """The answer to a feedback post: how many labels were accepted for storage."""
+
+    accepted: int
+
+
 class PredictResponse(BaseModel):
     """The answer to a v1 prediction request."""
 

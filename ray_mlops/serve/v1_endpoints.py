@@ -11,7 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ray_mlops.serve.answers import JSONAnswer, error_responses
-from ray_mlops.serve.models import ModelMetadataV1, PredictRequest, PredictResponse
+from ray_mlops.serve.models import (
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelMetadataV1,
+    PredictRequest,
+    PredictResponse,
+)
 from ray_mlops.serve.openapi import json_body
 from ray_mlops.serve.routing import (
     Plane,
@@ -25,6 +31,7 @@ from ray_mlops.serve.schema import RequestError, parse_body, request_rows
 
 router = APIRouter(route_class=ServedRoute)
 PREDICT_PATH = "/v1/models/{name}:predict"
+FEEDBACK_PATH = "/v1/models/{name}/feedback"
 
 
 @router.post(
@@ -52,6 +59,32 @@ async def predict(name: str, plane: Plane, body: RawBody, request_id: RequestId)
         **answer,
     }
     return versioned(JSONAnswer(content), slot.version)
+
+
+@router.post(
+    FEEDBACK_PATH,
+    name="v1_feedback",
+    summary="Feedback",
+    status_code=202,
+    response_model=FeedbackResponse,
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504),
+    openapi_extra={"requestBody": json_body(FeedbackRequest)},
+    dependencies=[caller_may("predict")],
+)
+async def feedback(name: str, plane: Plane, body: RawBody) -> Any:
+    """The true label of earlier predictions, by the request id their answer carried.
+
+    ``{"labels": [{"request_id": ..., "label": ..., "record_index": 0}, ...]}``; a later
+    label for the same record replaces an earlier one. The monitor joins them to the capture.
+    """
+    parsed = parse_body(body)
+    rows = parsed.get("labels") if isinstance(parsed, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise RequestError(
+            422, 'the body must be {"labels": [{"request_id": ..., "label": ...}, ...]}'
+        )
+    accepted = plane.take_feedback(rows)
+    return JSONAnswer({"accepted": accepted}, status_code=202)
 
 
 # Before the metadata route, whose {name} also matches the predict path.

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_mlops.errors import DataError
-from ray_mlops.monitor import labels as store
-from ray_mlops.monitor.labels import (
+from ray_mlops.serve import labels as store
+from ray_mlops.serve.labels import (
     FEEDBACK_SOURCE,
     LABEL_SCHEMA,
     MAX_REPORTED_PROBLEMS,

@@ -178,6 +178,19 @@ def write_labels(
     return len(latest)
 
 
+def check_labels(rows: Iterable[Mapping[str, Any]], where: str) -> pd.DataFrame:
+    """Label rows as the store keeps them (request_id, record_index, label), checked.
+
+    What the feedback endpoint runs before it answers, so a bad post is a 4xx naming the
+    row and field rather than a label lost later in the writer.
+
+    Raises:
+        DataError: every bad row, numbered from 1, in one message.
+    """
+    records = [dict(r) if isinstance(r, Mapping) else {_UNPARSED: "not an object"} for r in rows]
+    return _checked_frame(enumerate(records, start=1), where=where, position="label")
+
+
 def ingest_label_file(
     path: str | os.PathLike[str], location: str, *, received: datetime | None = None
 ) -> int:

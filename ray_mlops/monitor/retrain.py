@@ -1,0 +1,132 @@
+"""Whether monitored windows call for a retrain, and the training set it would use. Ray-free.
+
+The policy is the config's ``monitor.retrain``: a breach of one of its signals, enough
+labelled captured rows, and the cool-down since the last retrain. Every decision, yes or no,
+carries its reason, and the windows it read, so the monitoring run can record it. The
+retrain itself is a pipeline run whose candidate meets the same gate as any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ray_mlops.errors import DataError
+from ray_mlops.monitor.result import WindowResult
+
+if TYPE_CHECKING:
+    from ray_mlops.config import DataConfig, RetrainConfig
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether to retrain now, and why.
+
+    Attributes:
+        retrain: The decision.
+        reason: One line: what triggered it, or what held it back.
+        signals: The policy's signals that the windows breached.
+        labelled_rows: Labelled captured rows in the windows since the last retrain.
+        windows: ``start/end`` (ISO) of the windows the decision read, oldest first.
+    """
+
+    retrain: bool
+    reason: str
+    signals: tuple[str, ...] = ()
+    labelled_rows: int = 0
+    windows: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the monitoring run's ``retrain.json``)."""
+        return {
+            "retrain": self.retrain,
+            "reason": self.reason,
+            "signals": list(self.signals),
+            "labelled_rows": self.labelled_rows,
+            "windows": list(self.windows),
+        }
+
+
+def decide_retrain(
+    results: Sequence[WindowResult],
+    policy: RetrainConfig,
+    *,
+    now: datetime,
+    last_retrain: datetime | None,
+) -> RetrainDecision:
+    """Apply ``policy`` to the windows ended since the last retrain.
+
+    Args:
+        results: Monitored windows, any order; those that ended before ``last_retrain`` are
+            left out (their rows are in the model already, or were judged already).
+        policy: The ``monitor.retrain`` section.
+        now: The time of the decision (UTC).
+        last_retrain: When the last retrain started, None when never.
+
+    Returns:
+        The decision with its reason.
+    """
+    recent = sorted(
+        (r for r in results if last_retrain is None or r.end > last_retrain), key=lambda r: r.end
+    )
+    spans = tuple(f"{r.start.isoformat()}/{r.end.isoformat()}" for r in recent)
+    labelled = sum(r.labelled_rows for r in recent)
+    breached = sorted({b.signal for r in recent for b in r.breaches} & set(policy.on))
+    common = {"signals": tuple(breached), "labelled_rows": labelled, "windows": spans}
+    if not policy.enabled:
+        return RetrainDecision(False, "monitor.retrain.enabled is false", **common)
+    if not breached:
+        return RetrainDecision(
+            False, f"no breach of {', '.join(policy.on)} since the last retrain", **common
+        )
+    if labelled < policy.min_labelled_rows:
+        return RetrainDecision(
+            False,
+            f"{' and '.join(breached)} breached, but {labelled} labelled rows are fewer than "
+            f"monitor.retrain.min_labelled_rows ({policy.min_labelled_rows})",
+            **common,
+        )
+    if last_retrain is not None and now - last_retrain < policy.cooldown:
+        return RetrainDecision(
+            False,
+            f"{' and '.join(breached)} breached, but the last retrain started at "
+            f"{last_retrain.isoformat()}, within monitor.retrain.cooldown "
+            f"({policy.cooldown})",
+            **common,
+        )
+    return RetrainDecision(
+        True,
+        f"{' and '.join(breached)} breached in {len(recent)} window(s), with {labelled} "
+        "labelled rows",
+        **common,
+    )
+
+
+def training_frame(
+    original: pd.DataFrame, labelled: pd.DataFrame, data: DataConfig
+) -> pd.DataFrame:
+    """The original training data with the labelled captured rows appended.
+
+    Args:
+        original: The rows ``data.path`` holds (the target among them).
+        labelled: Captured records with their joined ``label`` (unlabelled rows are left out).
+        data: The data section: input columns and the target's name.
+
+    Returns:
+        The rows of both, in the original's columns; the captured ones carry the label as the
+        target and missing values for columns the capture does not have.
+
+    Raises:
+        DataError: the capture lacks an input column the model reads.
+    """
+    inputs = [*data.numeric, *data.categorical]
+    missing = [c for c in inputs if c not in labelled]
+    if missing:
+        raise DataError(f"the captured records lack the input columns {missing}")
+    rows = labelled[labelled["label"].notna()]
+    added = rows[inputs].assign(**{data.target: rows["label"].to_numpy()})
+    return pd.concat([original, added.reindex(columns=original.columns)], ignore_index=True)

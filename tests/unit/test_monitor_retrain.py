@@ -1,0 +1,88 @@
+"""The retrain policy: breach, labelled rows, cool-down, each decision with its reason."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from ray_mlops.config import parse_config
+from ray_mlops.errors import DataError
+from ray_mlops.monitor.result import Breach, WindowResult
+from ray_mlops.monitor.retrain import decide_retrain, training_frame
+
+T0 = datetime(2026, 12, 5, tzinfo=timezone.utc)
+
+
+def _cfg(**retrain):
+    return parse_config(
+        {
+            "name": "m",
+            "data": {"path": "x.csv", "target": "y", "numeric": ["a"], "categorical": ["c"]},
+            "monitor": {"retrain": {"enabled": True, "min_labelled_rows": 100, **retrain}},
+        }
+    )
+
+
+def _window(hour: int, labelled: int, *signals: str) -> WindowResult:
+    start = T0 + timedelta(hours=hour)
+    breaches = tuple(Breach(s, "x", 1.0, None, f"{s} breached") for s in signals)  # type: ignore[arg-type]
+    return WindowResult(
+        "m", ("1",), start, start + timedelta(hours=1), 1000, labelled, True, breaches=breaches
+    )
+
+
+def test_a_breach_with_enough_labels_retrains_and_says_why() -> None:
+    policy = _cfg().monitor.retrain
+    results = [_window(0, 60), _window(1, 60, "drift")]
+    decision = decide_retrain(results, policy, now=T0 + timedelta(hours=2), last_retrain=None)
+    assert decision.retrain and decision.signals == ("drift",) and decision.labelled_rows == 120
+    assert decision.reason == "drift breached in 2 window(s), with 120 labelled rows"
+    assert len(decision.windows) == 2
+
+
+@pytest.mark.parametrize(
+    ("results", "last", "policy", "why"),
+    [
+        ([_window(0, 500)], None, {}, "no breach of drift"),
+        ([_window(0, 50, "drift")], None, {}, "50 labelled rows are fewer than"),
+        (
+            [_window(3, 500, "drift")],
+            T0 + timedelta(hours=2),
+            {},
+            "within monitor.retrain.cooldown",
+        ),
+        ([_window(0, 500, "fairness")], None, {"on": ["drift"]}, "no breach of drift"),
+        ([_window(0, 500, "drift")], None, {"enabled": False}, "enabled is false"),
+    ],
+)
+def test_what_holds_a_retrain_back_is_named(results, last, policy, why) -> None:  # type: ignore[no-untyped-def]
+    decision = decide_retrain(
+        results, _cfg(**policy).monitor.retrain, now=T0 + timedelta(hours=5), last_retrain=last
+    )
+    assert not decision.retrain and why in decision.reason
+
+
+def test_windows_before_the_last_retrain_do_not_count() -> None:
+    results = [_window(0, 500, "drift"), _window(30, 10)]
+    decision = decide_retrain(
+        results, _cfg(cooldown="1h").monitor.retrain, now=T0 + timedelta(hours=31),
+        last_retrain=T0 + timedelta(hours=2),
+    )  # fmt: skip
+    assert not decision.retrain and decision.labelled_rows == 10 and len(decision.windows) == 1
+
+
+def test_the_training_frame_appends_the_labelled_captured_rows() -> None:
+    data = _cfg().data
+    original = pd.DataFrame({"a": [1.0, 2.0], "c": ["x", "y"], "y": ["no", "yes"], "id": [1, 2]})
+    captured = pd.DataFrame({"a": [3.0, 4.0], "c": ["z", "x"], "label": ["yes", None]})
+    frame = training_frame(original, captured, data)
+    assert frame["y"].tolist() == ["no", "yes", "yes"]
+    assert frame["a"].tolist() == [1.0, 2.0, 3.0] and frame["id"].isna().tolist() == [
+        False,
+        False,
+        True,
+    ]
+    with pytest.raises(DataError, match=r"\['c'\]"):
+        training_frame(original, captured.drop(columns="c"), data)

@@ -76,33 +76,31 @@ def decide_retrain(
     spans = tuple(f"{r.start.isoformat()}/{r.end.isoformat()}" for r in recent)
     labelled = sum(r.labelled_rows for r in recent)
     breached = sorted({b.signal for r in recent for b in r.breaches} & set(policy.on))
-    common = {"signals": tuple(breached), "labelled_rows": labelled, "windows": spans}
+
+    def verdict(retrain: bool, reason: str) -> RetrainDecision:
+        return RetrainDecision(retrain, reason, tuple(breached), labelled, spans)
+
     if not policy.enabled:
-        return RetrainDecision(False, "monitor.retrain.enabled is false", **common)
+        return verdict(False, "monitor.retrain.enabled is false")
     if not breached:
-        return RetrainDecision(
-            False, f"no breach of {', '.join(policy.on)} since the last retrain", **common
-        )
+        return verdict(False, f"no breach of {', '.join(policy.on)} since the last retrain")
     if labelled < policy.min_labelled_rows:
-        return RetrainDecision(
+        return verdict(
             False,
             f"{' and '.join(breached)} breached, but {labelled} labelled rows are fewer than "
             f"monitor.retrain.min_labelled_rows ({policy.min_labelled_rows})",
-            **common,
         )
     if last_retrain is not None and now - last_retrain < policy.cooldown:
-        return RetrainDecision(
+        return verdict(
             False,
             f"{' and '.join(breached)} breached, but the last retrain started at "
             f"{last_retrain.isoformat()}, within monitor.retrain.cooldown "
             f"({policy.cooldown})",
-            **common,
         )
-    return RetrainDecision(
+    return verdict(
         True,
         f"{' and '.join(breached)} breached in {len(recent)} window(s), with {labelled} "
         "labelled rows",
-        **common,
     )
 
 

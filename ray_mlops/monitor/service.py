@@ -31,13 +31,13 @@ from ray_mlops.mlflow_names import (
 )
 from ray_mlops.models.outputs import PROBABILITY_PREFIX
 from ray_mlops.monitor.exposition import MonitorMetrics
-from ray_mlops.serve.labels import join_labels, read_labels
 from ray_mlops.monitor.reader import read_window
 from ray_mlops.monitor.reference import build_reference
 from ray_mlops.monitor.report import render_window_report
 from ray_mlops.monitor.result import WindowResult
 from ray_mlops.monitor.window import Limits, Reference, Window, evaluate_window
 from ray_mlops.notify import Notifier
+from ray_mlops.serve.labels import join_labels, read_labels
 from ray_mlops.tracking import PipelineTracker, RunHandle, read_artifact_text
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Monitor:
         m = self.cfg.monitor
         return Limits(
             alpha=m.alpha,
-            min_distance=dict(m.min_distance),
+            min_distance={str(k): v for k, v in m.min_distance.items()},
             min_rows=m.min_rows,
             minimums=dict(m.minimums),
             maximums=dict(m.maximums),
@@ -166,7 +166,7 @@ class Monitor:
                 self.tracking_uri, version.name, str(version.version), f"{workdir}/m"
             )
             inputs = [*self.cfg.data.numeric, *self.cfg.data.categorical]
-            predictions = model.predict(holdout[[c for c in inputs if c in holdout]])
+            predictions = pd.DataFrame(model.predict(holdout[[c for c in inputs if c in holdout]]))
         labels = [
             c.removeprefix(PROBABILITY_PREFIX)
             for c in predictions.columns

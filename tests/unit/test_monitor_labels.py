@@ -16,6 +16,7 @@ import pytest
 
 from ray_mlops.errors import DataError
 from ray_mlops.serve import labels as store
+from ray_mlops.serve.capture import CAPTURE_SCHEMA, read_capture
 from ray_mlops.serve.labels import (
     FEEDBACK_SOURCE,
     LABEL_SCHEMA,
@@ -27,7 +28,6 @@ from ray_mlops.serve.labels import (
     read_labels,
     write_labels,
 )
-from ray_mlops.serve.capture import CAPTURE_SCHEMA, read_capture
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc)
 

@@ -359,13 +359,14 @@ def test_prometheus_scrapes_the_model_server_and_the_monitor(
 ) -> None:
     _predict(served, adult_sample, 3)
 
-    def answered() -> bool:
+    def scraped() -> bool:
         found = _query(prometheus, f'sum(ray_mlops_requests_total{{model="{MODEL}"}})')
-        return bool(found) and float(found[0]["value"][1]) >= 3
+        up = {r["metric"]["job"]: r["value"][1] for r in _query(prometheus, "up")}
+        # Each target is scraped at its own offset in the interval: wait for both.
+        ready = up == {"ray": "1", "ray-mlops-monitor": "1"} and bool(found)
+        return ready and float(found[0]["value"][1]) >= 3
 
-    _until(answered, 30, "the server's requests in Prometheus")
-    up = {r["metric"]["job"]: r["value"][1] for r in _query(prometheus, "up")}
-    assert up == {"ray": "1", "ray-mlops-monitor": "1"}
+    _until(scraped, 30, "both targets up and the server's requests in Prometheus")
     drifted = _query(prometheus, 'ray_mlops_monitor_drift_detected{job="ray-mlops-monitor"} == 1')
     assert [(r["metric"]["model"], r["metric"]["column"]) for r in drifted] == [(MODEL, "age")]
 

@@ -11,12 +11,21 @@ export PATH := $(BIN):$(PATH)
 
 # PostgreSQL's server binaries (Debian's package) for the local cluster, when missing: the
 # cluster runs a server of its own from them and leaves the package's service alone.
+# Prometheus, promtool, Alertmanager and amtool (Debian's packages) for the alerting tests,
+# which start servers of their own; the packages' services are turned off.
 setup: $(STAMP)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; \
 	  else \
 	    echo "note: no PostgreSQL (apt-get install postgresql): make cluster-up and tests/cluster need it"; \
+	  fi; }
+	@{ command -v promtool && command -v amtool && { command -v prometheus-alertmanager || command -v alertmanager; }; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager && \
+	    { systemctl disable --now prometheus prometheus-alertmanager 2>/dev/null || true; }; \
+	  else \
+	    echo "note: no Prometheus (apt-get install prometheus prometheus-alertmanager): tests/unit/test_monitoring_rules.py and tests/integration/test_alerting.py need it"; \
 	  fi; }
 
 # torch first, pinned to the CPU build: a range in pyproject.toml that 2.13.0 satisfies then

@@ -58,13 +58,21 @@ def parse_moment(text: str, now: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
+def last_window_end(moment: datetime, window: timedelta) -> datetime:
+    """The end of the last whole window of length ``window`` at or before ``moment``; windows
+    are aligned to the Unix epoch (a 1h window starts on the hour, a 1d one at midnight UTC)."""
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return epoch + ((moment - epoch) // window) * window
+
+
 def monitor(
     config: Path = CONFIG_ARG,
     since: str | None = typer.Option(
         None,
         "--since",
         help="Start of the first window: a time (2026-12-05T10:00) or a duration ago (6h). "
-        "Default: one monitor.window before --until.",
+        "Default: the last whole window before --until, aligned to the clock (with a 1h "
+        "window at 10:05, 09:00 to 10:00), so a scheduled run judges each window once.",
     ),
     until: str | None = typer.Option(
         None, "--until", help="End of the last window (exclusive). Default: now."
@@ -106,7 +114,11 @@ def monitor(
     workspace = Workspace.of(loaded)
     now = datetime.now(timezone.utc)
     end = parse_moment(until, now) if until else now
-    start = parse_moment(since, now) if since else end - cfg.monitor.window
+    if since:
+        start = parse_moment(since, now)
+    else:
+        end = last_window_end(end, cfg.monitor.window)
+        start = end - cfg.monitor.window
     if start >= end:
         raise ConfigError(
             f"--since ({start:%Y-%m-%d %H:%M:%S}) is not before --until ({end:%Y-%m-%d %H:%M:%S})"

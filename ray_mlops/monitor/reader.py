@@ -28,6 +28,8 @@ from ray_mlops.models.outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
 from ray_mlops.serve.capture import PARTITION_COLUMN
 from ray_mlops.storage import join, open_location
 
+WINDOW_COLUMN = "_ray_mlops_window"
+"""Index of a record's window among those read together (dropped from the result)."""
 KEYS = ("request_id", "record_index", "model_version", "time")
 """Capture columns a window keeps beside the decoded ones (the label join needs the first two)."""
 
@@ -87,67 +89,137 @@ def read_window(
     Returns:
         The window's records.
     """
+    (found,) = read_windows(
+        capture,
+        model,
+        [(start, end)],
+        numeric=numeric,
+        categorical=categorical,
+        labels=labels,
+        sample_rows=sample_rows,
+        seed=seed,
+    )
+    return found
+
+
+def read_windows(
+    capture: str,
+    model: str,
+    bounds: Sequence[tuple[datetime, datetime]],
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    labels: Sequence[str] | None,
+    sample_rows: int | None = None,
+    seed: int = 0,
+) -> list[WindowRecords]:
+    """Several consecutive windows in one scan of the capture (see :func:`read_window`).
+
+    Each window is counted and sampled on its own (to ``sample_rows``), so the result is the
+    same as reading them one by one, at the cost of one Ray Data read instead of one per
+    window.
+
+    Args:
+        bounds: ``(start, end)`` of each window, in time order, not overlapping.
+
+    Returns:
+        The records of each window, in the order of ``bounds``.
+    """
     import ray.data
 
+    if not bounds:
+        return []
+    starts = [_utc(a) for a, _ in bounds]
+    ends = [_utc(b) for _, b in bounds]
+    if any(b <= a for a, b in zip(starts, ends, strict=True)) or any(
+        ends[i] > starts[i + 1] for i in range(len(bounds) - 1)
+    ):
+        raise ValueError(f"windows must be non-empty, in order and apart: {bounds}")
+    empty = _empty(numeric, categorical, labels)
+    nothing = [WindowRecords(empty, 0, ()) for _ in bounds]
     filesystem, root = open_location(capture)
     paths = [
         join(root, day)
-        for day in partition_days(start, end)
+        for day in partition_days(starts[0], ends[-1])
         if filesystem.get_file_info(join(root, day)).type == pafs.FileType.Directory
     ]
-    empty = _empty(numeric, categorical, labels)
     if not paths:
-        return WindowRecords(empty, 0, ())
-    bounds: dict[str, Any] = {"model": model, "start": _utc(start), "end": _utc(end)}
+        return nothing
     dataset = ray.data.read_parquet(paths, filesystem=filesystem, file_extensions=["parquet"])
-    kept = dataset.map_batches(partial(_keep, **bounds), batch_format="pyarrow")
+    keep = partial(_keep, model=model, starts=starts, ends=ends)
+    kept = dataset.map_batches(keep, batch_format="pyarrow")
     counts = kept.map_batches(_count_versions, batch_format="pyarrow").to_pandas()
     if counts.empty or int(counts["n"].sum()) == 0:
-        return WindowRecords(empty, 0, ())
-    rows = int(counts["n"].sum())
-    firsts = counts.groupby("model_version")["first"].min().sort_values()
-    share = None if sample_rows is None or rows <= sample_rows else sample_rows / rows
+        return nothing
+    rows = counts.groupby(WINDOW_COLUMN)["n"].sum()
+    shares = [
+        None
+        if sample_rows is None or int(rows.get(i, 0)) <= sample_rows
+        else sample_rows / int(rows[i])
+        for i in range(len(bounds))
+    ]
     decode = partial(
         _decode,
         numeric=list(numeric),
         categorical=list(categorical),
         labels=list(labels) if labels else None,
-        share=share,
+        shares=shares,
         seed=seed,
     )
-    decoded = kept.map_batches(decode, batch_format="pyarrow")
-    frame = decoded.to_pandas()
+    frame = kept.map_batches(decode, batch_format="pyarrow").to_pandas()
     if frame.empty:
-        frame = empty
-    return WindowRecords(frame.reset_index(drop=True), rows, tuple(firsts.index.astype(str)))
+        frame = empty.assign(**{WINDOW_COLUMN: pd.Series(dtype="int32")})
+    found = []
+    for i in range(len(bounds)):
+        mine = counts[counts[WINDOW_COLUMN] == i]
+        firsts = mine.groupby("model_version")["first"].min().sort_values()
+        part = frame[frame[WINDOW_COLUMN] == i].drop(columns=WINDOW_COLUMN)
+        found.append(
+            WindowRecords(
+                part.reset_index(drop=True) if not part.empty else empty,
+                int(mine["n"].sum()),
+                tuple(firsts.index.astype(str)),
+            )
+        )
+    return found
 
 
-def _keep(batch: pa.Table, model: str, start: datetime, end: datetime) -> pa.Table:
-    """The batch's rows of ``model`` inside ``[start, end)``."""
+def _keep(batch: pa.Table, model: str, starts: list[datetime], ends: list[datetime]) -> pa.Table:
+    """The batch's rows of ``model`` inside a window, with the window's index."""
     times = batch.column("time")
     mask = pc.and_(
         pc.and_(
-            pc.greater_equal(times, pa.scalar(start, times.type)),
-            pc.less(times, pa.scalar(end, times.type)),
+            pc.greater_equal(times, pa.scalar(starts[0], times.type)),
+            pc.less(times, pa.scalar(ends[-1], times.type)),
         ),
         pc.equal(batch.column("model_name"), model),
     )
-    return batch.filter(mask)
+    kept = batch.filter(mask)
+    micros = kept.column("time").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    edges = np.array([int(t.timestamp() * 1_000_000) for t in starts], dtype=np.int64)
+    index = np.searchsorted(edges, micros, side="right") - 1
+    stops = np.array([int(t.timestamp() * 1_000_000) for t in ends], dtype=np.int64)
+    inside = micros < stops[np.clip(index, 0, len(stops) - 1)]  # not in a gap between windows
+    return kept.append_column(WINDOW_COLUMN, pa.array(index, pa.int32())).filter(inside)
 
 
 def _count_versions(batch: pa.Table) -> pa.Table:
-    """Rows and first time per model version in the batch."""
+    """Rows and first time per window and model version in the batch."""
     if batch.num_rows == 0:
         return pa.table(
             {
+                WINDOW_COLUMN: pa.array([], pa.int32()),
                 "model_version": pa.array([], pa.string()),
                 "n": pa.array([], pa.int64()),
                 "first": pa.array([], pa.timestamp("us", tz="UTC")),
             }
         )
-    grouped = batch.group_by("model_version").aggregate([("time", "count"), ("time", "min")])
+    grouped = batch.group_by([WINDOW_COLUMN, "model_version"]).aggregate(
+        [("time", "count"), ("time", "min")]
+    )
     return pa.table(
         {
+            WINDOW_COLUMN: grouped.column(WINDOW_COLUMN),
             "model_version": grouped.column("model_version"),
             "n": grouped.column("time_count").cast(pa.int64()),
             "first": grouped.column("time_min"),
@@ -160,19 +232,22 @@ def _decode(
     numeric: list[str],
     categorical: list[str],
     labels: list[str] | None,
-    share: float | None,
+    shares: list[float | None],
     seed: int,
 ) -> pa.Table:
-    """The batch's records with features, prediction and probabilities as columns."""
-    if share is not None and batch.num_rows:
-        batch = batch.filter(pa.array(_draw(batch, seed) < share))
+    """The batch's records with features, prediction and probabilities as columns; a record
+    of a window with a share is kept when its draw falls below that share."""
+    if any(share is not None for share in shares) and batch.num_rows:
+        limits = np.array([1.0 if share is None else share for share in shares])
+        window = batch.column(WINDOW_COLUMN).to_numpy(zero_copy_only=False)
+        batch = batch.filter(pa.array(_draw(batch, seed) < limits[window]))
     schema = pa.schema(
         [
             *(pa.field(c, pa.float64()) for c in numeric),
             *(pa.field(c, pa.string()) for c in categorical),
         ]
     )
-    columns = {k: batch.column(k) for k in KEYS}
+    columns = {k: batch.column(k) for k in (*KEYS, WINDOW_COLUMN)}
     features = _json_lines(batch.column("features"), schema)
     for name in schema.names:
         columns[name] = features.column(name)

@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ray_mlops.errors import DataError
 from ray_mlops.monitor.result import WindowResult
 
 if TYPE_CHECKING:
-    from ray_mlops.config import DataConfig, RetrainConfig
+    from ray_mlops.config import RetrainConfig
 
 
 @dataclass(frozen=True)
@@ -102,29 +99,3 @@ def decide_retrain(
         f"{' and '.join(breached)} breached in {len(recent)} window(s), with {labelled} "
         "labelled rows",
     )
-
-
-def training_frame(
-    original: pd.DataFrame, labelled: pd.DataFrame, data: DataConfig
-) -> pd.DataFrame:
-    """The original training data with the labelled captured rows appended.
-
-    Args:
-        original: The rows ``data.path`` holds (the target among them).
-        labelled: Captured records with their joined ``label`` (unlabelled rows are left out).
-        data: The data section: input columns and the target's name.
-
-    Returns:
-        The rows of both, in the original's columns; the captured ones carry the label as the
-        target and missing values for columns the capture does not have.
-
-    Raises:
-        DataError: the capture lacks an input column the model reads.
-    """
-    inputs = [*data.numeric, *data.categorical]
-    missing = [c for c in inputs if c not in labelled]
-    if missing:
-        raise DataError(f"the captured records lack the input columns {missing}")
-    rows = labelled[labelled["label"].notna()]
-    added = rows[inputs].assign(**{data.target: rows["label"].to_numpy()})
-    return pd.concat([original, added.reindex(columns=original.columns)], ignore_index=True)

@@ -16,11 +16,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from rich.console import Console
 
-from ray_mlops.errors import DataError, RegistryError
+from ray_mlops.errors import DataError, RayMlopsError, RegistryError
 from ray_mlops.mlflow_names import (
     HOLDOUT_FILE,
     MLFLOW_PARENT_RUN_ID,
@@ -31,10 +33,21 @@ from ray_mlops.mlflow_names import (
 )
 from ray_mlops.models.outputs import PROBABILITY_PREFIX
 from ray_mlops.monitor.exposition import MonitorMetrics
-from ray_mlops.monitor.reader import read_window
+from ray_mlops.monitor.reader import read_window, read_windows
 from ray_mlops.monitor.reference import build_reference
 from ray_mlops.monitor.report import render_window_report
 from ray_mlops.monitor.result import WindowResult
+from ray_mlops.monitor.retrain import RetrainDecision, decide_retrain
+from ray_mlops.monitor.retraining import (
+    TAG_RETRAIN_LABELLED_ROWS,
+    TAG_RETRAIN_MONITOR_RUN,
+    TAG_RETRAIN_REASON,
+    TAG_RETRAIN_WINDOWS,
+    RetrainOutcome,
+    retraining_data_location,
+    run_retrain,
+    write_training_set,
+)
 from ray_mlops.monitor.window import Limits, Reference, Window, evaluate_window
 from ray_mlops.notify import Notifier
 from ray_mlops.serve.labels import join_labels, read_labels
@@ -51,6 +64,17 @@ MONITOR_STAGE = "monitor"
 """``ray_mlops.stage`` of a monitoring run."""
 WINDOW_JSON = "window.json"
 REPORT_HTML = "report.html"
+WINDOWS_PER_READ = 24
+"""Windows a range reads from the capture in one scan (each sampled to monitor.sample_rows)."""
+RETRAIN_JSON = "retrain.json"
+TAG_RETRAIN_DECISION = "ray_mlops.retrain.decision"
+"""On a monitoring run: ``yes`` or ``no``, the retrain policy's decision after the window."""
+TAG_RETRAIN_STARTED = "ray_mlops.retrain.started"
+"""When the retrain started (ISO, UTC): the cool-down counts from it."""
+TAG_RETRAIN_RESULT = "ray_mlops.retrain.result"
+"""``promoted``, ``rejected`` (the gate kept the champion) or ``failed``."""
+TAG_RETRAIN_RUN = "ray_mlops.retrain.run"
+"""The pipeline run the retrain started."""
 DRIFT_EVENT = "model_drift"
 """Webhook event of a window that broke a limit (drift, estimated or realised quality,
 fairness); the payload names every breach."""
@@ -68,6 +92,9 @@ class Monitor:
         metrics: The Prometheus series; served by the caller in service mode.
         references: Reference per model version, built once.
         history: Results so far, oldest first (the report's "over time" plots).
+        config_source: The config file (its folder resolves relative data paths of a
+            retrain); None: the working directory.
+        console: Where a retrain's pipeline reports its progress (None: a quiet one).
     """
 
     cfg: PipelineConfig
@@ -77,6 +104,8 @@ class Monitor:
     metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
     references: dict[str, Reference] = field(default_factory=dict)
     history: list[WindowResult] = field(default_factory=list)
+    config_source: Path | None = None
+    console: Console | None = None
 
     def __post_init__(self) -> None:
         self.tracker = PipelineTracker(self.tracking_uri, self.cfg.monitoring_experiment_name)
@@ -100,16 +129,28 @@ class Monitor:
         )
 
     def run_window(self, start: datetime, end: datetime) -> WindowResult:
-        """Judge ``[start, end)`` of the champion's traffic and record every output."""
-        version = self._serving_version()
-        reference = self.reference_of(version)
+        """Judge ``[start, end)`` of the served traffic and record every output."""
+        (result,) = self.run_windows([(start, end)])
+        return result
+
+    def run_windows(
+        self,
+        bounds: Sequence[tuple[datetime, datetime]],
+        on_window: Callable[[WindowResult], Any] | None = None,
+    ) -> list[WindowResult]:
+        """Judge consecutive windows, read from the capture in one scan, oldest first.
+
+        Each window is held to the reference of the version that answered it (the newest
+        version among its records; the champion for an empty window), so windows before a
+        promotion are judged against the model that served them.
+        """
         data = self.cfg.data
-        capture = self.workspace.capture_location(self.cfg.serve.capture.path)
-        records = read_window(
-            capture,
+        champion = self._serving_version()
+        reference = self.reference_of(champion)
+        found = read_windows(
+            self.workspace.capture_location(self.cfg.serve.capture.path),
             self.cfg.model_name,
-            start,
-            end,
+            bounds,
             numeric=data.numeric,
             categorical=[
                 *data.categorical,
@@ -119,13 +160,79 @@ class Monitor:
             sample_rows=self.cfg.monitor.sample_rows,
         )
         labels = read_labels(self.workspace.capture_location(self.cfg.monitor.labels_path))
-        frame = join_labels(records.frame, labels)
-        window = Window(self.cfg.model_name, start, end, frame, records.versions)
-        result = evaluate_window(window, reference, self.limits(), sensitive=data.sensitive)
-        result = replace(result, rows=records.rows)  # the window's count, not its sample's
-        self._record(result, reference, window)
-        self.history.append(result)
-        return result
+        results = []
+        for (start, end), records in zip(bounds, found, strict=True):
+            served = self._version_of(records.versions) or champion
+            reference = self.reference_of(served)
+            frame = join_labels(records.frame, labels)
+            window = Window(self.cfg.model_name, start, end, frame, records.versions)
+            result = evaluate_window(window, reference, self.limits(), sensitive=data.sensitive)
+            result = replace(result, rows=records.rows)  # the window's count, not its sample's
+            run_id = self._record(result, reference, window)
+            self.history.append(result)
+            results.append(result)
+            if on_window is not None:
+                on_window(result)
+            if self.cfg.monitor.retrain.enabled:
+                self.consider_retrain(run_id)
+        return results
+
+    def _version_of(self, versions: Sequence[str]) -> ModelVersion | None:
+        """The newest of a window's versions, when the registry still has it."""
+        from mlflow.exceptions import MlflowException
+
+        if not versions:
+            return None
+        try:
+            return self.client.get_model_version(self.cfg.model_name, versions[-1])
+        except MlflowException:  # deleted since: the champion's reference stands in
+            return None
+
+    def consider_retrain(self, run_id: str) -> RetrainOutcome | None:
+        """Apply ``monitor.retrain`` to the windows so far; retrain when it says so.
+
+        The decision (yes or no, with its reason and windows) is recorded on the monitoring
+        run ``run_id`` (tags and ``retrain.json``); a retrain's outcome too, and the pipeline
+        run it started is tagged with the reason, the windows and ``run_id`` (lineage).
+
+        Returns:
+            The retrain's outcome, None when there was none (or it failed: recorded).
+        """
+        now = utc_now()
+        decision = decide_retrain(
+            self.history, self.cfg.monitor.retrain, now=now, last_retrain=self._last_retrain()
+        )
+        handle = RunHandle(self.client, run_id)
+        handle.record_tags(
+            {
+                TAG_RETRAIN_DECISION: "yes" if decision.retrain else "no",
+                TAG_RETRAIN_REASON: decision.reason[:5000],
+                **({TAG_RETRAIN_STARTED: now.isoformat()} if decision.retrain else {}),
+            }
+        )
+        record: dict[str, Any] = {"decision": decision.to_dict()}
+        handle.record_text(json.dumps(record, indent=2), RETRAIN_JSON)
+        if not decision.retrain:
+            return None
+        try:
+            outcome = self._retrain(decision, now, run_id)
+        except RayMlopsError as exc:
+            record["failed"] = str(exc)
+            handle.record_tags({TAG_RETRAIN_RESULT: "failed"})
+            handle.record_text(json.dumps(record, indent=2), RETRAIN_JSON)
+            if self.console is not None:
+                self.console.print(f"[red]retrain failed[/]: {exc}")
+            return None
+        record["outcome"] = outcome.to_dict()
+        handle.record_tags(
+            {
+                TAG_RETRAIN_RESULT: "promoted" if outcome.promoted else "rejected",
+                TAG_RETRAIN_RUN: outcome.run_id,
+                **({TAG_MODEL_VERSION: outcome.model_version} if outcome.model_version else {}),
+            }
+        )
+        handle.record_text(json.dumps(record, indent=2), RETRAIN_JSON)
+        return outcome
 
     def reference_of(self, version: ModelVersion) -> Reference:
         """The reference of ``version``, built on first use from its run's artifacts."""
@@ -135,6 +242,64 @@ class Monitor:
         return self.references[key]
 
     # -- inside ---------------------------------------------------------------------------
+
+    def _last_retrain(self) -> datetime | None:
+        """When the last retrain of this model started, from the monitoring runs."""
+        runs = self.client.search_runs(
+            [self.tracker.experiment_id],
+            filter_string=f"tags.`{TAG_RETRAIN_DECISION}` = 'yes'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        started = runs[0].data.tags.get(TAG_RETRAIN_STARTED) if runs else None
+        return datetime.fromisoformat(started) if started else None
+
+    def _retrain(self, decision: RetrainDecision, now: datetime, run_id: str) -> RetrainOutcome:
+        """Training set of the decision's windows, the pipeline on it, the lineage tags."""
+        starts, ends = zip(*(w.split("/") for w in decision.windows), strict=True)
+        data = self.cfg.data
+        records = read_window(
+            self.workspace.capture_location(self.cfg.serve.capture.path),
+            self.cfg.model_name,
+            datetime.fromisoformat(min(starts)),
+            datetime.fromisoformat(max(ends)),
+            numeric=data.numeric,
+            categorical=[
+                *data.categorical,
+                *(c for c in data.sensitive if c not in data.categorical),
+            ],
+            labels=None,
+            sample_rows=None,
+        )
+        labels = read_labels(self.workspace.capture_location(self.cfg.monitor.labels_path))
+        labelled = join_labels(records.frame, labels)
+        base_dir = self.config_source.parent if self.config_source else Path.cwd()
+        destination = retraining_data_location(self.workspace, now)
+        original_rows, added = write_training_set(self.cfg, base_dir, labelled, destination)
+        result = run_retrain(
+            self.cfg,
+            self.config_source or base_dir / "config.yaml",
+            self.workspace,
+            destination,
+            self.console or Console(quiet=True),
+        )
+        RunHandle(self.client, result.run_id).record_tags(
+            {
+                TAG_RETRAIN_REASON: decision.reason[:5000],
+                TAG_RETRAIN_WINDOWS: ",".join(decision.windows)[:5000],
+                TAG_RETRAIN_LABELLED_ROWS: str(added),
+                TAG_RETRAIN_MONITOR_RUN: run_id,
+            }
+        )
+        return RetrainOutcome(
+            data_path=destination,
+            original_rows=original_rows,
+            labelled_rows=added,
+            run_id=result.run_id,
+            model_version=result.model_version,
+            promoted=result.promoted,
+            decision=result.decision,
+        )
 
     def _serving_version(self) -> ModelVersion:
         from ray_mlops.registry.champion import champion_version
@@ -191,7 +356,7 @@ class Monitor:
             else None
         )
 
-    def _record(self, result: WindowResult, reference: Reference, window: Window) -> None:
+    def _record(self, result: WindowResult, reference: Reference, window: Window) -> str:
         end = int(result.end.timestamp() * 1000)
         name = f"{result.model} {result.start:%Y-%m-%d %H:%M}-{result.end:%H:%M}"
         handle = RunHandle.create(
@@ -226,6 +391,7 @@ class Monitor:
                     "run_id": handle.run_id,
                 },
             )
+        return handle.run_id
 
 
 def window_metrics(result: WindowResult) -> dict[str, float]:
@@ -276,12 +442,13 @@ def monitor_range(
     on_window: Callable[[WindowResult], Any] | None = None,
 ) -> list[WindowResult]:
     """Every window of ``monitor.window`` in ``[since, until)``, oldest first."""
-    results = []
-    for start, end in windows(since, until, monitor.cfg.monitor.window):
-        result = monitor.run_window(start, end)
-        results.append(result)
-        if on_window is not None:
-            on_window(result)
+    bounds = list(windows(since, until, monitor.cfg.monitor.window))
+    results: list[WindowResult] = []
+    # A day of 5-minute windows is 288: read them a day's worth at a time, so the driver
+    # holds at most WINDOWS_PER_READ samples.
+    for first in range(0, len(bounds), WINDOWS_PER_READ):
+        chunk = bounds[first : first + WINDOWS_PER_READ]
+        results += monitor.run_windows(chunk, on_window=on_window)
     return results
 
 

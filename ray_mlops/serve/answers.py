@@ -73,5 +73,6 @@ _REASONS = {
     422: "A field or value does not fit the model's inputs.",
     429: "Over the key's rate limit; retry after Retry-After seconds.",
     500: "The server failed; the message carries the request id to look up in its log.",
+    503: "The server cannot take more now (its label buffer is full); retry later.",
     504: "No answer within the configured deadline.",
 }

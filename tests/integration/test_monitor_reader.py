@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ray_mlops.monitor.reader import partition_days, read_window
+from ray_mlops.monitor.reader import partition_days, read_window, read_windows
 from ray_mlops.serve.capture import TrafficCapture
 
 LABELS = ["<=50K", ">50K"]
@@ -105,3 +106,27 @@ def test_an_empty_window_and_a_missing_capture_give_no_rows(
         )  # fmt: skip
         assert found.rows == 0 and found.frame.empty and found.versions == ()
         assert {"age", "job", "prediction", "probability_>50K"} <= set(found.frame.columns)
+
+
+def test_windows_read_in_one_scan_equal_windows_read_one_by_one(
+    ray_session: None, captured: Path
+) -> None:
+    # Three 20-minute windows around midnight, a gap, then one more (across two versions).
+    edges = [DAY - timedelta(minutes=40) + timedelta(minutes=20 * k) for k in range(4)]
+    bounds = [
+        *pairwise(edges),
+        (edges[3] + timedelta(minutes=5), edges[3] + timedelta(minutes=15)),
+    ]
+    kwargs = {"numeric": ["age"], "categorical": ["job"], "labels": LABELS, "sample_rows": 400}
+    together = read_windows(str(captured), "m", bounds, **kwargs)
+    for (start, end), found in zip(bounds, together, strict=True):
+        alone = read_window(str(captured), "m", start, end, **kwargs)
+        assert found.rows == alone.rows and found.versions == alone.versions
+        assert sorted(found.frame["request_id"]) == sorted(alone.frame["request_id"])
+        assert list(found.frame.columns) == list(alone.frame.columns)
+    # 600 records per 20 minutes, sampled to about 400; 300 in the 10 minutes after the gap.
+    assert [w.rows for w in together] == [600, 600, 600, 300]
+    assert together[1].versions == ("1",) and together[3].versions == ("2",)
+    assert all(len(w.frame) < 600 for w in together[:3]) and len(together[3].frame) == 300
+    with pytest.raises(ValueError, match="in order"):
+        read_windows(str(captured), "m", bounds[::-1], **kwargs)

@@ -33,7 +33,7 @@ from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
-KUBERAY = ["raycluster.yaml", "rayjob.yaml", "rayservice.yaml"]
+KUBERAY = ["raycluster.yaml", "rayjob.yaml", "rayservice.yaml", "monitor-cronjob.yaml"]
 S3_SECRET = "ray-mlops-s3"
 DB_SECRET = "mlflow-postgres"
 GPU = "nvidia.com/gpu"
@@ -48,8 +48,10 @@ def _documents(name: str) -> list[dict[str, Any]]:
 
 
 def _ray_cluster_spec(name: str) -> dict[str, Any]:
-    """The RayCluster spec inside a RayCluster, RayJob or RayService."""
+    """The RayCluster spec inside a RayCluster, RayJob, RayCronJob or RayService."""
     doc = _documents(name)[0]
+    if doc["kind"] == "RayCronJob":  # each run is a RayJob of its jobTemplate
+        return dict(doc["spec"]["jobTemplate"]["rayClusterSpec"])
     field = {"RayCluster": None, "RayJob": "rayClusterSpec", "RayService": "rayClusterConfig"}
     return doc["spec"] if field[doc["kind"]] is None else doc["spec"][field[doc["kind"]]]
 
@@ -225,7 +227,7 @@ def test_a_field_the_kubernetes_model_does_not_know_is_reported() -> None:
 # -- what a cluster needs -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml", "monitor-cronjob.yaml"])
 def test_the_gpu_group_asks_for_gpus_on_gpu_nodes_and_scales_from_zero(name: str) -> None:
     gpu_groups = []
     for group, spec in _groups(name):
@@ -520,3 +522,19 @@ def test_the_dockerfiles_pin_the_ray_python_and_torch_the_project_is_tested_with
     for image in (cpu, cuda):
         assert image["copies"] == cpu["copies"]
         assert image["pip"][-1] == 'pip install --no-cache-dir "/app[cluster]"'
+
+
+def test_the_monitor_cronjob_judges_what_the_rayjob_trains_on_a_schedule() -> None:
+    (cron,) = _documents("monitor-cronjob.yaml")
+    # Five cron fields (minute hour day month weekday), as Kubernetes CronJobs take them.
+    field = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
+    assert cron["kind"] == "RayCronJob"
+    assert re.fullmatch(rf"{field}( {field}){{4}}", cron["spec"]["schedule"])
+    job = cron["spec"]["jobTemplate"]
+    trained = _documents("rayjob.yaml")[0]["spec"]
+    command = job["entrypoint"].split()
+    assert command[:2] == ["ray-mlops", "monitor"] and "--fail-on-breach" in command
+    # The same config the RayJob trains with: the same model, capture and monitoring section.
+    assert command[2] == trained["entrypoint"].split()[-1]
+    assert job["submissionMode"] == trained["submissionMode"]
+    assert job["rayClusterSpec"] == trained["rayClusterSpec"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from ray_mlops.config import parse_config
 from ray_mlops.errors import DataError
 from ray_mlops.monitor.result import Breach, WindowResult
-from ray_mlops.monitor.retrain import decide_retrain, training_frame
+from ray_mlops.monitor.retrain import decide_retrain
+from ray_mlops.monitor.retraining import labelled_rows_as
 
 T0 = datetime(2026, 12, 5, tzinfo=timezone.utc)
 
@@ -73,16 +75,43 @@ def test_windows_before_the_last_retrain_do_not_count() -> None:
     assert not decision.retrain and decision.labelled_rows == 10 and len(decision.windows) == 1
 
 
-def test_the_training_frame_appends_the_labelled_captured_rows() -> None:
-    data = _cfg().data
-    original = pd.DataFrame({"a": [1.0, 2.0], "c": ["x", "y"], "y": ["no", "yes"], "id": [1, 2]})
-    captured = pd.DataFrame({"a": [3.0, 4.0], "c": ["z", "x"], "label": ["yes", None]})
-    frame = training_frame(original, captured, data)
-    assert frame["y"].tolist() == ["no", "yes", "yes"]
-    assert frame["a"].tolist() == [1.0, 2.0, 3.0] and frame["id"].isna().tolist() == [
-        False,
-        False,
-        True,
+def test_labelled_captured_rows_take_the_original_schema() -> None:
+    cfg = parse_config(
+        {
+            "name": "m",
+            "data": {
+                "path": "x.csv", "target": "y", "id_column": "id",
+                "numeric": ["a"], "categorical": ["c"],
+            },
+        }
+    )  # fmt: skip
+    # A CSV source: numbers read as text (parsed row by row by the data stage), ids inferred.
+    schema = pa.schema(
+        [("id", pa.int64()), ("a", pa.string()), ("c", pa.string()), ("y", pa.string()),
+         ("other", pa.float64())]
+    )  # fmt: skip
+    captured = pd.DataFrame(
+        {
+            "request_id": ["r1", "r1", "r2"], "record_index": [0, 1, 0],
+            "a": [39.0, 2.5, None], "c": ["z", "x", None], "label": ["yes", None, "no"],
+        }
+    )  # fmt: skip
+    table = labelled_rows_as(captured, schema, cfg.data, first_id=101)
+    assert table.schema == schema
+    # Unlabelled records are left out; new ids follow the original's highest.
+    assert table.to_pydict() == {
+        "id": [101, 102], "a": ["39", None], "c": ["z", None], "y": ["yes", "no"],
+        "other": [None, None],
+    }  # fmt: skip
+    # Text ids name the record they came from.
+    text_ids = schema.set(0, pa.field("id", pa.string()))
+    assert labelled_rows_as(captured, text_ids, cfg.data, 0)["id"].to_pylist() == [
+        "capture:r1:0",
+        "capture:r2:0",
     ]
+    # Parquet sources keep numbers as numbers; a label that does not fit the target is named.
+    numeric = pa.schema([("a", pa.float64()), ("c", pa.string()), ("y", pa.int64())])
+    with pytest.raises(DataError, match="label"):
+        labelled_rows_as(captured, numeric, cfg.data, 0)
     with pytest.raises(DataError, match=r"\['c'\]"):
-        training_frame(original, captured.drop(columns="c"), data)
+        labelled_rows_as(captured.drop(columns="c"), schema, cfg.data, 0)

@@ -59,3 +59,15 @@ def test_since_and_until_take_a_time_or_a_duration_ago() -> None:
     assert offset.utcoffset() == timedelta(hours=1)
     with pytest.raises(ConfigError, match="neither a time"):
         parse_moment("yesterday", now)
+
+
+def test_the_default_window_is_the_last_whole_one_aligned_to_the_clock() -> None:
+    from ray_mlops.monitor_cli import last_window_end
+
+    at = datetime(2026, 12, 5, 10, 5, 30, tzinfo=timezone.utc)
+    assert last_window_end(at, timedelta(hours=1)) == at.replace(minute=0, second=0)
+    assert last_window_end(at, timedelta(minutes=5)) == at.replace(second=0)
+    assert last_window_end(at, timedelta(days=1)) == at.replace(hour=0, minute=0, second=0)
+    # A run that starts late still judges the same window.
+    late = at.replace(minute=40)
+    assert last_window_end(late, timedelta(hours=1)) == last_window_end(at, timedelta(hours=1))

@@ -80,6 +80,15 @@ DRIFT_EVENT = "model_drift"
 fairness); the payload names every breach."""
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A judged window with what it was judged on (what the report draws)."""
+
+    result: WindowResult
+    reference: Reference
+    window: Window
+
+
 @dataclass
 class Monitor:
     """What a monitoring process holds between windows.
@@ -138,11 +147,27 @@ class Monitor:
         bounds: Sequence[tuple[datetime, datetime]],
         on_window: Callable[[WindowResult], Any] | None = None,
     ) -> list[WindowResult]:
-        """Judge consecutive windows, read from the capture in one scan, oldest first.
+        """Judge consecutive windows, read from the capture in one scan, oldest first, and
+        record each (MLflow run, report, Prometheus series, webhook on a breach; a retrain
+        when the policy says so). Windows before a promotion are judged against the version
+        that served them (:meth:`judge`).
+        """
+        results = []
+        for judged in self.judge(bounds):
+            run_id = self._record(judged.result, judged.reference, judged.window)
+            self.history.append(judged.result)
+            results.append(judged.result)
+            if on_window is not None:
+                on_window(judged.result)
+            if self.cfg.monitor.retrain.enabled:
+                self.consider_retrain(run_id)
+        return results
+
+    def judge(self, bounds: Sequence[tuple[datetime, datetime]]) -> list[Judged]:
+        """Read and judge consecutive windows, recording nothing (:meth:`run_windows` records).
 
         Each window is held to the reference of the version that answered it (the newest
-        version among its records; the champion for an empty window), so windows before a
-        promotion are judged against the model that served them.
+        version among its records; the champion for an empty window).
         """
         data = self.cfg.data
         champion = self._serving_version()
@@ -160,7 +185,7 @@ class Monitor:
             sample_rows=self.cfg.monitor.sample_rows,
         )
         labels = read_labels(self.workspace.capture_location(self.cfg.monitor.labels_path))
-        results = []
+        judged = []
         for (start, end), records in zip(bounds, found, strict=True):
             served = self._version_of(records.versions) or champion
             reference = self.reference_of(served)
@@ -168,14 +193,8 @@ class Monitor:
             window = Window(self.cfg.model_name, start, end, frame, records.versions)
             result = evaluate_window(window, reference, self.limits(), sensitive=data.sensitive)
             result = replace(result, rows=records.rows)  # the window's count, not its sample's
-            run_id = self._record(result, reference, window)
-            self.history.append(result)
-            results.append(result)
-            if on_window is not None:
-                on_window(result)
-            if self.cfg.monitor.retrain.enabled:
-                self.consider_retrain(run_id)
-        return results
+            judged.append(Judged(result, reference, window))
+        return judged
 
     def _version_of(self, versions: Sequence[str]) -> ModelVersion | None:
         """The newest of a window's versions, when the registry still has it."""
@@ -268,7 +287,7 @@ class Monitor:
                 *data.categorical,
                 *(c for c in data.sensitive if c not in data.categorical),
             ],
-            labels=None,
+            labels=self.reference_of(self._serving_version()).labels,
             sample_rows=None,
         )
         labels = read_labels(self.workspace.capture_location(self.cfg.monitor.labels_path))
@@ -380,18 +399,20 @@ class Monitor:
         handle.end("FINISHED")
         self.metrics.record(result)
         if result.alarmed:
-            self.notifier.send(
-                DRIFT_EVENT,
-                {
-                    "model": result.model,
-                    "versions": list(result.versions),
-                    "window_start": result.start.isoformat(),
-                    "window_end": result.end.isoformat(),
-                    "breaches": [b.to_dict() for b in result.breaches],
-                    "run_id": handle.run_id,
-                },
-            )
+            self.notifier.send(DRIFT_EVENT, drift_event(result, handle.run_id))
         return handle.run_id
+
+
+def drift_event(result: WindowResult, run_id: str) -> dict[str, Any]:
+    """The webhook payload of a window that broke a limit (event :data:`DRIFT_EVENT`)."""
+    return {
+        "model": result.model,
+        "versions": list(result.versions),
+        "window_start": result.start.isoformat(),
+        "window_end": result.end.isoformat(),
+        "breaches": [b.to_dict() for b in result.breaches],
+        "run_id": run_id,
+    }
 
 
 def window_metrics(result: WindowResult) -> dict[str, float]:

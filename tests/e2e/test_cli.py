@@ -468,3 +468,34 @@ def test_killed_tune_command_resumes_without_repeating_finished_trials(
         assert len(lines.splitlines()) == 3
     board = client.download_artifacts(searches[0].info.run_id, "search/leaderboard.csv")
     assert len(pd.read_csv(board)) == TUNE_TRIALS
+
+
+def test_labels_ingest_stores_a_good_file_and_refuses_a_bad_one_whole(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    good = tmp_path / "labels.csv"
+    good.write_text("request_id,label,record_index\nr1,>50K,0\nr1,<=50K,1\nr2,<=50K,0\n")
+    done = _cli("labels", "ingest", str(good), "-c", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "stored 3 labels" in done.stderr
+    stored = pd.read_parquet(tmp_path / ".ray-mlops" / "labels")
+    assert sorted(zip(stored["request_id"], stored["record_index"], strict=True)) == [
+        ("r1", 0), ("r1", 1), ("r2", 0),
+    ]  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    bad.write_text("request_id,label\nr3,>50K\n,<=50K\n")
+    done = _cli("labels", "ingest", str(bad), "-c", str(config), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    # The message names the file, the line and the column; nothing of the file is stored.
+    assert "bad.csv" in done.stderr and "line 3" in done.stderr and "request_id" in done.stderr
+    assert len(pd.read_parquet(tmp_path / ".ray-mlops" / "labels")) == 3
+
+
+def test_monitor_refuses_a_bad_window_and_a_model_not_served_yet(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"tracking": {"tracking_uri": f"sqlite:///{tmp_path}/m.db"}})
+    done = _cli("monitor", str(config), "--since", "soon", cwd=tmp_path)
+    assert done.returncode == 2 and "'soon' is neither a time" in done.stderr
+    done = _cli("monitor", str(config), "--since", "1h", "--until", "2h", cwd=tmp_path)
+    assert done.returncode == 2 and "is not before --until" in done.stderr
+    done = _cli("monitor", str(config), "--since", "2h", cwd=tmp_path, timeout=180)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no 'champion' alias" in done.stderr and "run the pipeline first" in done.stderr

@@ -34,7 +34,7 @@ import yaml
 from ray_mlops.config import load_config
 from ray_mlops.monitor.exposition import MetricsServer, MonitorMetrics, serve_metrics
 from ray_mlops.monitor.result import WindowResult
-from ray_mlops.monitor.service import DRIFT_EVENT
+from ray_mlops.monitor.service import DRIFT_EVENT, drift_event
 from ray_mlops.monitor.window import Limits, Reference, Window, evaluate_window
 from ray_mlops.notify import make_notifier
 from ray_mlops.pipeline import PipelineResult
@@ -389,13 +389,11 @@ def test_the_projects_own_webhook_reports_the_drift_too(
 ) -> None:
     # What the monitor sends for an alarmed window (Monitor._record), to the same receiver.
     with make_notifier(receiver.url + EVENTS, retries=0) as notifier:
-        notifier.send(
-            DRIFT_EVENT,
-            {"model": drifted.model, "breaches": [b.to_dict() for b in drifted.breaches]},
-        )
+        notifier.send(DRIFT_EVENT, drift_event(drifted, "run-1"))
     event = receiver.wait_for(lambda path, _: path == EVENTS, 10, f"{DRIFT_EVENT} event")
     assert event["event"] == "model_drift" and event["model"] == MODEL
     assert [(b["signal"], b["name"]) for b in event["breaches"]] == [("drift", "age")]
+    assert event["run_id"] == "run-1" and event["window_start"] == drifted.start.isoformat()
 
 
 def test_dropped_captured_records_reach_the_webhook(

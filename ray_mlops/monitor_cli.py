@@ -137,7 +137,12 @@ def monitor(
     try:
         with ray_runtime(address, verbose):
             watcher = Monitor(
-                cfg, workspace, workspace.tracking_uri(cfg.tracking.tracking_uri), notifier
+                cfg,
+                workspace,
+                workspace.tracking_uri(cfg.tracking.tracking_uri),
+                notifier,
+                config_source=loaded.source,
+                console=err,
             )
             if tick is None:
                 results = monitor_range(watcher, start, end, on_window=_say)
@@ -152,25 +157,19 @@ def monitor(
 
 
 def _serve(watcher: Any, tick: timedelta) -> None:
-    """Judge the window that just ended every ``tick`` until SIGTERM or Ctrl-C."""
-    from ray_mlops.monitor.exposition import serve_metrics
+    """Judge the last window every ``tick`` until SIGTERM or Ctrl-C."""
+    from ray_mlops.monitor.service import watch
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    port = watcher.cfg.monitor.metrics_port
-    server = serve_metrics(watcher.metrics, port) if port is not None else None
-    if server is not None:
-        err.print(f"monitor: Prometheus series on http://{server.host}:{server.port}/metrics")
-    length = watcher.cfg.monitor.window
-    try:
-        while not stop.is_set():
-            end = datetime.now(timezone.utc)
-            _say(watcher.run_window(end - length, end))
-            stop.wait(tick.total_seconds())
-    finally:
-        if server is not None:
-            server.stop()
+    watch(
+        watcher,
+        tick,
+        stop,
+        on_window=_say,
+        on_serving=lambda url: err.print(f"monitor: Prometheus series on {url}"),
+    )
 
 
 def _say(result: WindowResult) -> None:

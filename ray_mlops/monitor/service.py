@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -471,6 +472,46 @@ def monitor_range(
         chunk = bounds[first : first + WINDOWS_PER_READ]
         results += monitor.run_windows(chunk, on_window=on_window)
     return results
+
+
+def watch(
+    monitor: Monitor,
+    tick: timedelta,
+    stop: threading.Event,
+    *,
+    on_window: Callable[[WindowResult], Any] | None = None,
+    on_serving: Callable[[str], Any] | None = None,
+) -> None:
+    """The monitor as a service: every ``tick``, judge the last ``monitor.window`` of traffic
+    (ending now), until ``stop`` is set. The Prometheus series are served on
+    ``monitor.metrics_port`` meanwhile (``on_serving`` gets their URL).
+
+    A window that fails to be judged (the tracking server down, a champion not yet there) is
+    reported on ``monitor.console`` and tried again at the next tick, so the service outlives
+    a passing outage.
+    """
+    from ray_mlops.monitor.exposition import serve_metrics
+
+    port = monitor.cfg.monitor.metrics_port
+    server = serve_metrics(monitor.metrics, port) if port is not None else None
+    if server is not None and on_serving is not None:
+        on_serving(f"http://{server.host}:{server.port}/metrics")
+    length = monitor.cfg.monitor.window
+    try:
+        while not stop.is_set():
+            end = utc_now()
+            try:
+                (result,) = monitor.run_windows([(end - length, end)])
+            except RayMlopsError as exc:
+                if monitor.console is not None:
+                    monitor.console.print(f"[red]monitor[/]: {exc}; trying again in {tick}")
+            else:
+                if on_window is not None:
+                    on_window(result)
+            stop.wait(tick.total_seconds())
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def summary_rows(results: Sequence[WindowResult]) -> list[dict[str, Any]]:

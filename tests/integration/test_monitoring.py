@@ -33,12 +33,13 @@ from ray_mlops.monitor.service import (
     TAG_RETRAIN_RESULT,
     Monitor,
     monitor_range,
+    watch,
 )
 from ray_mlops.notify import notifier_for
 from ray_mlops.serve.guard import generate_key, hash_key
 from ray_mlops.serve.launch import ServedModel, deploy_model, stop_serving
 from ray_mlops.workspace import Workspace
-from tests.conftest import TEST_ROWS, write_config
+from tests.conftest import TEST_ROWS, free_port, write_config
 from tests.integration.test_alerting import Receiver
 
 MODEL = "adult-monitor"
@@ -223,6 +224,36 @@ def test_injected_drifts_are_flagged_in_their_window_and_named_in_the_report(
         {b["name"] for b in e["breaches"]} >= {c}
         for e, c in zip(events, ["age", "sex", "occupation"], strict=True)
     ] == [True] * 3
+
+
+def test_the_service_judges_the_last_window_every_tick_and_serves_its_series(
+    setup: Setup, tracking_uri: str
+) -> None:
+    monitor = _monitor(setup, tracking_uri, window="2s", metrics_port=free_port())
+    stop, urls, judged = threading.Event(), [], []
+    service = threading.Thread(
+        target=watch,
+        args=(monitor, timedelta(seconds=1), stop),
+        kwargs={"on_window": judged.append, "on_serving": urls.append},
+    )
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(r.rows for r in judged):
+            _predict(setup.served, setup.unseen.sample(150, random_state=len(judged)))
+            time.sleep(0.5)
+        (url,) = urls
+        text = requests.get(url, timeout=10).text
+    finally:
+        stop.set()
+        service.join(timeout=30)
+    assert not service.is_alive() and len(judged) >= 2
+    assert all(r.end - r.start == timedelta(seconds=2) for r in judged)
+    rows = next(r.rows for r in judged if r.rows)
+    assert 0 < rows < 1000  # the last 2 s of traffic, not all that was captured before
+    assert f'ray_mlops_monitor_window_rows{{model="{MODEL}"}}' in text
+    with pytest.raises(requests.ConnectionError):  # the series stop with the service
+        requests.get(url, timeout=5)
 
 
 def test_a_stable_stream_over_50_windows_alarms_at_most_at_the_stated_rate(

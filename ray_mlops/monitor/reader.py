@@ -11,7 +11,7 @@ not every row: the count of rows and the versions are still taken over the whole
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
@@ -31,6 +31,10 @@ from ray_mlops.storage import join, open_location
 WINDOW_COLUMN = "_ray_mlops_window"
 """Index of a record's window among those read together (dropped from the result)."""
 KEYS = ("request_id", "record_index", "model_version", "time")
+COUNT_COLUMNS = ("time", "model_name", "model_version")
+"""Capture columns the counting pass reads."""
+DECODE_COLUMNS = (*KEYS, "model_name", "features", "prediction", "probabilities")
+"""Capture columns the decoding pass reads."""
 """Capture columns a window keeps beside the decoded ones (the label join needs the first two)."""
 
 
@@ -145,10 +149,8 @@ def read_windows(
     ]
     if not paths:
         return nothing
-    dataset = ray.data.read_parquet(paths, filesystem=filesystem, file_extensions=["parquet"])
     keep = partial(_keep, model=model, starts=starts, ends=ends)
-    kept = dataset.map_batches(keep, batch_format="pyarrow")
-    counts = kept.map_batches(_count_versions, batch_format="pyarrow").to_pandas()
+    counts = _count(paths, filesystem, keep, model, starts[0], ends[-1])
     if counts.empty or int(counts["n"].sum()) == 0:
         return nothing
     rows = counts.groupby(WINDOW_COLUMN)["n"].sum()
@@ -166,6 +168,10 @@ def read_windows(
         shares=shares,
         seed=seed,
     )
+    dataset = ray.data.read_parquet(
+        paths, filesystem=filesystem, file_extensions=["parquet"], columns=list(DECODE_COLUMNS)
+    )
+    kept = dataset.map_batches(keep, batch_format="pyarrow")
     frame = kept.map_batches(decode, batch_format="pyarrow").to_pandas()
     if frame.empty:
         frame = empty.assign(**{WINDOW_COLUMN: pd.Series(dtype="int32")})
@@ -182,6 +188,46 @@ def read_windows(
             )
         )
     return found
+
+
+def _count(
+    paths: list[str],
+    filesystem: pafs.FileSystem,
+    keep: Callable[[pa.Table], pa.Table],
+    model: str,
+    start: datetime,
+    end: datetime,
+) -> pd.DataFrame:
+    """Records per window and version, and the first time of each version.
+
+    Read here, by Arrow's multi-threaded scanner, rather than by a Ray Data pass: it reads
+    three narrow columns (time, model, version; not the JSON ones that are most of the bytes),
+    batch by batch with the time and model filter pushed down, so its memory stays flat; a
+    second distributed pass cost more in scheduling than this scan takes (about 25 ms per
+    million records on one core, see benchmarks/monitor_drift.py). The decoding, the heavy
+    part, stays on Ray Data.
+    """
+    import pyarrow.dataset as pads
+
+    days = pads.dataset(
+        [pads.dataset(path, filesystem=filesystem, format="parquet") for path in paths]
+    )
+    time_type = days.schema.field("time").type
+    wanted = (
+        (pads.field("time") >= pa.scalar(start, time_type))
+        & (pads.field("time") < pa.scalar(end, time_type))
+        & (pads.field("model_name") == model)
+    )
+    parts = [
+        _count_versions(keep(pa.Table.from_batches([batch])))
+        for batch in days.to_batches(columns=list(COUNT_COLUMNS), filter=wanted)
+        if batch.num_rows
+    ]
+    return pa.concat_tables(parts or [_count_versions(_empty_kept())]).to_pandas()
+
+
+def _empty_kept() -> pa.Table:
+    return pa.table({WINDOW_COLUMN: pa.array([], pa.int32())})
 
 
 def _keep(batch: pa.Table, model: str, starts: list[datetime], ends: list[datetime]) -> pa.Table:
@@ -268,15 +314,23 @@ def _decode(
 def _draw(batch: pa.Table, seed: int) -> np.ndarray:
     """A uniform number in [0, 1) per record, from its request id and index: the same record
     draws the same number however Ray Data cuts the window into batches."""
-    keys = (
-        pd.Series(batch.column("request_id").to_pylist(), dtype=object)
-        + "/"
-        + pd.Series(
-            batch.column("record_index").to_numpy(zero_copy_only=False).astype(str), dtype=object
-        )
-    )
-    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=f"{seed:016d}"[-16:])
-    return hashed.to_numpy(dtype=np.uint64) / float(2**64)
+    ids = batch.column("request_id").to_numpy(zero_copy_only=False)
+    # One C pass over the ids (no joined key strings), then the index mixed in numerically.
+    hashed = pd.util.hash_array(ids, hash_key=f"{seed:016d}"[-16:], categorize=False)
+    index = batch.column("record_index").to_numpy(zero_copy_only=False).astype(np.uint64)
+    return _mix(hashed ^ (index * _GOLDEN)) / float(2**64)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every input bit affects every output bit (wrapping uint64)."""
+    with np.errstate(over="ignore"):
+        z = values + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _json_lines(values: pa.ChunkedArray | pa.Array, schema: pa.Schema) -> pa.Table:

@@ -103,7 +103,7 @@ class Monitor:
         references: Reference per model version, built once.
         history: Results so far, oldest first (the report's "over time" plots).
         config_source: The config file (its folder resolves relative data paths of a
-            retrain); None: the working directory.
+            retrain); None: the workspace's root.
         console: Where a retrain's pipeline reports its progress (None: a quiet one).
     """
 
@@ -293,7 +293,8 @@ class Monitor:
         )
         labels = read_labels(self.workspace.capture_location(self.cfg.monitor.labels_path))
         labelled = join_labels(records.frame, labels)
-        base_dir = self.config_source.parent if self.config_source else Path.cwd()
+        # Relative data paths resolve against the config's folder, as in `ray-mlops run`.
+        base_dir = self.config_source.parent if self.config_source else self.workspace.root
         destination = retraining_data_location(self.workspace, now)
         original_rows, added = write_training_set(self.cfg, base_dir, labelled, destination)
         result = run_retrain(

@@ -290,6 +290,27 @@ def test_estimated_accuracy_is_within_003_of_realised_on_shifted_inputs(
     assert abs(estimated - realised) <= 0.03, (estimated, realised)
 
 
+def test_feedback_takes_the_predict_keys_and_names_each_bad_label(setup: Setup) -> None:
+    url = f"{setup.served.base_url}/v1/models/{MODEL}/feedback"
+    body = {"labels": [{"request_id": "r-1", "label": ">50K"}]}
+    assert requests.post(url, json=body, timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer not-a-key"}
+    assert requests.post(url, json=body, headers=wrong, timeout=30).status_code == 401
+    bad = {
+        "labels": [
+            {"request_id": "r-1", "label": ">50K"},
+            {"request_id": "", "label": ">50K"},
+            {"request_id": "r-3", "label": ">50K", "record_index": -1},
+        ]
+    }
+    response = requests.post(url, json=bad, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]
+    # Both bad labels are named, by position and field; none of the post is stored.
+    assert "label 2, request_id" in message and "label 3, record_index" in message, message
+    assert "nothing was written" in message
+
+
 def _labelled_drifted_window(setup: Setup, seed: int) -> datetime:
     frame = setup.unseen.sample(600, random_state=seed).copy()
     frame["age"] = frame["age"] + 0.5 * setup.unseen["age"].std()

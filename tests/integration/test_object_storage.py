@@ -1,7 +1,8 @@
 """A workspace in an object store: a real S3-compatible server (moto's standalone server).
 
-Ray-free: the capture writer, its reader, checkpoint fetching and the preflight's storage check
-talk to the server through pyarrow, as Ray Train, Tune and Data do. The Ray side (checkpoints,
+The capture writer, its reader, the monitor's window reader (its decoding in Ray Data tasks),
+checkpoint fetching and the preflight's storage check talk to the server through pyarrow, as
+Ray Train, Tune and Data do. The Ray side (checkpoints,
 Tune state, quarantine from workers on several nodes) is tested on the local cluster
 (tests/cluster/).
 """
@@ -212,3 +213,30 @@ def test_ray_gets_an_s3_filesystem_that_rides_out_a_store_refusing_connections(
     finally:
         late.kill()
         late.wait()
+
+
+def test_the_monitor_reads_a_window_of_capture_from_the_bucket(
+    s3_endpoint: str, ray_session: None
+) -> None:
+    from datetime import timedelta
+
+    from ray_mlops.monitor.reader import read_windows
+
+    location = f"s3://{BUCKET}/monitor/capture"
+    capture = TrafficCapture(
+        location, sample_rate=1.0, max_buffer=100, flush_rows=4, flush_interval_s=0.2, replica="r2"
+    )
+    for i in range(4):
+        _offer(capture, f"m-{i}", n=2)
+    capture.close()
+    hour = (WHEN - timedelta(minutes=30), WHEN + timedelta(minutes=30))
+    later = (WHEN + timedelta(hours=1), WHEN + timedelta(hours=2))
+    # The count (Arrow's scanner in this process) and the decode (Ray Data tasks, which get
+    # the driver's S3 filesystem) both read the bucket.
+    found, empty = read_windows(
+        location, "adult", [hour, later], numeric=["age"], categorical=["sex"],
+        labels=["<=50K", ">50K"],
+    )  # fmt: skip
+    assert found.rows == 8 and found.versions == ("3",) and empty.rows == 0
+    assert sorted(found.frame["age"]) == [30.0, 30.0, 30.0, 30.0, 31.0, 31.0, 31.0, 31.0]
+    assert set(found.frame["probability_>50K"]) == {0.75}

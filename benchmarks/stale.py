@@ -38,14 +38,6 @@ LEGACY_MEASURES: dict[str, list[str]] = {
     "serve_load": ["ray_mlops/serve"],
     "registry_cli": ["ray_mlops/registry_cli.py", "ray_mlops/cli.py"],
     "cluster_overhead": ["ray_mlops", "cluster/local"],
-    "monitor_drift": [
-        "ray_mlops/monitor",
-        "ray_mlops/serve/capture.py",
-        "ray_mlops/storage.py",
-        "ray_mlops/models/outputs.py",
-        "ray_mlops/evaluate/metrics.py",
-        "ray_mlops/evaluate/fairness.py",
-    ],
 }
 
 

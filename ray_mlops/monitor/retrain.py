@@ -71,7 +71,13 @@ def decide_retrain(
         (r for r in results if last_retrain is None or r.end > last_retrain), key=lambda r: r.end
     )
     spans = tuple(f"{r.start.isoformat()}/{r.end.isoformat()}" for r in recent)
-    labelled = sum(r.labelled_rows for r in recent)
+    # `--every` shorter than the window judges overlapping windows: their labelled rows are
+    # counted once, over windows that do not overlap (newest first); a breach in any counts.
+    labelled, covered_from = 0, None
+    for r in reversed(recent):
+        if covered_from is None or r.end <= covered_from:
+            labelled += r.labelled_rows
+            covered_from = r.start
     breached = sorted({b.signal for r in recent for b in r.breaches} & set(policy.on))
 
     def verdict(retrain: bool, reason: str) -> RetrainDecision:

@@ -75,6 +75,23 @@ def test_windows_before_the_last_retrain_do_not_count() -> None:
     assert not decision.retrain and decision.labelled_rows == 10 and len(decision.windows) == 1
 
 
+def test_overlapping_windows_count_their_labelled_rows_once() -> None:
+    # A service with --every 20m and a 1h window: each labelled row sits in three windows.
+    policy = _cfg().monitor.retrain
+    results = [
+        WindowResult(
+            "m", ("1",), T0 + timedelta(minutes=20 * k), T0 + timedelta(minutes=20 * k + 60),
+            1000, 40, True,
+            breaches=(Breach("drift", "x", 1.0, None, "drift breached"),) if k == 1 else (),
+        )
+        for k in range(4)
+    ]  # fmt: skip
+    decision = decide_retrain(results, policy, now=T0 + timedelta(hours=2), last_retrain=None)
+    # Windows 3 (1:00-2:00) and 0 (0:00-1:00) do not overlap: 80 rows, not 160; too few.
+    assert decision.labelled_rows == 80 and not decision.retrain
+    assert decision.signals == ("drift",) and len(decision.windows) == 4
+
+
 def test_labelled_captured_rows_take_the_original_schema() -> None:
     cfg = parse_config(
         {

@@ -1214,6 +1214,97 @@ class MonitorConfig(_Section):
         return self
 
 
+# --- governance (issue 28): one class per concern; each helper edits only its own class ---
+
+
+class AuditConfig(_Section):
+    """The append-only, hash-chained record of every state-changing action."""
+
+    location: str | None = Field(
+        None,
+        description=(
+            "Folder or object store URI of the audit log. Default: audit/ under "
+            "workspace.storage, so every node of a cluster appends to the same log."
+        ),
+    )
+
+
+class SigningConfig(_Section):
+    """Model signing: every registered model's files signed, verified at every load."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Sign the model's files at registration and verify them at every load (the "
+            "gate, promote, serving replicas); a version without a valid signature is refused."
+        ),
+    )
+    key_dir: str | None = Field(
+        None,
+        description=(
+            "Folder of the signing key pair, kept outside the workspace. Default: "
+            "$RAY_MLOPS_KEY_DIR, else ~/.config/ray-mlops/signing (made on first use)."
+        ),
+    )
+    trusted_public_keys: list[str] = Field(
+        default_factory=list,
+        description=(
+            "PEM public keys (files) whose signatures a load accepts. Default: the public key "
+            "of key_dir."
+        ),
+    )
+
+
+class PoisoningConfig(_Section):
+    """Checks of new training data against the previous fingerprinted version of its source."""
+
+    enabled: bool = Field(
+        True, description="Compare the data with the previous version before training."
+    )
+    max_changed_label_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest share of rows seen before whose label may change.",
+    )
+    max_duplicate_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest share of rows that may be new exact copies of other rows.",
+    )
+    min_distance: dict[DriftDistance, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: {"wasserstein_normalised": 0.25, "jensen_shannon": 0.2},
+        description=(
+            "Distance per column (the monitor's statistics) above which a column jumped; "
+            "a distance left out is not checked."
+        ),
+    )
+    max_jumped_columns: int = Field(
+        0, ge=0, description="Columns that may jump before the run stops."
+    )
+
+
+class GovernanceConfig(_Section):
+    """Who did what (audit), who may do what (roles), signed models, poisoned-data checks."""
+
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    policy: str | None = Field(
+        None,
+        description=(
+            "YAML file of roles per actor (viewer, trainer, approver, deployer, admin). "
+            "Default: no policy file; with an MLflow server running its basic-auth app, its "
+            "own permissions decide."
+        ),
+    )
+    four_eyes: bool = Field(
+        False,
+        description="A promotion's approver must differ from the actor who trained the candidate.",
+    )
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+    poisoning: PoisoningConfig = Field(default_factory=PoisoningConfig)
+
+
 class PipelineConfig(_Section):
     """A whole pipeline: what data, which features, what model, where it is tracked and served."""
 
@@ -1235,6 +1326,7 @@ class PipelineConfig(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
 
     @model_validator(mode="after")
     def _selection_metric_fits_task(self) -> PipelineConfig:

@@ -29,3 +29,27 @@ class ResumeError(RayMlopsError):
 
 class TrackingError(RayMlopsError):
     """The MLflow tracking server did not answer, after the retries ``tracking`` allows."""
+
+
+class AccessDenied(RayMlopsError):
+    """The actor lacks the role an action needs, or four-eyes forbids it (exit code 4)."""
+
+    exit_code = 4
+
+
+class SignatureError(RayMlopsError):
+    """A model's files do not match their signature, or its signer is not trusted (exit code 5)."""
+
+    exit_code = 5
+
+
+class PoisonedDataError(DataError):
+    """The new data changed beyond the poisoning limits against the previous version (exit code 6)."""
+
+    exit_code = 6
+
+
+class AuditError(RayMlopsError):
+    """The audit log cannot be written, or its chain is broken (exit code 7)."""
+
+    exit_code = 7

@@ -1,0 +1,1 @@
+"""`ray-mlops audit log|verify`: read and check the audit trail."""

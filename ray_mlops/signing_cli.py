@@ -1,0 +1,1 @@
+"""`ray-mlops keys`: the signing key pair kept outside the workspace."""

@@ -94,6 +94,7 @@ DRIFT_KINDS = ("numeric_mean_shift", "category_mix", "unseen_category")
 # The code measured: the monitor and what its reader and judgement import from elsewhere.
 MEASURES = [
     "ray_mlops/monitor",
+    "ray_mlops/data/drift.py",
     "ray_mlops/serve/capture.py",
     "ray_mlops/storage.py",
     "ray_mlops/models/outputs.py",

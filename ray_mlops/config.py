@@ -1066,7 +1066,7 @@ Duration = Annotated[
 ]
 
 DriftDistance = Literal["wasserstein_normalised", "jensen_shannon"]
-# The distances ray_mlops.monitor.drift computes (its DISTANCE_NAMES; config sits below the
+# The distances ray_mlops.data.drift computes (its DISTANCE_NAMES; config sits below the
 # monitor in the import layers, so a unit test keeps the two equal).
 DRIFT_DISTANCES: tuple[DriftDistance, ...] = get_args(DriftDistance)
 

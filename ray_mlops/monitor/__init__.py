@@ -2,11 +2,12 @@
 
 A window of captured records (:mod:`.reader`, Ray Data) is judged against the model
 version's reference (:mod:`.reference`) by :mod:`.window`: per-column drift tests and
-distances with a false-discovery control across columns (:mod:`.drift`), the performance
-estimated from the predicted probabilities before labels arrive and the realised
-performance once they do (:mod:`.estimate`; labels from :mod:`ray_mlops.serve.labels`,
-beside the capture, so the server's feedback endpoint can write them). Every output reads
-the one :class:`WindowResult` (:mod:`.result`): :mod:`.report` draws it as a page and
+distances with a false-discovery control across columns (:mod:`ray_mlops.data.drift`, where
+the data stage's poisoning check reuses them), the performance estimated from the predicted
+probabilities before labels arrive and the realised performance once they do
+(:mod:`.estimate`; labels from :mod:`ray_mlops.serve.labels`, beside the capture, so the
+server's feedback endpoint can write them). Every output reads the one
+:class:`WindowResult` (:mod:`.result`): :mod:`.report` draws it as a page and
 :mod:`.exposition` serves it to Prometheus.
 Imported lazily.
 """
@@ -16,7 +17,6 @@ from ray_mlops.exports import lazy_exports
 _EXPORTS = {
     "Breach": "result",
     "Calibrator": "estimate",
-    "ColumnDrift": "drift",
     "EstimatedPerformance": "estimate",
     "Limits": "window",
     "MetricsServer": "exposition",
@@ -27,18 +27,10 @@ _EXPORTS = {
     "WindowRecords": "reader",
     "WindowResult": "result",
     "build_reference": "reference",
-    "categorical_drift": "drift",
-    "decide": "drift",
-    "drift_share": "drift",
     "estimate_by_group": "estimate",
     "estimate_performance": "estimate",
     "evaluate_window": "window",
     "fit_calibrator": "estimate",
-    "numeric_drift": "drift",
-    "population_stability_index": "drift",
-    "prediction_class_drift": "drift",
-    "prediction_score_drift": "drift",
-    "profile_reference": "drift",
     "read_window": "reader",
     "realised_performance": "estimate",
     "render_window_report": "report",

@@ -33,8 +33,8 @@ from datetime import datetime, timezone
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ray_mlops.data.drift import drift_share
 from ray_mlops.errors import DataError
-from ray_mlops.monitor.drift import drift_share
 from ray_mlops.monitor.result import SIGNALS, WindowResult
 
 PREFIX = "ray_mlops_monitor_"

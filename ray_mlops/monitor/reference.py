@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ray_mlops.data.drift import profile_reference
 from ray_mlops.errors import DataError
-from ray_mlops.monitor.drift import profile_reference
 from ray_mlops.monitor.estimate import fit_calibrator
 from ray_mlops.monitor.window import PREDICTION, PROBABILITY_PREFIX, Reference
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ray_mlops.data.drift import ColumnDrift, drift_share
 from ray_mlops.errors import DataError
 from ray_mlops.models.outputs import PROBABILITY_PREFIX
-from ray_mlops.monitor.drift import ColumnDrift, drift_share
 from ray_mlops.monitor.result import Breach, WindowResult
 from ray_mlops.monitor.window import PREDICTION, Limits, Reference, Window
 from ray_mlops.reports import (

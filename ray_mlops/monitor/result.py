@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ray_mlops.monitor.drift import ColumnDrift
+from ray_mlops.data.drift import ColumnDrift
 from ray_mlops.monitor.estimate import EstimatedPerformance, RealisedPerformance
 
 Signal = Literal["drift", "estimated", "realised", "fairness"]

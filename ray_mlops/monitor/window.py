@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ray_mlops.errors import DataError
-from ray_mlops.models.outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
-from ray_mlops.monitor.drift import (
+from ray_mlops.data.drift import (
     ColumnDrift,
     categorical_drift,
     decide,
@@ -29,6 +27,8 @@ from ray_mlops.monitor.drift import (
     prediction_class_drift,
     prediction_score_drift,
 )
+from ray_mlops.errors import DataError
+from ray_mlops.models.outputs import PREDICTION_COLUMN, PROBABILITY_PREFIX
 from ray_mlops.monitor.estimate import (
     Calibrator,
     EstimatedPerformance,

@@ -18,8 +18,9 @@ from ray_mlops.config import (
     parse_config,
     parse_duration,
 )
+from ray_mlops.data import drift
 from ray_mlops.errors import ConfigError
-from ray_mlops.monitor import drift, result
+from ray_mlops.monitor import result
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL: dict[str, Any] = {

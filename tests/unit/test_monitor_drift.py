@@ -14,9 +14,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from ray_mlops.data.profile import CategoricalProfile
-from ray_mlops.errors import ConfigError, DataError
-from ray_mlops.monitor.drift import (
+from ray_mlops.data.drift import (
     PSI_EPSILON,
     ColumnDrift,
     categorical_drift,
@@ -28,6 +26,8 @@ from ray_mlops.monitor.drift import (
     prediction_score_drift,
     profile_reference,
 )
+from ray_mlops.data.profile import CategoricalProfile
+from ray_mlops.errors import ConfigError, DataError
 
 MIX = {"a": 0.6, "b": 0.3, "c": 0.1}
 

@@ -28,8 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ray_mlops.errors import DataError
-from ray_mlops.monitor.drift import (
+from ray_mlops.data.drift import (
     ColumnDrift,
     categorical_drift,
     decide,
@@ -37,6 +36,7 @@ from ray_mlops.monitor.drift import (
     numeric_drift,
     prediction_class_drift,
 )
+from ray_mlops.errors import DataError
 from ray_mlops.monitor.estimate import EstimatedPerformance, RealisedPerformance
 from ray_mlops.monitor.exposition import MonitorMetrics, serve_metrics
 from ray_mlops.monitor.result import SIGNALS, Breach, WindowResult

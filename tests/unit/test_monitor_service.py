@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ray_mlops.data.drift import categorical_drift, decide, numeric_drift
 from ray_mlops.errors import ConfigError, DataError
-from ray_mlops.monitor.drift import categorical_drift, decide, numeric_drift
 from ray_mlops.monitor.result import Breach, WindowResult
 from ray_mlops.monitor.service import window_metrics, windows
 from ray_mlops.monitor_cli import parse_moment

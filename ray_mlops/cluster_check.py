@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from ray_mlops.errors import ConfigError
+from ray_mlops.secrets import redact_uri
 from ray_mlops.storage import is_object_store, scheme_of
 
 __all__ = ["alive_nodes", "check_cluster"]
@@ -57,9 +58,9 @@ def check_cluster(
         return
     if scheme_of(tracking_uri) in _FILE_STORES or tracking_uri.startswith("sqlite:"):
         raise ConfigError(
-            f"tracking.tracking_uri (or $MLFLOW_TRACKING_URI) is {tracking_uri}, a store on one "
-            f"machine's disk, but this Ray cluster has {len(nodes)} nodes: workers on other "
-            "nodes could not log to it. Run an MLflow tracking server and point at it, e.g.\n"
+            f"tracking.tracking_uri (or $MLFLOW_TRACKING_URI) is {redact_uri(tracking_uri)}, "
+            f"a store on one machine's disk, but this Ray cluster has {len(nodes)} nodes: "
+            "workers on other nodes could not log to it. Run an MLflow tracking server and point at it, e.g.\n"
             "  tracking:\n"
             "    tracking_uri: http://mlflow.example.internal:5000"
         )

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
+
+from ray_mlops.secrets import address_of, is_redacted, redact_text
 
 if TYPE_CHECKING:
     from ray_mlops.config import NotifyConfig
@@ -232,7 +234,8 @@ class WebhookNotifier:
                 try:
                     delivered = self._deliver(session, item)
                 except Exception as error:  # the thread must outlive any one message
-                    _log.warning("webhook %s to %s failed: %s", item.event, self._shown_url, error)
+                    reason = redact_text(str(error))  # a library's message may quote the URL
+                    _log.warning("webhook %s to %s failed: %s", item.event, self._shown_url, reason)
                     delivered = False
                 with self._lock:
                     if self._in_flight is item:  # else ``close`` counted it already
@@ -329,9 +332,17 @@ def make_notifier(url: str | None, **kw: Any) -> WebhookNotifier | NullNotifier:
 
 
 def notifier_for(settings: NotifyConfig) -> WebhookNotifier | NullNotifier:
-    """The notifier the config's ``notify`` section asks for ($RAY_MLOPS_WEBHOOK_URL if unset)."""
+    """The notifier the config's ``notify`` section asks for ($RAY_MLOPS_WEBHOOK_URL if unset).
+
+    A run records its config with the webhook's token redacted
+    (:func:`ray_mlops.secrets.redact_config`); a config read back from a run (``promote``,
+    ``rollback``) then notifies through $RAY_MLOPS_WEBHOOK_URL, not the redacted URL.
+    """
+    url = settings.webhook_url
+    if url is None or is_redacted(url):
+        url = os.environ.get(WEBHOOK_ENV)
     return make_notifier(
-        settings.webhook_url or os.environ.get(WEBHOOK_ENV),
+        url,
         retries=settings.retries,
         timeout_s=settings.timeout_s,
     )
@@ -351,6 +362,4 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _redact(url: str) -> str:
     """The URL for log lines, without user:password or query string, where tokens often sit."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return address_of(url)

@@ -69,6 +69,7 @@ from ray_mlops.promotion.gate import GateResult
 from ray_mlops.promotion.judge import Judged, judge, judge_against_champion
 from ray_mlops.promotion.record import AliasDecision, Judgement, metric_tags, record_candidate
 from ray_mlops.registry.champion import register_version
+from ray_mlops.secrets import redact_config, redact_uri
 from ray_mlops.settings_env import apply_tracking
 from ray_mlops.storage import join
 from ray_mlops.tracking import (
@@ -327,7 +328,7 @@ def _resumable(
 ) -> Run:
     """The interrupted run to continue, checked against the config it ran with."""
     found = find_resumable_run(tracker.client, tracker.experiment_id, command, run_id)
-    where = f"experiment {cfg.experiment_name!r} at {tracker.tracking_uri}"
+    where = f"experiment {cfg.experiment_name!r} at {redact_uri(tracker.tracking_uri)}"
     if found is None:
         what = f"run {run_id}" if run_id else f"unfinished '{command}' run"
         raise ResumeError(f"--resume: no {what} of pipeline {cfg.name!r} in {where}")
@@ -344,7 +345,8 @@ def _resumable(
 
 def _run_stages(run: _Run) -> PipelineResult:
     cfg = run.cfg
-    config_doc = cfg.model_dump(mode="json")
+    # As the tracking store's readers may see it: no password or token in a URI.
+    config_doc = redact_config(cfg.model_dump(mode="json"))
     parent = run.tracker.run(run.run_id)
     parent.record_params(flatten(config_doc))
     parent.record_text(yaml.safe_dump(config_doc, sort_keys=False), CONFIG_FILE)

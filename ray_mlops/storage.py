@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from ray_mlops.errors import ConfigError
+from ray_mlops.secrets import redact_text, redact_uri
 
 __all__ = [
     "OBJECT_STORE_SCHEMES",
@@ -96,7 +97,7 @@ def open_location(location: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(location)
     except (ValueError, OSError) as exc:
-        raise ConfigError(f"cannot open {location}: {exc}") from None
+        raise ConfigError(f"cannot open {redact_uri(location)}: {redact_text(str(exc))}") from None
 
 
 def location_of(filesystem: pafs.FileSystem, path: str) -> str:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from ray_mlops.mlflow_names import CONTRACT_FILE, PROFILE_HTML_FILE, PROFILE_JSON_FILE
 from ray_mlops.pipeline import DataResult, PipelineResult
+from ray_mlops.secrets import redact_uri
 
 
 def print_run_summary(result: PipelineResult, config_path: str, console: Console) -> None:
@@ -56,11 +57,12 @@ def print_run_summary(result: PipelineResult, config_path: str, console: Console
     for name, link in result.reports.items():
         table.add_row(name, link)
     table.add_row("MLflow run", f"{result.run_id} (experiment {result.experiment_id})")
-    table.add_row("tracking URI", result.tracking_uri)
+    tracking_uri = redact_uri(result.tracking_uri)  # printed: no password
+    table.add_row("tracking URI", tracking_uri)
     console.print(table)
-    ui = f"mlflow ui --backend-store-uri {result.tracking_uri}"
-    if not result.tracking_uri.startswith("sqlite"):
-        ui = f"open {result.tracking_uri}"
+    ui = f"mlflow ui --backend-store-uri {tracking_uri}"
+    if not tracking_uri.startswith("sqlite"):
+        ui = f"open {tracking_uri}"
     console.print(f"[bold]Look:[/]  {ui}")
     if result.model_version is not None:
         console.print(f"[bold]Serve:[/] ray-mlops serve {config_path}")

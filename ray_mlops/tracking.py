@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import (
     Dataset,
@@ -59,6 +58,7 @@ from ray_mlops.mlflow_names import (
     TAG_SOURCE,
     TAG_STAGE,
 )
+from ray_mlops.secrets import address_of, redact_uri
 
 _MAX_BATCH = 900  # below MLflow's 1000-entity limit per log_batch call
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -272,9 +272,7 @@ def _server_of(tracking_uri: str | None, causes: Sequence[BaseException]) -> str
         tracking_uri = next((match.group(1) for match in found if match), None)
     if tracking_uri is None:
         return "its address"
-    parts = urlsplit(tracking_uri)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host)).rstrip("/")
+    return address_of(tracking_uri).rstrip("/")
 
 
 class RunHandle:
@@ -302,8 +300,8 @@ class RunHandle:
         return cls(client, str(run.info.run_id))
 
     def record_params(self, params: Mapping[str, Any]) -> None:
-        """Log params in batches (values cut to MLflow's limit)."""
-        items = [Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        """Log params in batches (values cut to MLflow's limit, URIs without secrets)."""
+        items = [Param(k, redact_uri(str(v))[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for start in range(0, len(items), _MAX_BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + _MAX_BATCH])
 
@@ -324,8 +322,9 @@ class RunHandle:
         return self.client.log_batch(self.run_id, metrics=list(metrics), synchronous=synchronous)
 
     def record_tags(self, tags: Mapping[str, str]) -> None:
-        """Set several tags in a single call."""
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        """Set several tags in a single call (URIs without secrets)."""
+        tagged = [RunTag(k, redact_uri(str(v))) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=tagged)
 
     def record_text(self, text: str, artifact_file: str) -> None:
         """Store ``text`` as an artifact file."""
@@ -471,7 +470,7 @@ def dataset_input(
             name=name,
             digest=fingerprint,
             source_type=source_type,
-            source=json.dumps({"uri": uri}),
+            source=json.dumps({"uri": redact_uri(uri)}),
             schema=json.dumps(schema_doc),
             profile=json.dumps({"num_rows": rows}),
         ),

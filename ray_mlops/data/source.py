@@ -15,6 +15,7 @@ from typing import Literal
 import pyarrow.fs as pafs
 
 from ray_mlops.errors import DataError
+from ray_mlops.secrets import redact_text, redact_uri
 
 SourceFormat = Literal["csv", "parquet", "json"]
 _SUFFIXES: dict[str, SourceFormat] = {
@@ -68,7 +69,7 @@ def _resolve_uri(uri: str) -> DataSource:
     try:
         filesystem, root = pafs.FileSystem.from_uri(prefix)
     except (ValueError, OSError) as exc:
-        raise DataError(f"cannot open {uri}: {exc}") from None
+        raise DataError(f"cannot open {redact_uri(uri)}: {redact_text(str(exc))}") from None
     pattern = root + uri[len(prefix) :] if prefix != uri else None
     info = filesystem.get_file_info(root)
     files: list[str] = []
@@ -85,7 +86,7 @@ def _resolve_uri(uri: str) -> DataSource:
             if (fnmatch.fnmatch(p, pattern) if pattern else _is_data_file(p.rsplit("/", 1)[-1]))
         )
     if not files:
-        raise DataError(f"data file not found: {uri}")
+        raise DataError(f"data file not found: {redact_uri(uri)}")
     return DataSource(uri, files, filesystem, _common_format(files, uri))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from ray_mlops.audit_cli import audit_app
 from ray_mlops.console import cli_console
 from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.monitor_cli import labels_app, monitor
@@ -394,6 +395,7 @@ def serve_key(
 
 
 app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
 app.add_typer(labels_app, name="labels")
 app.command("monitor")(monitor)
 app.command()(promote)

@@ -21,6 +21,7 @@ from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.monitor_cli import labels_app, monitor
 from ray_mlops.registry_cli import models_app, promote, rollback
 from ray_mlops.settings_env import apply_cli, apply_tracking
+from ray_mlops.signing_cli import keys_app
 
 app = typer.Typer(
     name="ray-mlops",
@@ -397,6 +398,7 @@ def serve_key(
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labels_app, name="labels")
+app.add_typer(keys_app, name="keys")
 app.command("monitor")(monitor)
 app.command()(promote)
 app.command()(rollback)

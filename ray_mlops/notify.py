@@ -31,6 +31,7 @@ VERSION_CREATED = "model_version_created"
 PROMOTED = "model_promoted"
 REJECTED = "model_rejected"
 ROLLED_BACK = "model_rolled_back"
+MODEL_TAMPERED = "model_tampered"  # a version refused at load: its files or signer do not match
 WEBHOOK_ENV = "RAY_MLOPS_WEBHOOK_URL"
 
 _log = logging.getLogger(__name__)

@@ -650,8 +650,14 @@ class _Evaluation:
 def _evaluate_stage(
     run: _Run, data: PreparedData, state: FeatureState, outcome: TrainingOutcome, workdir: Path
 ) -> _Evaluation:
-    """Package the candidate, judge it and the champion on the same test rows, run the gate."""
+    """Package the candidate, judge it and the champion on the same test rows, run the gate.
+
+    The champion is verified before it loads (``governance.signing``); the candidate was
+    packaged here, and is signed when it is logged.
+    """
     import mlflow.pyfunc
+
+    from ray_mlops.signing import trust_for
 
     cfg = run.cfg
     metric = cfg.evaluate.primary_metric or default_primary_metric(
@@ -685,6 +691,13 @@ def _evaluate_stage(
                 holdout,
                 metric,
                 workdir,
+                trust=trust_for(
+                    cfg.governance.signing,
+                    base_dir=run.loaded.base_dir,
+                    audit_storage=run.workspace.storage,
+                    audit_location=cfg.governance.audit.location,
+                    notify=cfg.notify,
+                ),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
@@ -768,7 +781,35 @@ def monitor_train_sample(data: PreparedData, cfg: PipelineConfig) -> pd.DataFram
 
 
 def _log_model(run: _Run, evaluation: _Evaluation) -> str:
-    """Log the packaged model to the parent run; return its artifact URI."""
+    """Sign the packaged model (``governance.signing``), log it to the parent run; return
+    its artifact URI. The signature is a file of the folder, so it travels with the model."""
+    signing = run.cfg.governance.signing
+    if signing.enabled:
+        from ray_mlops.signing import (
+            check_outside_workspace,
+            ensure_key_pair,
+            key_dir,
+            record_key_created,
+            sign_model,
+        )
+
+        folder = key_dir(signing.key_dir)
+        check_outside_workspace(folder, run.workspace.root)
+        keys, created = ensure_key_pair(folder)
+        if created:
+            run.reporter.console.print(
+                f"made the model signing key pair in {folder} (private key mode 0600; "
+                "keep it there, out of the workspace: `ray-mlops keys show`)"
+            )
+            record_key_created(
+                keys.fingerprint,
+                folder,
+                run.workspace.storage,
+                run.cfg.governance.audit.location,
+                run.tracking_uri,
+                why="first registration with signing on found no key pair",
+            )
+        sign_model(evaluation.model_dir, keys)
     run.tracker.run(run.run_id).upload_folder(evaluation.model_dir, MODEL_ARTIFACT_PATH)
     return f"{run.tracker.client.get_run(run.run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
 

@@ -16,6 +16,7 @@ import yaml
 from ray_mlops.datasets import adult_path
 
 TEST_ROWS = 3000
+os.environ["RAY_MLOPS_KEY_DIR"] = f"/tmp/ray-mlops-test-keys-{os.getpid()}"  # not ~/.config
 
 
 def free_port() -> int:

@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ray_mlops.config import PipelineConfig
+from ray_mlops.errors import SignatureError
 from ray_mlops.evaluate.holdout import conform_to_signature
 from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
 from ray_mlops.models.predictor import probability_labels
 from ray_mlops.promotion.gate import GateResult, RuleResult, ScoredModel, run_gate
 from ray_mlops.registry.champion import champion_version, load_version
+from ray_mlops.signing.trust import Trust, trust_for
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -246,11 +248,15 @@ def judge_against_champion(
     holdout: pd.DataFrame,
     metric: str,
     workdir: Path,
+    trust: Trust | None = None,
 ) -> Verdict:
     """Score the champion of ``name`` on the candidate's holdout rows, then run the gate.
 
     A champion that exists but cannot be loaded or scored is reported, not raised: the
     gate then fails with the reason, so a broken champion never blocks the run silently.
+    The champion is verified before it loads (``trust``; None: ``cfg.governance.signing``
+    with its default keys): a tampered one fails the gate, and the refusal is audited and
+    announced.
 
     Raises:
         ValueError: the gate's config names a metric this task does not compute.
@@ -262,12 +268,16 @@ def judge_against_champion(
     if champion is not None:
         try:
             model, local = load_version(
-                tracking_uri, name, str(champion.version), str(workdir / "champion")
+                tracking_uri,
+                name,
+                str(champion.version),
+                str(workdir / "champion"),
+                trust or trust_for(cfg.governance.signing),
             )
             judged = judge(
                 cfg, model, local, holdout, metric, f"champion v{champion.version}", full=False
             )
-        except (MlflowException, KeyError, ValueError, OSError) as exc:
+        except (MlflowException, KeyError, ValueError, OSError, SignatureError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
     gate = promotion_gate(cfg, metric, holdout, candidate, judged, error)
     return Verdict(champion, judged, error, gate)

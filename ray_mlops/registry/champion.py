@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
+    from ray_mlops.signing.trust import Trust
+
 
 def champion_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version the alias points at, or ``None`` if the model or alias does not exist."""
@@ -57,18 +59,32 @@ def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str
 
 
 def load_version(
-    tracking_uri: str, name: str, version: str, workdir: str
+    tracking_uri: str, name: str, version: str, workdir: str, trust: Trust | None = None
 ) -> tuple[PyFuncModel, Path]:
-    """Download a registered version into ``workdir``; the loaded pyfunc model and its folder.
+    """Download a registered version into ``workdir``, verify it; the loaded pyfunc model and
+    its folder.
 
-    Uses the given tracking URI explicitly rather than MLflow's process-global one.
+    Uses the given tracking URI explicitly rather than MLflow's process-global one. Nothing
+    in the folder is loaded before its signature and signer are checked.
+
+    Args:
+        trust: Whether to check the signature, the trusted signers, where a refusal is
+            recorded. None: the defaults (checked, the default key folder's public key).
+
+    Raises:
+        SignatureError: the version's files, signature or signer do not check out (audited
+            and announced when ``trust`` says where).
     """
     import mlflow.artifacts
     import mlflow.pyfunc
+
+    from ray_mlops.signing.events import verify_or_refuse
+    from ray_mlops.signing.trust import default_trust
 
     client = MlflowClient(tracking_uri)
     source = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=source, dst_path=workdir, tracking_uri=tracking_uri
     )
+    verify_or_refuse(Path(local), trust or default_trust(), f"{name}/v{version}")
     return mlflow.pyfunc.load_model(local), Path(local)

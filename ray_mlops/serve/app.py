@@ -24,6 +24,8 @@ from ray_mlops.serve.deployment import (
     replica_settings,
     user_config,
 )
+from ray_mlops.serve.slots import use_trust
+from ray_mlops.signing.trust import Trust
 from ray_mlops.workspace import Workspace
 
 
@@ -43,6 +45,8 @@ class ModelServer:
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        if "signing" in settings:  # before the champion loads: every load is verified
+            use_trust(Trust.from_settings(settings["signing"]))
         self.plane = DataPlane(settings, serve.get_replica_context().replica_tag)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

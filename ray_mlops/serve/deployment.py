@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_mlops.config import PipelineConfig
+from ray_mlops.signing.trust import trust_for
 from ray_mlops.workspace import Workspace
 
 
@@ -75,6 +76,15 @@ def replica_settings(
         # How the replica waits for a tracking server that does not answer (alias polls,
         # version loads); replicas may run on other nodes than the process that read it.
         "tracking": cfg.tracking.model_dump(mode="json"),
+        # Whose signatures a load accepts: the public keys' PEM text (not secret), since a
+        # replica on another node has no key folder of its own.
+        "signing": trust_for(
+            cfg.governance.signing,
+            base_dir=base_dir.resolve(),
+            audit_storage=workspace.storage,
+            audit_location=cfg.governance.audit.location,
+            notify=cfg.notify,
+        ).to_settings(),
     }
 
 

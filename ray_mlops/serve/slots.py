@@ -5,6 +5,11 @@ shadow mode) into a :class:`ModelSlot`. A daemon thread asks MLflow every few se
 each alias points; when it moved, the new version is downloaded, loaded and warmed up beside
 the old one, then swapped in by one reference assignment. A request holds the slot it
 started with, so requests in flight finish on the old version and none fails.
+
+Every load is verified first (:func:`ray_mlops.registry.champion.load_version`) against
+this process's :class:`~ray_mlops.signing.trust.Trust`, which a replica sets from its
+settings (:func:`use_trust`): a refused new version leaves the old one serving, counted in
+``ray_mlops_model_signature_failures_total`` and logged with the reason.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ray_mlops.errors import SignatureError
 from ray_mlops.serve.schema import (
     InputSchema,
     RequestRows,
@@ -28,7 +34,18 @@ from ray_mlops.serve.schema import (
 )
 from ray_mlops.serve.scores import Scores
 
+if TYPE_CHECKING:
+    from ray_mlops.signing.trust import Trust
+
 _log = logging.getLogger(__name__)
+# What this process's loads trust; a replica sets it from its settings (None: the defaults).
+_trust: Trust | None = None
+
+
+def use_trust(trust: Trust | None) -> None:
+    """Verify this process's later loads with ``trust`` (a replica's, from its settings)."""
+    global _trust
+    _trust = trust
 
 
 @dataclass
@@ -73,6 +90,7 @@ def load_slot(
 
     Raises:
         mlflow.exceptions.MlflowException: the model or the alias does not exist.
+        SignatureError: the version is refused (counted, audited and announced).
     """
     from mlflow.tracking import MlflowClient
 
@@ -81,7 +99,12 @@ def load_slot(
     if version is None:
         version = str(MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
     workdir = tempfile.TemporaryDirectory(prefix="ray-mlops-model-")
-    model, _ = load_version(tracking_uri, name, version, workdir.name)
+    try:
+        model, _ = load_version(tracking_uri, name, version, workdir.name, _trust)
+    except SignatureError:
+        _count_refusal(name, version)
+        workdir.cleanup()
+        raise
     schema = InputSchema.from_signature(model.metadata.get_input_schema())
     example = _example_records(model)
     predictor = _fast_predictor(model, device)
@@ -90,6 +113,16 @@ def load_slot(
     if example:
         slot.labels = slot.score([checked_rows({"records": example}, schema, len(example))]).labels
     return slot
+
+
+def _count_refusal(name: str, version: str) -> None:
+    """Count a refused version in the replica's Prometheus series (outside Ray: nothing)."""
+    try:
+        from ray_mlops.serve.telemetry import signature_failures
+
+        signature_failures().inc(1, tags={"model": name, "version": version})
+    except Exception as exc:  # no Ray metrics here (a test, a script): the log says it
+        _log.debug("signature failure not counted: %s", exc)
 
 
 def _fast_predictor(model: Any, device: str | None) -> Any:
@@ -137,6 +170,9 @@ class AliasWatcher:
         self._on_swap = on_swap
         self._on_poll = on_poll
         self._stop = threading.Event()
+        # Versions refused by their signature, by alias: not retried (nor re-announced)
+        # every poll; a new version under the alias is tried.
+        self._refused: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name="alias-watcher", daemon=True)
         self._thread.start()
 
@@ -155,10 +191,24 @@ class AliasWatcher:
                     continue
                 if current is not None and current.version == target:
                     continue
+                if self._refused.get(alias) == target:
+                    continue
                 try:
                     fresh = load_slot(
                         self._tracking_uri, self._name, alias, target, device=self._device
                     )
+                except SignatureError as exc:
+                    self._refused[alias] = target
+                    kept = f"v{current.version}" if current is not None else "nothing"
+                    _log.error(
+                        "refused %s v%s for @%s, still serving %s: %s",
+                        self._name,
+                        target,
+                        alias,
+                        kept,
+                        exc,
+                    )
+                    continue
                 except Exception as exc:  # keep serving the old version
                     _log.warning(
                         "could not load %s v%s for @%s: %s", self._name, target, alias, exc

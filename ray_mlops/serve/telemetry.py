@@ -9,6 +9,7 @@ replica answers it. Prometheus may also scrape the nodes' agents directly.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 # Ray's metrics agent exports every ray.util.metrics series as "ray_" + its name (its
@@ -60,6 +61,7 @@ class ServerMetrics:
             description="Captured records dropped because the buffer was full or a write failed.",
             tag_keys=("model",),
         )
+        self.signature_failures = signature_failures()
         self.shadow_errors = metrics.Counter(
             "mlops_shadow_errors",
             description="Shadow predictions of the challenger that failed (callers never see them).",
@@ -71,6 +73,24 @@ class ServerMetrics:
         tags = {"model": self.model, "route": route}
         self.requests.inc(1, tags={**tags, "status": str(status), "version": version or "none"})
         self.latency.observe(latency_ms, tags=tags)
+
+
+@functools.cache
+def signature_failures() -> Any:
+    """Model versions this process refused to load (signature, signer or a pickle): the
+    ``ray_mlops_model_signature_failures_total`` series that the ModelTampered alert reads.
+
+    One per process, made on first use: a replica may refuse its first version before its
+    :class:`ServerMetrics` exist.
+    """
+    from ray.serve import metrics as serve_metrics
+
+    metrics: Any = serve_metrics
+    return metrics.Counter(
+        "mlops_model_signature_failures",
+        description="Model versions refused at load: files, signature or signer did not check out.",
+        tag_keys=("model", "version"),
+    )
 
 
 def scrape_metrics(timeout_s: float = 3.0) -> str:

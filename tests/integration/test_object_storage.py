@@ -240,3 +240,36 @@ def test_the_monitor_reads_a_window_of_capture_from_the_bucket(
     assert found.rows == 8 and found.versions == ("3",) and empty.rows == 0
     assert sorted(found.frame["age"]) == [30.0, 30.0, 30.0, 30.0, 31.0, 31.0, 31.0, 31.0]
     assert set(found.frame["probability_>50K"]) == {0.75}
+
+
+def test_the_audit_log_chains_records_as_objects_under_concurrent_writers_and_finds_a_deletion(
+    s3_endpoint: str,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray_mlops.audit import actions, audit_log
+
+    location = f"s3://{BUCKET}/ws/audit"
+
+    def append_five(writer: int) -> None:
+        log = audit_log(location)  # a filesystem of its own, as another process would have
+        for i in range(5):
+            log.append(action=actions.PROMOTE, target=f"m/v{writer}{i}", actor=f"w{writer}")
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(append_five, range(3)))
+    log = audit_log(location)
+    result = log.verify()
+    assert result.intact and result.records == 15, result.message
+    assert len({r.target for r in log.records()}) == 15
+    assert "ws/audit/head.json" in _objects("ws/audit/")
+    # One object per record (a writer that lost a race left at most an empty folder marker).
+    keys = [k for k in _objects("ws/audit/records/") if k.endswith(".json")]
+    assert len(keys) == 15 and keys[7].startswith("ws/audit/records/000000000007/")
+
+    import boto3
+
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=keys[7])
+    result = audit_log(location).verify()
+    assert (result.kind, result.seq) == ("deleted", 7)
+    assert "record 7 deleted: object records/000000000008/" in result.message

@@ -1,9 +1,10 @@
 """Checking the hash chain: every record's hash, every link, the head marker.
 
 The walk slices each line (:mod:`ray_mlops.audit.record` keeps the hashed body verbatim),
-hashes it, and reads ``seq`` and ``prev_hash`` from the fixed-shape end of the body with one
-anchored regular expression; JSON is neither parsed nor re-serialised on the way, so a
-million records take seconds. At the first record that does not fit, the walk stops and
+hashes it, and finds ``seq`` and ``prev_hash`` by their keys in the end of the body, whose
+shape is fixed; JSON is neither parsed nor re-serialised on the way, so a million records
+take seconds. The shape check is light on purpose: the hash, not the parser, protects the
+bytes, and ``AuditLog.records`` parses every line as JSON. At the first record that does not fit, the walk stops and
 works out what happened to it from its neighbours:
 
 - **edited**: its hash does not match its bytes; or it was re-hashed after the change, and
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -31,21 +31,17 @@ __all__ = ["KINDS", "Head", "Link", "VerifyResult", "batched_lines", "parse_link
 KINDS = ("edited", "deleted", "inserted", "reordered", "truncated", "unparseable")
 
 _HASH_KEY = b',"hash":"'
-_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
-# The sorted keys before ``details`` and after it: ``details`` may hold anything, the rest is
-# ours. Strings after ``details`` cannot contain an unescaped quote, so the last
-# ',"outcome":' of a body is the top-level one.
-_PREFIX = re.compile(rb'\{"action":' + _STRING + rb',"actor":' + _STRING + rb',"details":\{')
-_OUTCOME = b',"outcome":'
-_TAIL = re.compile(
-    rb',"outcome":"(?:ok|refused|failed)","prev_hash":"([0-9a-f]{64})","reason":'
-    + _STRING
-    + rb',"seq":(0|[1-9][0-9]*),"target":'
-    + _STRING
-    + rb',"time":'
-    + _STRING
-    + rb"\}"
-)
+_START = b'{"action":'
+# Top-level keys after ``details`` (sorted: outcome, prev_hash, reason, seq, target, time).
+# ``details`` may hold anything, but a JSON string cannot hold an unescaped quote, so the
+# last '"prev_hash":"' before the hash is the top-level one, and the first '"seq":' after it.
+_PREV_KEY = b',"prev_hash":"'
+_SEQ_KEY = b',"seq":'
+_TARGET_KEY = b',"target":'
+_CUT = -HASH_SUFFIX_LEN  # the body is line[:_CUT] + b"}"
+_KEY_END = _CUT + len(_HASH_KEY)  # the hash is line[_KEY_END:-2]
+_PREV_AT = len(_PREV_KEY)
+_SEQ_AT = len(_SEQ_KEY)
 
 
 @dataclass(frozen=True)
@@ -90,14 +86,23 @@ class Link:
 
 
 def parse_link(line: bytes) -> Link | None:
-    """seq, prev_hash and hash of a line whose shape fits, else None (not its hash check)."""
-    if line[-HASH_SUFFIX_LEN : -HASH_SUFFIX_LEN + len(_HASH_KEY)] != _HASH_KEY:
+    """seq, prev_hash and hash of a line whose shape fits, else None (not its hash check).
+
+    The same reading as :func:`verify_lines`' loop, which inlines it.
+    """
+    p = line.rfind(_PREV_KEY, 0, _CUT)
+    s = line.find(_SEQ_KEY, p)
+    number = line[s + _SEQ_AT : line.find(_TARGET_KEY, s)]
+    if (
+        p < 0
+        or s < 0
+        or not number.isdigit()
+        or line[_CUT:_KEY_END] != _HASH_KEY
+        or not line.endswith(b'"}')
+        or not line.startswith(_START)
+    ):
         return None
-    body = line[:-HASH_SUFFIX_LEN] + b"}"
-    tail = _TAIL.fullmatch(body, max(body.rfind(_OUTCOME), 0))
-    if tail is None or _PREFIX.match(body) is None or line[-2:] != b'"}':
-        return None
-    return Link(int(tail[2]), tail[1], line[-HASH_SUFFIX_LEN + len(_HASH_KEY) : -2])
+    return Link(int(number), line[p + _PREV_AT : p + _PREV_AT + 64], line[_KEY_END:-2])
 
 
 def verify_lines(
@@ -116,26 +121,34 @@ def verify_lines(
     expected, prev, before_prev = 0, GENESIS_HASH.encode(), b""
     head_seq = -1 if head is None else head.seq
     head_seen = b""
-    sha256, prefix, tail_re, outcome, key = (
+    sha256, prev_key, seq_key, target_key, key, start = (
         hashlib.sha256,
-        _PREFIX.match,
-        _TAIL.fullmatch,
-        _OUTCOME,
+        _PREV_KEY,
+        _SEQ_KEY,
+        _TARGET_KEY,
         _HASH_KEY,
+        _START,
     )
-    cut, key_end = -HASH_SUFFIX_LEN, -HASH_SUFFIX_LEN + len(_HASH_KEY)
+    cut, key_end, prev_at, seq_at = _CUT, _KEY_END, _PREV_AT, _SEQ_AT
     for line in rest:
-        # The hot loop of a million records: parse_link inlined, no JSON.
-        body = line[:cut] + b"}"
-        tail = tail_re(body, max(body.rfind(outcome), 0))
-        if tail is None or line[cut:key_end] != key or line[-2:] != b'"}' or not prefix(body):
+        # The hot loop of a million records: parse_link inlined, no JSON, no regex.
+        p = line.rfind(prev_key, 0, cut)
+        s = line.find(seq_key, p)
+        number = line[s + seq_at : line.find(target_key, s)]
+        if (
+            p < 0
+            or s < 0
+            or not number.isdigit()
+            or line[cut:key_end] != key
+            or not line.endswith(b'"}')
+            or not line.startswith(start)
+        ):
             return _broken(expected, "unparseable", None, expected + 1, where, head, "")
         digest = line[key_end:-2]
-        if sha256(body).hexdigest().encode() != digest:
-            seq = int(tail[2])
-            return _broken(expected, "edited", seq, expected + 1, where, head, "")
-        if int(tail[2]) != expected or tail[1] != prev:
-            link = Link(int(tail[2]), tail[1], digest)
+        if sha256(line[:cut] + b"}").hexdigest().encode() != digest:
+            return _broken(expected, "edited", int(number), expected + 1, where, head, "")
+        if line[p + prev_at : p + prev_at + 64] != prev or int(number) != expected:
+            link = Link(int(number), line[p + prev_at : p + prev_at + 64], digest)
             return _classify(link, expected, prev, before_prev, rest, where, head)
         if expected == head_seq:
             head_seen = digest

@@ -22,7 +22,7 @@ from ray_mlops.evaluate.report import EvaluationReport, evaluate_holdout
 from ray_mlops.models.predictor import probability_labels
 from ray_mlops.promotion.gate import GateResult, RuleResult, ScoredModel, run_gate
 from ray_mlops.registry.champion import champion_version, load_version
-from ray_mlops.signing.trust import Trust, trust_for
+from ray_mlops.signing.trust import Trust, default_trust
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -254,9 +254,10 @@ def judge_against_champion(
 
     A champion that exists but cannot be loaded or scored is reported, not raised: the
     gate then fails with the reason, so a broken champion never blocks the run silently.
-    The champion is verified before it loads (``trust``; None: ``cfg.governance.signing``
-    with its default keys): a tampered one fails the gate, and the refusal is audited and
-    announced.
+    The champion is verified before it loads (``trust``; None: the local defaults, as for
+    the candidate in ``ray-mlops promote``, never the version's recorded config, which sits
+    in the artifact store a swapper could write): a tampered one fails the gate, and the
+    refusal is audited and announced.
 
     Raises:
         ValueError: the gate's config names a metric this task does not compute.
@@ -272,7 +273,7 @@ def judge_against_champion(
                 name,
                 str(champion.version),
                 str(workdir / "champion"),
-                trust or trust_for(cfg.governance.signing),
+                trust or default_trust(),
             )
             judged = judge(
                 cfg, model, local, holdout, metric, f"champion v{champion.version}", full=False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +94,9 @@ def create_key_pair(folder: Path, force: bool = False) -> KeyPair:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    for path in (pair.private_key, pair.public_key):
-        path.unlink(missing_ok=True)
+    if force:
+        for path in (pair.private_key, pair.public_key):
+            path.unlink(missing_ok=True)
     # Created with 0600 from the start: never readable by others, not even for a moment.
     descriptor = os.open(pair.private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
@@ -110,14 +112,19 @@ def ensure_key_pair(folder: Path) -> tuple[KeyPair, bool]:
         SignatureError: only one of the two files is there.
     """
     pair = key_pair(folder)
-    if pair.exists:
-        return pair, False
-    if pair.private_key.exists() or pair.public_key.exists():
-        raise SignatureError(
-            f"the signing key pair in {folder} is incomplete (one of {PRIVATE_KEY_FILE}, "
-            f"{PUBLIC_KEY_FILE} is missing); restore it, or `ray-mlops keys init --force`"
-        )
-    return create_key_pair(folder), True
+    if not (pair.private_key.exists() or pair.public_key.exists()):
+        try:
+            return create_key_pair(folder), True
+        except (FileExistsError, SignatureError):  # another run on this node made it now
+            pass
+    for _ in range(50):  # a pair being written by another run completes within moments
+        if pair.exists:
+            return pair, False
+        time.sleep(0.1)
+    raise SignatureError(
+        f"the signing key pair in {folder} is incomplete (one of {PRIVATE_KEY_FILE}, "
+        f"{PUBLIC_KEY_FILE} is missing); restore it, or `ray-mlops keys init --force`"
+    )
 
 
 def public_pem(key: ec.EllipticCurvePublicKey) -> str:

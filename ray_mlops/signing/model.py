@@ -28,9 +28,16 @@ HOW_TO_SIGN = (
 )
 
 
+# What MLflow's registry writes into a version's folder when it is downloaded (the version's
+# name and number, YAML): not part of the model, never executed.
+REGISTRY_META_FILE = "registered_model_meta"
+
+
 def _hashing() -> hashing.Config:
-    # Every file but the signature counts, git files included: nothing else is exempt.
-    return hashing.Config().set_ignored_paths(paths=[SIGNATURE_FILE], ignore_git_paths=False)
+    # Every file but these counts, git files included: nothing else is exempt.
+    return hashing.Config().set_ignored_paths(
+        paths=[SIGNATURE_FILE, REGISTRY_META_FILE], ignore_git_paths=False
+    )
 
 
 def sign_model(folder: Path, keys: KeyPair) -> Path:

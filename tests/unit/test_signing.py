@@ -211,3 +211,11 @@ def test_trust_defaults_to_the_key_dirs_public_key(tmp_path: Path) -> None:
     assert Trust.from_settings(trust.to_settings()) == trust
     with pytest.raises(ConfigError, match=r"missing\.pem"):
         trust_for(SigningConfig(trusted_public_keys=[str(tmp_path / "missing.pem")]))
+
+
+def test_the_registrys_download_note_is_not_a_change(signed: Path, keys: Trust) -> None:
+    # MLflow writes registered_model_meta into a version it downloads through models:/.
+    (signed / "registered_model_meta").write_text("model_name: adult\nmodel_version: '7'\n")
+    assert verify_model(signed, keys, TARGET)
+    (signed / "code" / "registered_model_meta").write_text("x")  # only at the top
+    assert "added: code/registered_model_meta" in _refusal(signed, keys)

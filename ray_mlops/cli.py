@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,6 +21,11 @@ from ray_mlops.errors import ConfigError, RayMlopsError
 from ray_mlops.monitor_cli import labels_app, monitor
 from ray_mlops.registry_cli import models_app, promote, rollback
 from ray_mlops.settings_env import apply_cli, apply_tracking
+
+if TYPE_CHECKING:
+    from ray_mlops.config import LoadedConfig
+    from ray_mlops.governance.access import AccessControl
+    from ray_mlops.workspace import Workspace
 from ray_mlops.signing_cli import keys_app
 
 app = typer.Typer(
@@ -145,6 +150,13 @@ def _run_command(
         raise ConfigError("--run-id is only used with --resume")
     loaded = load_config(config)
     workspace = Workspace.of(loaded)
+    # Refused before anything else; run_pipeline checks again for library callers.
+    from ray_mlops.audit import actions
+
+    cfg = loaded.pipeline
+    _access(loaded, workspace).authorize(
+        actions.RUN_START, cfg.name, model=cfg.model_name, details={"command": command}
+    )
     preflight(loaded, workspace)
     # Imported after the checks above: a bad config fails before seconds of imports.
     from ray_mlops.pipeline import check_resumable, run_pipeline
@@ -247,9 +259,17 @@ def serve(
         cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
     name, alias = _parse_model_ref(model)
     tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
+    from ray_mlops.audit import actions
+
+    access = _access(loaded, workspace)
+    target = f"{name or cfg.model_name}@{alias or cfg.registry.champion_alias}"
+    action = actions.SERVE_DEPLOY if export is None else actions.SERVE_EXPORT
+    # Refused before Ray starts; deploy_model checks (and records) the deployment itself.
+    access.authorize(action, target, model=name or cfg.model_name)
     if export is not None:
         document = serve_config(cfg, str(config), tracking_uri, model)
         write_serve_config(document, export)
+        access.record(action, target, details={"file": str(export.resolve())})
         console.print(f"wrote {export}: serve deploy {export}")
         return
     with serving_runtime(cfg, address, verbose, note=console.print):
@@ -374,23 +394,91 @@ def _try_one_request(base_url: str, model_name: str) -> None:
         raise RayMlopsError(f"prediction request failed with HTTP {response.status_code}")
 
 
+def _access(loaded: LoadedConfig | None, workspace: Workspace | None = None) -> AccessControl:
+    """Who may act, per the config's ``governance`` (None: the working directory's
+    workspace, no policy file; the tracking server's permissions still decide)."""
+    from ray_mlops.config import GovernanceConfig
+    from ray_mlops.governance.access import AccessControl
+    from ray_mlops.workspace import Workspace
+
+    if loaded is None:
+        here = workspace or Workspace.here()
+        return AccessControl.of(GovernanceConfig(), here, here.root, here.tracking_uri(None))
+    workspace = workspace or Workspace.of(loaded)
+    cfg = loaded.pipeline
+    apply_tracking(cfg.tracking)
+    tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
+    return AccessControl.of(cfg.governance, workspace, loaded.base_dir, tracking_uri)
+
+
+OPERATOR_CONFIG_OPT = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Pipeline config: its workspace holds the audit log, its governance section the "
+    "policy. Default: the working directory's workspace, no policy file.",
+)
+
+
 @app.command("serve-key")
 def serve_key(
     name: str = typer.Argument(..., help="Who holds the key (shown in logs and limits)."),
     role: str = typer.Option("predict", "--role", help="predict, or admin (also /metrics)."),
+    revoke: bool = typer.Option(
+        False, "--revoke", help="Remove the key named NAME from the keys file instead."
+    ),
+    keys_file: Path | None = typer.Option(
+        None,
+        "--keys-file",
+        help="Keys file to add the new entry to (created if missing) or to revoke from. "
+        "Default with --config: its serve.auth.keys_file.",
+    ),
+    config: Path | None = OPERATOR_CONFIG_OPT,
 ) -> None:
     """Make an API key for serve.auth: prints the key once, and the entry to add to the
-    config's serve.auth.keys (or its keys_file), which holds only the key's SHA-256."""
+    config's serve.auth.keys (or its keys_file), which holds only the key's SHA-256.
+
+    With --keys-file the entry is added to that file; --revoke removes a key from it
+    (running servers drop it when redeployed). Needs the admin role; audited by name.
+    """
     import yaml
 
+    from ray_mlops.audit import actions
+    from ray_mlops.config import load_config
     from ray_mlops.serve.guard import new_key_entry
+    from ray_mlops.serve.keys_file import add_key_entry, keys_file_path, revoke_key_entry
 
+    loaded = load_config(config) if config is not None else None
+    path = keys_file
+    if path is None and loaded is not None and loaded.pipeline.serve.auth.keys_file:
+        path = keys_file_path(loaded.pipeline.serve.auth.keys_file, loaded.base_dir)
+    if revoke and path is None:
+        raise ConfigError(
+            "serve-key --revoke: name the keys file (--keys-file, or --config "
+            "with serve.auth.keys_file)"
+        )
+    access = _access(loaded)
+    where = {"keys_file": str(path.resolve())} if path is not None else {}
+    if revoke:
+        assert path is not None
+        access.authorize(actions.KEY_REVOKE, name)
+        revoke_key_entry(path, name)
+        access.record(actions.KEY_REVOKE, name, details=where)
+        console.print(f"revoked key {name!r} in {path}; redeploy to drop it from running servers")
+        return
+    access.authorize(actions.KEY_CREATE, name, details={"role": role})
     try:
         key, entry = new_key_entry(name, role)
     except ValueError as exc:
         raise ConfigError(f"serve-key: {exc}") from None
+    if path is not None:
+        add_key_entry(path, entry)
+    access.record(actions.KEY_CREATE, name, details={"role": role, **where})
     console.print("key (shown once; give it to the client):")
     print(key)
+    if path is not None:
+        console.print(f"added to {path}")
+        return
     console.print("entry for serve.auth.keys:")
     print(yaml.safe_dump([entry], sort_keys=False), end="")
 

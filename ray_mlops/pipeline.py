@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from rich.console import Console
 
+from ray_mlops.audit import actions
 from ray_mlops.cluster_check import check_cluster
 from ray_mlops.config import LoadedConfig, PipelineConfig
 from ray_mlops.data.contract import SchemaChange, compare_schemas
@@ -30,6 +31,7 @@ from ray_mlops.errors import ConfigError, ResumeError
 from ray_mlops.evaluate.metrics import default_primary_metric
 from ray_mlops.features.fit import fit_feature_state
 from ray_mlops.features.state import FeatureState
+from ray_mlops.governance.access import AccessControl
 from ray_mlops.mlflow_names import (
     CARD_HTML,
     CONFIG_FILE,
@@ -211,8 +213,25 @@ def run_pipeline(
             registered.
         ray_mlops.errors.TrackingError: the tracking server did not answer within the
             retries ``tracking`` allows (in the driver or in training's rank 0).
+        ray_mlops.errors.AccessDenied: the actor lacks the ``trainer`` role (audited).
+
+    The actor is checked first, before any run is opened; the start and the end (ok or
+    failed) are recorded in the audit trail, and the parent run's ``mlflow.user`` names the
+    actor (the trainer that four-eyes compares a promotion's approver with).
     """
+    cfg = loaded.pipeline
+    workspace = workspace or Workspace.of(loaded)
+    apply_tracking(cfg.tracking)
     with tracking_failures_reported():
+        access = AccessControl.of(
+            cfg.governance,
+            workspace,
+            loaded.base_dir,
+            workspace.tracking_uri(cfg.tracking.tracking_uri),
+        )
+        actor = access.authorize(
+            actions.RUN_START, cfg.name, model=cfg.model_name, details={"command": command}
+        )
         run = _open_run(
             loaded,
             console or Console(stderr=True),
@@ -221,12 +240,37 @@ def run_pipeline(
             resume_run_id=resume_run_id,
             workspace=workspace,
         )
+        if not run.resuming:
+            run.tracker.run(run.run_id).record_tags({"mlflow.user": actor})
+    about = {"pipeline": cfg.name, "model": cfg.model_name, "command": command}
+    access.record(actions.RUN_START, run.run_id, details={**about, "resumed": run.resuming})
     # Checkpoints, and the metrics rank 0 had not stored, are kept: nothing is lost.
     resumable = (
         f"Once it answers, `ray-mlops {command} CONFIG --resume` continues run {run.run_id}."
     )
-    with tracking_failures_reported(resumable), run.tracker.closing_parent():
-        result = _run_stages(run)
+    try:
+        with tracking_failures_reported(resumable), run.tracker.closing_parent():
+            result = _run_stages(run)
+    except BaseException as exc:
+        access.record(
+            actions.RUN_END,
+            run.run_id,
+            "failed",
+            str(exc)[:1000] or type(exc).__name__,
+            {**about, "error": type(exc).__name__},
+        )
+        raise
+    access.record(
+        actions.RUN_END,
+        run.run_id,
+        reason=result.decision,
+        details={
+            **about,
+            "fingerprint": result.dataset_fingerprint,
+            "model_version": result.model_version,
+            "promoted": result.promoted,
+        },
+    )
     result.stage_seconds = run.reporter.seconds
     return result
 
@@ -834,6 +878,15 @@ def _register_stage(
             },
             description=f"{cfg.name}: test {metric} {score:.4f}",
         )
+        access = AccessControl.of(
+            cfg.governance, run.workspace, run.loaded.base_dir, run.tracking_uri
+        )
+        access.record(
+            actions.REGISTER,
+            f"{cfg.model_name}/v{version.version}",
+            reason=f"test {metric} {score:.4f}",
+            details={"run_id": run.run_id, "fingerprint": data.fingerprint},
+        )
         data_summary: dict[str, object] = {
             "source": data.source.uri,
             "dataset fingerprint": data.fingerprint,
@@ -843,7 +896,14 @@ def _register_stage(
             "schema": ", ".join(f"{k}: {v}" for k, v in data.schema.items()),
         }
         decision = record_candidate(
-            client, cfg, version, evaluation.judgement, data_summary, notifier, run.run_id
+            client,
+            cfg,
+            version,
+            evaluation.judgement,
+            data_summary,
+            notifier,
+            run.run_id,
+            access=access,
         )
         run.tracker.run(stage.run_id).record_tags(
             {

@@ -10,6 +10,8 @@ without importing MLflow at all (:mod:`ray_mlops.registry.reader`).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -21,8 +23,10 @@ from ray_mlops.errors import ConfigError, RegistryError
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from ray_mlops.config import GovernanceConfig
     from ray_mlops.promotion.gate import GateResult
     from ray_mlops.registry.reader import RegistryReader, VersionRecord
+    from ray_mlops.workspace import Workspace
 
 out = cli_console()
 err = cli_console(stderr=True)
@@ -41,6 +45,39 @@ TRACKING_OPT = typer.Option(
     help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else the embedded SQLite "
     "store under .ray-mlops/ in this directory.",
 )
+OPERATOR_CONFIG_OPT = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Pipeline config of this workspace: where the audit log is (workspace), the policy "
+    "and four-eyes rule (governance), the tracking URI. Default: this directory's workspace "
+    "and the governance settings of the version's own config.",
+)
+
+
+@dataclass(frozen=True)
+class _Operator:
+    """Where an operator's promote or rollback acts, and under which governance."""
+
+    tracking_uri: str
+    workspace: Workspace
+    governance: GovernanceConfig | None = None
+    base_dir: Path | None = None
+
+
+def _operator(config: Path | None, tracking_uri: str | None) -> _Operator:
+    """This directory's workspace, or that of ``--config`` with its governance section."""
+    from ray_mlops.config import load_config
+    from ray_mlops.workspace import Workspace
+
+    if config is None:
+        here = Workspace.here()
+        return _Operator(here.tracking_uri(tracking_uri), here)
+    loaded = load_config(config)
+    workspace = Workspace.of(loaded)
+    cfg = loaded.pipeline
+    uri = workspace.tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
+    return _Operator(uri, workspace, cfg.governance, loaded.base_dir)
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:
@@ -241,17 +278,30 @@ def promote(
         False, "--force", help="Skip the gate (recorded as forced, with --reason)."
     ),
     tracking_uri: str | None = TRACKING_OPT,
+    config: Path | None = OPERATOR_CONFIG_OPT,
 ) -> None:
     """Make VERSION the champion if it passes the gate against the current champion.
 
     The gate scores both on the version's frozen test split, with the gate rules of the
     config it was trained with. A failure leaves the champion where it is, tags the version
     with the reasons and exits 1. --force moves the alias without the gate.
+
+    Needs the approver role (--force: admin); an actor without it is refused (exit 4).
+    Every attempt is recorded in the audit log.
     """
     from ray_mlops.promotion.operations import promote as run_promote
-    from ray_mlops.workspace import Workspace
 
-    outcome = run_promote(Workspace.here().tracking_uri(tracking_uri), name, version, reason, force)
+    op = _operator(config, tracking_uri)
+    outcome = run_promote(
+        op.tracking_uri,
+        name,
+        version,
+        reason,
+        force,
+        workspace=op.workspace,
+        governance=op.governance,
+        base_dir=op.base_dir,
+    )
     if outcome.gate is not None:
         _print_gate(outcome.gate)
     if not outcome.moved:
@@ -270,12 +320,24 @@ def rollback(
     name: str = typer.Argument(..., help="Registered model name."),
     reason: str = typer.Option("rollback", "--reason", help="Why: recorded in the alias history."),
     tracking_uri: str | None = TRACKING_OPT,
+    config: Path | None = OPERATOR_CONFIG_OPT,
 ) -> None:
-    """Point the champion alias back at the previous champion."""
-    from ray_mlops.promotion.operations import rollback as run_rollback
-    from ray_mlops.workspace import Workspace
+    """Point the champion alias back at the previous champion.
 
-    move = run_rollback(Workspace.here().tracking_uri(tracking_uri), name, reason)
+    Needs the approver role; an actor without it is refused (exit 4). Recorded in the
+    audit log.
+    """
+    from ray_mlops.promotion.operations import rollback as run_rollback
+
+    op = _operator(config, tracking_uri)
+    move = run_rollback(
+        op.tracking_uri,
+        name,
+        reason,
+        workspace=op.workspace,
+        governance=op.governance,
+        base_dir=op.base_dir,
+    )
     err.print(
         f"[green]@{move.alias}[/] v{move.from_version} -> v{move.to_version} (rollback)",
         highlight=False,

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rich.console import Console
 
-from ray_mlops.errors import DataError, RayMlopsError, RegistryError
+from ray_mlops.audit import actions
+from ray_mlops.errors import AccessDenied, DataError, RayMlopsError, RegistryError
+from ray_mlops.governance.access import AccessControl
 from ray_mlops.mlflow_names import (
     HOLDOUT_FILE,
     MLFLOW_PARENT_RUN_ID,
@@ -214,6 +216,8 @@ class Monitor:
         The decision (yes or no, with its reason and windows) is recorded on the monitoring
         run ``run_id`` (tags and ``retrain.json``); a retrain's outcome too, and the pipeline
         run it started is tagged with the reason, the windows and ``run_id`` (lineage).
+        The retrain needs the ``trainer`` role; it, or its refusal or failure, is recorded in
+        the audit trail (``monitor.retrain``).
 
         Returns:
             The retrain's outcome, None when there was none (or it failed: recorded).
@@ -234,9 +238,16 @@ class Monitor:
         handle.record_text(json.dumps(record, indent=2), RETRAIN_JSON)
         if not decision.retrain:
             return None
+        target = self.cfg.model_name
+        about = {"monitor_run": run_id, "windows": list(decision.windows)}
+        base_dir = self.config_source.parent if self.config_source else self.workspace.root
+        access = AccessControl.of(self.cfg.governance, self.workspace, base_dir, self.tracking_uri)
         try:
+            access.authorize(actions.RETRAIN, target, model=target, details=about)
             outcome = self._retrain(decision, now, run_id)
         except RayMlopsError as exc:
+            if not isinstance(exc, AccessDenied):  # a refusal is recorded as refused already
+                access.record(actions.RETRAIN, target, "failed", str(exc)[:1000], about)
             record["failed"] = str(exc)
             handle.record_tags({TAG_RETRAIN_RESULT: "failed"})
             handle.record_text(json.dumps(record, indent=2), RETRAIN_JSON)
@@ -244,6 +255,17 @@ class Monitor:
                 self.console.print(f"[red]retrain failed[/]: {exc}")
             return None
         record["outcome"] = outcome.to_dict()
+        access.record(
+            actions.RETRAIN,
+            target,
+            reason=decision.reason[:1000],
+            details={
+                **about,
+                "run_id": outcome.run_id,
+                "model_version": outcome.model_version,
+                "promoted": outcome.promoted,
+            },
+        )
         handle.record_tags(
             {
                 TAG_RETRAIN_RESULT: "promoted" if outcome.promoted else "rejected",

@@ -4,6 +4,10 @@
 holdout (logged by its run), with the gate rules of the config it was trained with; only a
 pass moves the alias, unless ``force``, which is recorded as such. ``rollback`` points the
 alias back at the champion before the current one. Every move lands in the alias history.
+
+Both check the actor's role first (``governance``: the policy file, the tracking server's
+own permissions; :class:`~ray_mlops.governance.access.AccessControl`) and, for a promotion,
+the four-eyes rule; every attempt lands in the audit trail, refused, failed or done.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-from ray_mlops.config import PipelineConfig
-from ray_mlops.errors import RegistryError
+from ray_mlops.audit import actions
+from ray_mlops.config import GovernanceConfig, PipelineConfig
+from ray_mlops.errors import RayMlopsError, RegistryError
 from ray_mlops.evaluate.metrics import default_primary_metric
+from ray_mlops.governance.access import AccessControl
 from ray_mlops.mlflow_names import (
     CONFIG_FILE,
     HOLDOUT_FILE,
@@ -43,12 +49,14 @@ from ray_mlops.registry.aliases import (
     ROLLBACK,
     AliasMove,
     alias_target,
-    current_actor,
     move_alias,
     previous_champion,
 )
 from ray_mlops.registry.champion import load_version, tag_version
 from ray_mlops.tracking import RunHandle
+from ray_mlops.workspace import Workspace
+
+MLFLOW_USER_TAG = "mlflow.user"
 
 
 @dataclass(frozen=True)
@@ -87,23 +95,98 @@ def version_config(client: MlflowClient, version: ModelVersion) -> PipelineConfi
         ) from None
 
 
+def access_for(
+    cfg: PipelineConfig,
+    tracking_uri: str,
+    workspace: Workspace | None = None,
+    governance: GovernanceConfig | None = None,
+    base_dir: Path | None = None,
+) -> AccessControl:
+    """The access control of an operator action on a version trained with ``cfg``.
+
+    Args:
+        cfg: The version's own config (its run's ``config.yaml``).
+        tracking_uri: The registry's tracking server.
+        workspace: Where the audit log is; None: the working directory's.
+        governance: The operator's ``governance`` settings (``-c CONFIG``); None: those of
+            the version's config.
+        base_dir: The folder a relative policy path is taken from; None: the workspace's
+            root.
+    """
+    workspace = workspace or Workspace.here()
+    return AccessControl.of(
+        governance or cfg.governance, workspace, base_dir or workspace.root, tracking_uri
+    )
+
+
+def trainer_of(client: MlflowClient, version: ModelVersion) -> str | None:
+    """Who trained a version: its run's ``mlflow.user`` tag (None: not recorded)."""
+    return client.get_run(run_of(version)).data.tags.get(MLFLOW_USER_TAG)
+
+
 def promote(
-    tracking_uri: str, name: str, version: str, reason: str, force: bool = False
+    tracking_uri: str,
+    name: str,
+    version: str,
+    reason: str,
+    force: bool = False,
+    *,
+    workspace: Workspace | None = None,
+    governance: GovernanceConfig | None = None,
+    base_dir: Path | None = None,
 ) -> PromotionOutcome:
     """Move the champion alias to ``version`` if it passes the gate (or if ``force``).
 
+    The actor needs the ``approver`` role (``admin`` with ``force``) and, with four-eyes,
+    must not be the one who trained the version; see :func:`access_for` for the other
+    arguments. Every attempt is recorded in the audit trail.
+
     Raises:
+        AccessDenied: the actor may not (recorded as refused).
         RegistryError: no such version, it is already the champion, or its run lacks
             what the gate needs.
     """
     client = MlflowClient(tracking_uri)
     found = _version(client, name, version)
     cfg = version_config(client, found)
+    access = access_for(cfg, tracking_uri, workspace, governance, base_dir)
+    action = actions.FORCE_PROMOTE if force else actions.PROMOTE
+    target = f"{name}/v{version}"
+    actor = access.authorize(action, target, model=name)
+    access.check_four_eyes(action, target, trainer_of(client, found))
     alias = cfg.registry.champion_alias
     if alias_target(client, name, alias) == str(version):
         raise RegistryError(f"{name} v{version} is already @{alias}")
+    try:
+        outcome = _promote(client, tracking_uri, cfg, found, reason, force, actor, access)
+    except RayMlopsError as exc:
+        access.record(action, target, "failed", f"{reason}: {exc}")
+        raise
+    details = {
+        "alias": alias,
+        "from_version": outcome.move.from_version if outcome.move else None,
+        "gate": outcome.gate.verdict if outcome.gate else "forced",
+    }
+    result = "ok" if outcome.moved else "refused"
+    access.record(action, target, result, f"{reason} ({outcome.reason})", details)
+    return outcome
+
+
+def _promote(
+    client: MlflowClient,
+    tracking_uri: str,
+    cfg: PipelineConfig,
+    found: ModelVersion,
+    reason: str,
+    force: bool,
+    actor: str,
+    access: AccessControl,
+) -> PromotionOutcome:
+    """The promotion itself, once the actor may: the gate (unless forced), the move."""
+    name, version = found.name, str(found.version)
+    alias = cfg.registry.champion_alias
     notifier = notifier_for(cfg.notify)
-    base = {"model": name, "version": str(version), "alias": alias, "who": current_actor()}
+    base = {"model": name, "version": version, "alias": alias, "who": actor}
     try:
         if force:
             tag_version(
@@ -112,12 +195,14 @@ def promote(
                 version,
                 {
                     TAG_GATE: "forced",
-                    TAG_FORCED_BY: current_actor(),
+                    TAG_FORCED_BY: actor,
                     TAG_PROMOTED: "true",
                     TAG_DECISION: f"forced: {reason}",
                 },
             )
-            move = move_alias(client, name, alias, str(version), why=reason, kind=FORCE)
+            move = move_alias(
+                client, name, alias, version, why=reason, kind=FORCE, who=actor, audit=access.audit
+            )
             notifier.send(
                 PROMOTED,
                 {**base, "previous_version": move.from_version, "forced": True, "reason": reason},
@@ -129,7 +214,14 @@ def promote(
             notifier.send(REJECTED, {**base, "reasons": gate.failures(), "reason": reason})
             return PromotionOutcome(False, gate, None, decision.reason)
         move = move_alias(
-            client, name, alias, str(version), why=f"{reason} ({decision.reason})", kind=PROMOTE
+            client,
+            name,
+            alias,
+            version,
+            why=f"{reason} ({decision.reason})",
+            kind=PROMOTE,
+            who=actor,
+            audit=access.audit,
         )
         notifier.send(PROMOTED, {**base, "previous_version": move.from_version, "reason": reason})
         return PromotionOutcome(True, gate, move, decision.reason)
@@ -167,10 +259,22 @@ def _n_classes(holdout: pd.DataFrame, cfg: PipelineConfig) -> int:
     return int(holdout[cfg.data.target].nunique())
 
 
-def rollback(tracking_uri: str, name: str, reason: str) -> AliasMove:
+def rollback(
+    tracking_uri: str,
+    name: str,
+    reason: str,
+    *,
+    workspace: Workspace | None = None,
+    governance: GovernanceConfig | None = None,
+    base_dir: Path | None = None,
+) -> AliasMove:
     """Point the champion alias back at the previous champion.
 
+    The actor needs the ``approver`` role; the rollback (or its refusal) is recorded in
+    the audit trail. See :func:`access_for` for the keyword arguments.
+
     Raises:
+        AccessDenied: the actor may not (recorded as refused).
         RegistryError: no such model, no alias, or no earlier champion recorded.
     """
     client = MlflowClient(tracking_uri)
@@ -179,13 +283,24 @@ def rollback(tracking_uri: str, name: str, reason: str) -> AliasMove:
     except ValueError:
         raise RegistryError(f"no registered model named {name!r}") from None
     cfg = version_config(client, latest)
+    access = access_for(cfg, tracking_uri, workspace, governance, base_dir)
     alias = cfg.registry.champion_alias
+    actor = access.authorize(actions.ROLLBACK, f"{name}@{alias}", model=name)
     try:
         target = previous_champion(client, name, alias)
     except LookupError as exc:
+        access.record(actions.ROLLBACK, f"{name}@{alias}", "failed", f"{reason}: {exc}")
         raise RegistryError(str(exc)) from None
     current = alias_target(client, name, alias)
-    move = move_alias(client, name, alias, target, why=reason, kind=ROLLBACK)
+    move = move_alias(
+        client, name, alias, target, why=reason, kind=ROLLBACK, who=actor, audit=access.audit
+    )
+    access.record(
+        actions.ROLLBACK,
+        f"{name}@{alias}",
+        reason=reason,
+        details={"from_version": current, "to_version": target},
+    )
     if current is not None:
         tag_version(client, name, current, {TAG_ROLLED_BACK: "true"})
     notifier = notifier_for(cfg.notify)

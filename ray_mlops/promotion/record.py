@@ -4,6 +4,10 @@ Order matters for what a crash leaves behind: the version, its tags, the gate re
 the model card are written first; the alias moves last, in one call (see
 :mod:`ray_mlops.registry.aliases`). A run that dies before that leaves the old champion
 serving and the new version tagged as not promoted.
+
+Given an :class:`~ray_mlops.governance.access.AccessControl`, a candidate that passed the
+gate takes the alias only if the actor may promote (role ``approver``, four-eyes); if not,
+it stays a registered candidate for an approver, and the refusal is audited.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from ray_mlops.audit import actions
 from ray_mlops.config import PipelineConfig
 from ray_mlops.evaluate.report import EvaluationReport
 from ray_mlops.mlflow_names import (
@@ -36,6 +41,11 @@ from ray_mlops.registry.aliases import FORCE, PROMOTE, move_alias
 from ray_mlops.registry.champion import tag_version
 from ray_mlops.registry.lineage import version_lineage
 from ray_mlops.tracking import RunHandle
+
+if TYPE_CHECKING:
+    from ray_mlops.governance.access import AccessControl
+
+MLFLOW_USER_TAG = "mlflow.user"
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,18 @@ def gate_tags(gate: GateResult) -> dict[str, str]:
     return tags
 
 
-def tag_decision(client: MlflowClient, name: str, version: str, gate: GateResult) -> AliasDecision:
-    """Tag the version with the gate's verdict, its reasons and the alias decision."""
+def tag_decision(
+    client: MlflowClient, name: str, version: str, gate: GateResult, held: str | None = None
+) -> AliasDecision:
+    """Tag the version with the gate's verdict, its reasons and the alias decision.
+
+    Args:
+        held: Why a version that passed the gate may not take the alias all the same
+            (the actor's role, four-eyes); None: nothing holds it.
+    """
     decision = decision_of(gate)
+    if held is not None and decision.promote:
+        decision = AliasDecision(False, f"{decision.reason}; not promoted: {held}")
     tags = {
         **gate_tags(gate),
         TAG_PROMOTED: str(decision.promote).lower(),
@@ -136,10 +155,20 @@ def record_candidate(
     data_summary: dict[str, object],
     notifier: Notifier,
     run_id: str,
+    access: AccessControl | None = None,
 ) -> AliasDecision:
-    """Tag the version with its gate, log its card, then move the alias if it passed."""
+    """Tag the version with its gate, log its card, then move the alias if it passed.
+
+    Args:
+        access: Who acts and the audit log; the alias moves only if the actor may promote
+            (and the move is audited). None: no check, no audit record.
+    """
     name, number = version.name, str(version.version)
-    decision = tag_decision(client, name, number, judgement.gate)
+    held = None
+    if access is not None and judgement.gate.passed:
+        trainer = client.get_run(run_id).data.tags.get(MLFLOW_USER_TAG)
+        held = access.refusal(actions.PROMOTE, f"{name}/v{number}", model=name, trainer=trainer)
+    decision = tag_decision(client, name, number, judgement.gate, held)
     card = build_card(cfg, client, version, judgement, data_summary, decision.reason)
     run = RunHandle(client, run_id)
     run.record_text(render_markdown(card), CARD_MD)
@@ -149,8 +178,28 @@ def record_candidate(
     notifier.send(VERSION_CREATED, base)
     if decision.promote:
         move = move_alias(
-            client, name, cfg.registry.champion_alias, number, why=decision.reason, kind=PROMOTE
+            client,
+            name,
+            cfg.registry.champion_alias,
+            number,
+            why=decision.reason,
+            kind=PROMOTE,
+            who=access.actor if access is not None else None,
+            audit=access.audit if access is not None else None,
         )
+        if access is not None:
+            access.record(
+                actions.PROMOTE,
+                f"{name}/v{number}",
+                reason=decision.reason,
+                details={
+                    "alias": cfg.registry.champion_alias,
+                    "from_version": move.from_version,
+                    "gate": judgement.gate.verdict,
+                    "by": "pipeline",
+                    "run_id": run_id,
+                },
+            )
         notifier.send(PROMOTED, {**base, "previous_version": move.from_version, "who": move.who})
     else:
         notifier.send(REJECTED, {**base, "reasons": judgement.gate.failures()})

@@ -13,15 +13,31 @@ reports a move whose entry a crash cut off, by comparing the last entry with the
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ray_mlops.audit import actions
+from ray_mlops.audit.actor import current_actor
 from ray_mlops.mlflow_names import TAG_MOVE_PREFIX
+
+if TYPE_CHECKING:
+    from ray_mlops.audit import AuditLog
+
+__all__ = [
+    "FORCE",
+    "PROMOTE",
+    "ROLLBACK",
+    "AliasMove",
+    "alias_history",
+    "alias_target",
+    "current_actor",
+    "move_alias",
+    "previous_champion",
+]
 
 PROMOTE, FORCE, ROLLBACK = "promote", "force", "rollback"
 
@@ -38,17 +54,6 @@ class AliasMove:
     who: str
     why: str
     kind: str
-
-
-def current_actor() -> str:
-    """Who is acting: $RAY_MLOPS_USER, else the login name."""
-    explicit = os.environ.get("RAY_MLOPS_USER")
-    if explicit:
-        return explicit
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        return "unknown"
 
 
 def alias_target(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -68,8 +73,13 @@ def move_alias(
     why: str,
     kind: str = PROMOTE,
     who: str | None = None,
+    audit: AuditLog | None = None,
 ) -> AliasMove:
-    """Point ``alias`` at ``version`` (one atomic write), then record the move."""
+    """Point ``alias`` at ``version`` (one atomic write), then record the move.
+
+    The move is recorded in the model's tags (:func:`alias_history`) and, given ``audit``,
+    in the audit trail as ``alias.move`` (target ``<model>@<alias>``).
+    """
     previous = alias_target(client, name, alias)
     client.set_registered_model_alias(name, alias, version)
     sequence = len(_move_tags(client, name)) + 1
@@ -79,12 +89,21 @@ def move_alias(
         alias=alias,
         from_version=previous,
         to_version=str(version),
-        who=who or current_actor(),
+        who=who or current_actor(client.tracking_uri),
         why=why,
         kind=kind,
     )
     value = {k: v for k, v in asdict(move).items() if k != "sequence"}
     client.set_registered_model_tag(name, f"{TAG_MOVE_PREFIX}{sequence:06d}", json.dumps(value))
+    if audit is not None:
+        audit.append(
+            action=actions.ALIAS_MOVE,
+            target=f"{name}@{alias}",
+            outcome="ok",
+            reason=why,
+            actor=move.who,
+            details={"from_version": previous, "to_version": move.to_version, "kind": kind},
+        )
     return move
 
 

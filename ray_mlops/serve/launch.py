@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from ray_mlops.audit import actions
 from ray_mlops.config import PipelineConfig
 from ray_mlops.errors import RegistryError
+from ray_mlops.governance.access import AccessControl
 from ray_mlops.registry.champion import champion_version
 from ray_mlops.secrets import redact_text, redact_uri
 from ray_mlops.serve.deployment import deployment_options
@@ -87,7 +89,11 @@ def deploy_model(
 ) -> ServedModel:
     """Deploy ``models:/<name>@<alias>`` (the config's champion by default) with Ray Serve.
 
+    The actor needs the ``deployer`` role (``governance``); the deployment, or the
+    reconfiguration of an application already serving, is recorded in the audit trail.
+
     Raises:
+        AccessDenied: the actor may not (recorded as refused).
         RegistryError: the model or the alias does not exist yet.
         PortInUseError: HAProxy could not bind one of its ports.
     """
@@ -101,6 +107,10 @@ def deploy_model(
     name = model_name or cfg.model_name
     alias = alias or cfg.registry.champion_alias
     workspace = workspace or Workspace(base_dir.resolve())
+    access = AccessControl.of(cfg.governance, workspace, base_dir, tracking_uri)
+    target = f"{name}@{alias}"
+    action = actions.SERVE_RECONFIGURE if _serving(name) else actions.SERVE_DEPLOY
+    access.authorize(action, target, model=name)
     capture = cfg.serve.capture
     check_cluster(
         tracking_uri,
@@ -122,8 +132,17 @@ def deploy_model(
         raise taken from None
     app = bind_server(cfg, tracking_uri, base_dir, name, alias, workspace)
     serve.run(app, name=name, route_prefix="/")
+    access.record(action, target, details={"version": str(version.version), "port": cfg.serve.port})
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
     return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, str(version.version))
+
+
+def _serving(name: str) -> bool:
+    """Whether Serve already runs an application of this name (a redeploy reconfigures)."""
+    import ray
+    from ray import serve
+
+    return ray.is_initialized() and name in serve.status().applications
 
 
 def serve_config(

@@ -538,3 +538,35 @@ def test_the_monitor_cronjob_judges_what_the_rayjob_trains_on_a_schedule() -> No
     assert command[2] == trained["entrypoint"].split()[-1]
     assert job["submissionMode"] == trained["submissionMode"]
     assert job["rayClusterSpec"] == trained["rayClusterSpec"]
+
+
+# -- Ray's token authentication (CVE-2023-48022) ---------------------------------------------
+
+RAY_TOKEN_SECRET = "ray-mlops-ray-token"
+
+
+@pytest.mark.parametrize("name", KUBERAY)
+def test_every_kuberay_cluster_requires_the_ray_token_of_a_secret(name: str) -> None:
+    """KubeRay's authOptions put RAY_AUTH_MODE=token and the Secret's token on every Ray pod
+    and on the RayJob's submitter; nothing turns it off or writes a token inline."""
+    assert _ray_cluster_spec(name)["authOptions"] == {
+        "mode": "token",
+        "secretName": RAY_TOKEN_SECRET,
+    }
+    for container in _containers(_documents(name)):
+        env = _env(container)
+        assert env.get("RAY_AUTH_MODE", {}).get("value", "token") == "token", container["name"]
+        assert "value" not in env.get("RAY_AUTH_TOKEN", {}), container["name"]
+    readme = (CLUSTER / "README.md").read_text()
+    assert f"kubectl create secret generic {RAY_TOKEN_SECRET}" in readme
+
+
+def test_the_ray_up_nodes_start_ray_with_token_auth_and_a_loopback_dashboard() -> None:
+    config = _ray_up()
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [command for command in config[key] if "ray start" in command]
+        assert starts and all("RAY_AUTH_MODE=token" in command for command in starts), key
+    head = next(command for command in config["head_start_ray_commands"] if "ray start" in command)
+    # `ray dashboard` forwards the Jobs API over SSH: nothing else needs to reach it.
+    assert "--dashboard-host=127.0.0.1" in head
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"

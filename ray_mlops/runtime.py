@@ -27,13 +27,17 @@ def ray_runtime(
     """Use the running Ray (tests, jobs), connect to ``address``, or start a local one.
 
     A Ray started here is shut down on exit; one that was already running is left alone.
+    It binds its dashboard (the Jobs API, with ``verbose``) to 127.0.0.1, and Ray 2.60 turns
+    its token authentication on unless ``RAY_AUTH_MODE`` says otherwise (the token in
+    ``~/.ray/auth_token``, made on first use): its other ports, which Ray binds on every
+    interface, refuse a client without the token.
     Worker logs reach the terminal only with ``verbose`` (errors still raise in the driver).
     ``runtime_env`` applies to the jobs of a local Ray started here only.
     """
     import ray
     import ray.data
 
-    from ray_mlops.compat.ray_core import local_node_options
+    from ray_mlops.compat.ray_core import LOCAL_NODE_IP, local_node_options
 
     if ray.is_initialized():
         yield
@@ -46,6 +50,7 @@ def ray_runtime(
             **local_node_options(),
             log_to_driver=verbose,
             include_dashboard=verbose,
+            dashboard_host=LOCAL_NODE_IP,
             runtime_env=runtime_env,
         )
     ray.data.DataContext.get_current().enable_progress_bars = verbose

@@ -888,7 +888,7 @@ def _register_stage(
             details={"run_id": run.run_id, "fingerprint": data.fingerprint},
         )
         data_summary: dict[str, object] = {
-            "source": data.source.uri,
+            "source": redact_uri(data.source.uri),  # the model card is a report: no token
             "dataset fingerprint": data.fingerprint,
             "rows read": data.rows_read,
             "rows quarantined": data.quarantine.rows,

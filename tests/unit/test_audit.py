@@ -277,3 +277,22 @@ def test_concurrent_processes_append_one_unbroken_chain(tmp_path: Path) -> None:
     targets = {r.target for r in log.records()}
     assert len(targets) == 200
     assert log.head() is not None and log.head().seq == 199  # type: ignore[union-attr]
+
+
+def test_several_deleted_records_are_named_as_a_range(tmp_path: Path) -> None:
+    def change(lines: list[bytes]) -> None:
+        del lines[4:6]
+
+    result = _tampered(tmp_path, change)
+    assert (result.kind, result.seq) == ("deleted", 4)
+    assert "records 4 to 5 deleted: line 5 holds record 6" in result.message
+
+
+def test_records_written_after_the_head_marker_are_accepted_and_counted(tmp_path: Path) -> None:
+    log = _log(tmp_path, 3)
+    head = (tmp_path / "audit" / "head.json").read_bytes()
+    log.append(action=actions.PROMOTE, target="m/v9")  # as if the writer died before the head
+    (tmp_path / "audit" / "head.json").write_bytes(head)
+    result = log.verify()
+    assert result.intact and result.records == 4
+    assert "1 after the head marker" in result.message

@@ -1271,12 +1271,18 @@ class PoisoningConfig(_Section):
         0.02,
         ge=0,
         le=1,
-        description="Largest share of rows that may be new exact copies of other rows.",
+        description=(
+            "Largest rise, against the previous version, of the share of rows that copy "
+            "another row exactly (every column but data.id_column, so a copy under a fresh id "
+            "counts): copies injected in bulk. A rise, so that a source whose rows repeat by "
+            "nature (few columns, coarse values) may grow."
+        ),
     )
     min_distance: dict[DriftDistance, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        default_factory=lambda: {"wasserstein_normalised": 0.25, "jensen_shannon": 0.2},
+        default_factory=lambda: dict(zip(DRIFT_DISTANCES, (0.25, 0.2), strict=True)),
         description=(
-            "Distance per column (the monitor's statistics) above which a column jumped; "
+            "Distance per column (the monitor's statistics, between samples of the previous "
+            "and the new version) from which a column jumped, if its test also rejects; "
             "a distance left out is not checked."
         ),
     )

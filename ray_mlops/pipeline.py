@@ -480,8 +480,44 @@ def _data_stage(run: _Run) -> PreparedData:
         if change.any:
             stage_run.record_text(json.dumps(asdict(change), indent=2), SCHEMA_CHANGES_FILE)
         stage.note.append(describe_data(data, change.describe()))
+        _check_poisoning(run, data, stage.note)
     _check_same_data(run, data)
     return data
+
+
+def _check_poisoning(run: _Run, data: PreparedData, note: list[str]) -> None:
+    """Compare the data with the last accepted version of its source; stop over the limits.
+
+    Raises:
+        PoisonedDataError: The data passed a poisoning limit (the report is logged to the run
+            under data/, written beside the source's snapshots and audited).
+    """
+    from ray_mlops.audit import audit_log_for
+    from ray_mlops.data.poison import check_data_version
+
+    limits = run.cfg.governance.poisoning
+    if not limits.enabled:
+        return
+    check = check_data_version(
+        data,
+        run.cfg.data,
+        run.cfg.task,
+        limits,
+        run.workspace.storage,
+        run_id=run.run_id,
+        audit=audit_log_for(
+            run.workspace.storage, run.cfg.governance.audit.location, run.tracking_uri
+        ),
+    )
+    note.append(f"poisoning check {check.describe()} ({check.seconds:.1f} s)")
+    if check.refused:
+        parent = run.tracker.run(run.run_id)
+        for file, text in check.report_files(limits).items():
+            parent.record_text(text, f"data/{file}")
+        run.reporter.console.print(
+            f"[red]poisoning check {check.describe()}[/]: report {check.report}"
+        )
+        raise check.error()
 
 
 def _data_stage_record(data: PreparedData, name: str) -> tuple[dict[str, float], dict[str, str]]:

@@ -549,6 +549,8 @@ def failing_version(
     import mlflow
     from mlflow.models import infer_signature
 
+    from ray_mlops.signing import ensure_key_pair, key_dir, sign_model
+
     code = workspace / "failing_model.py"
     code.write_text(FAILING_MODEL)
     frame = pd.DataFrame.from_records(_records(adult_sample, 2))
@@ -569,6 +571,10 @@ def failing_version(
                 pip_requirements=["mlflow"],
                 registered_model_name=MODEL,
             )
+        # Signed where it is stored, as ray-mlops signs what it registers: replicas load
+        # only signed versions (governance.signing), and this one must load to fail.
+        stored = mlflow.get_logged_model(info.model_id).artifact_location
+        sign_model(Path(stored.removeprefix("file://")), ensure_key_pair(key_dir())[0])
     finally:
         mlflow.set_tracking_uri(previous)
     version = str(info.registered_model_version)

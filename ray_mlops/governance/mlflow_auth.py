@@ -105,8 +105,11 @@ def _identity(tracking_uri: str, _credentials: str) -> MlflowIdentity | None:
             f"{tracking_uri}{CURRENT_USER_ROUTE} answered HTTP {response.status_code}: "
             "cannot tell who is acting"
         )
-    user = response.json()["user"]
-    return MlflowIdentity(tracking_uri, str(user["username"]), bool(user.get("is_admin")))
+    try:
+        user = response.json()["user"]
+        return MlflowIdentity(tracking_uri, str(user["username"]), bool(user.get("is_admin")))
+    except (ValueError, KeyError, TypeError):  # a page, not the auth app's answer
+        return None
 
 
 def model_permission(identity: MlflowIdentity, model: str) -> str:

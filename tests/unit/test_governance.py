@@ -3,6 +3,8 @@ four-eyes, and the audit record of every refusal. Ray-free; no tracking server."
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -277,3 +279,29 @@ def test_serve_key_refused_without_admin_exits_4_and_is_audited(
         ("key.create", "refused", "bob"),
         ("key.create", "ok", "root"),
     ]
+
+
+class _PlainServer(BaseHTTPRequestHandler):
+    """A tracking server without MLflow's auth app: every auth route is unknown."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_without_the_auth_app_decides_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http = ThreadingHTTPServer(("127.0.0.1", 0), _PlainServer)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{http.server_address[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "dora")
+        assert server_identity(uri) is None
+        access = AccessControl(audit_log(tmp_path / "audit"), tracking_uri=uri)
+        assert access.authorize(actions.KEY_CREATE, "app") == "dora"
+    finally:
+        http.shutdown()

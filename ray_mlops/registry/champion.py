@@ -78,13 +78,16 @@ def load_version(
     import mlflow.artifacts
     import mlflow.pyfunc
 
-    from ray_mlops.signing.events import verify_or_refuse
     from ray_mlops.signing.trust import default_trust
 
+    trust = trust or default_trust()
     client = MlflowClient(tracking_uri)
     source = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=source, dst_path=workdir, tracking_uri=tracking_uri
     )
-    verify_or_refuse(Path(local), trust or default_trust(), f"{name}/v{version}")
+    if trust.enabled:  # model-signing takes 0.4 s to import: only when it is used
+        from ray_mlops.signing.events import verify_or_refuse
+
+        verify_or_refuse(Path(local), trust, f"{name}/v{version}")
     return mlflow.pyfunc.load_model(local), Path(local)

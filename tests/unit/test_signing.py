@@ -219,3 +219,33 @@ def test_the_registrys_download_note_is_not_a_change(signed: Path, keys: Trust) 
     assert verify_model(signed, keys, TARGET)
     (signed / "code" / "registered_model_meta").write_text("x")  # only at the top
     assert "added: code/registered_model_meta" in _refusal(signed, keys)
+
+
+def test_keys_cli_makes_shows_refuses_to_overwrite_and_audits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ray_mlops.audit import actions, audit_log_for
+    from ray_mlops.signing import fingerprint
+    from ray_mlops.signing_cli import keys_app
+
+    (tmp_path / "ws").mkdir()
+    monkeypatch.chdir(tmp_path / "ws")  # the workspace: its audit log gets key.create
+    monkeypatch.setenv("RAY_MLOPS_KEY_DIR", str(tmp_path / "keys"))
+    runner = CliRunner()
+    made = runner.invoke(keys_app, ["init"])
+    assert made.exit_code == 0, made.output
+    public = (tmp_path / "keys" / "signing-key.pub.pem").read_text()
+    assert f"fingerprint: sha256:{fingerprint(public)}" in made.output
+    shown = runner.invoke(keys_app, ["show"])
+    assert shown.exit_code == 0 and fingerprint(public) in shown.output
+    again = runner.invoke(keys_app, ["init"])
+    assert isinstance(again.exception, SignatureError) and "--force" in str(again.exception)
+    assert (tmp_path / "keys" / "signing-key.pub.pem").read_text() == public
+    [record] = list(audit_log_for(str(tmp_path / "ws" / ".ray-mlops")).records())
+    assert record.action == actions.KEY_CREATE and fingerprint(public)[:16] in record.target
+    monkeypatch.setenv("RAY_MLOPS_KEY_DIR", str(tmp_path / "ws" / "keys"))
+    inside = runner.invoke(keys_app, ["init"])
+    assert isinstance(inside.exception, ConfigError)
+    assert not (tmp_path / "ws" / "keys").exists()

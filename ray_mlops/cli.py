@@ -259,19 +259,20 @@ def serve(
         cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": port})})
     name, alias = _parse_model_ref(model)
     tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
+    if export is not None:
+        # Writing a Serve config changes nothing (like `helm template`): neither guarded nor
+        # audited, so it works where the cluster's tracking server and bucket do not
+        # resolve. Applying it is the deployment; its replicas verify the model's signature.
+        document = serve_config(cfg, str(config), tracking_uri, model)
+        write_serve_config(document, export)
+        console.print(f"wrote {export}: serve deploy {export}")
+        return
     from ray_mlops.audit import actions
 
     access = _access(loaded, workspace)
     target = f"{name or cfg.model_name}@{alias or cfg.registry.champion_alias}"
-    action = actions.SERVE_DEPLOY if export is None else actions.SERVE_EXPORT
     # Refused before Ray starts; deploy_model checks (and records) the deployment itself.
-    access.authorize(action, target, model=name or cfg.model_name)
-    if export is not None:
-        document = serve_config(cfg, str(config), tracking_uri, model)
-        write_serve_config(document, export)
-        access.record(action, target, details={"file": str(export.resolve())})
-        console.print(f"wrote {export}: serve deploy {export}")
-        return
+    access.authorize(actions.SERVE_DEPLOY, target, model=name or cfg.model_name)
     with serving_runtime(cfg, address, verbose, note=console.print):
         # After ray.init, whose own SIGTERM handler prints a stack and aborts the process: a
         # process manager's stop then drains and writes the capture, like Ctrl-C.

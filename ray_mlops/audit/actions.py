@@ -15,7 +15,6 @@ ROLLBACK = "model.rollback"
 ALIAS_MOVE = "alias.move"
 SERVE_DEPLOY = "serve.deploy"
 SERVE_RECONFIGURE = "serve.reconfigure"
-SERVE_EXPORT = "serve.export"
 KEY_CREATE = "key.create"
 KEY_REVOKE = "key.revoke"
 RETRAIN = "monitor.retrain"
@@ -32,7 +31,6 @@ ALL = (
     ALIAS_MOVE,
     SERVE_DEPLOY,
     SERVE_RECONFIGURE,
-    SERVE_EXPORT,
     KEY_CREATE,
     KEY_REVOKE,
     RETRAIN,

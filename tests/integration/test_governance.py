@@ -191,9 +191,6 @@ CASES = [
     ("root", ["promote", MODEL, "2", "--reason", "drill", "--force"], None, f"{MODEL}/v2"),
     ("carol", ["rollback", MODEL, "--reason", "r"], "roll back", f"{MODEL}@champion"),
     ("bob", ["rollback", MODEL, "--reason", "v2 misbehaves"], None, f"{MODEL}@champion"),
-    ("alice", ["serve", "{config}", "--export", "{export}"], "export the Serve config of",
-     f"{MODEL}@champion"),
-    ("bob", ["serve", "{config}", "--export", "{export}"], None, f"{MODEL}@champion"),
     ("carol", ["serve", "{config}"], "deploy", f"{MODEL}@champion"),
     ("bob", ["serve-key", "app", "--keys-file", "{keys}"], "create the serving key", "app"),
     ("root", ["serve-key", "app", "--keys-file", "{keys}"], None, "app"),
@@ -213,7 +210,6 @@ def test_every_guarded_command_as_mlflow_permissions_say(
     values = {
         "config": config,
         "missing": missing,  # no sample.csv: an allowed run stops in the data checks
-        "export": str(work / "serve.yaml"),
         "keys": str(work / "keys.yaml"),
     }
     for user, template, refused, target in CASES:
@@ -232,7 +228,7 @@ def test_every_guarded_command_as_mlflow_permissions_say(
         assert all(r.outcome != "refused" and r.actor == user for r in new), said
     # What the allowed ones did: alice's run stopped at the data check, before any record;
     # bob's promotion passed the guard and failed at the gate (no frozen holdout);
-    # root forced v2 in, bob rolled it back; bob exported; root made and revoked a key.
+    # root forced v2 in, bob rolled it back; root made and revoked a key.
     done = [
         (r.actor, r.action, r.target, r.outcome) for r in _audit(server) if r.outcome != "refused"
     ]
@@ -242,12 +238,10 @@ def test_every_guarded_command_as_mlflow_permissions_say(
         ("root", "model.force_promote", f"{MODEL}/v2", "ok"),
         ("bob", "alias.move", f"{MODEL}@champion", "ok"),
         ("bob", "model.rollback", f"{MODEL}@champion", "ok"),
-        ("bob", "serve.export", f"{MODEL}@champion", "ok"),
         ("root", "key.create", "app", "ok"),
         ("root", "key.revoke", "app", "ok"),
     ]
     assert yaml.safe_load((work / "keys.yaml").read_text()) == []
-    assert (work / "serve.yaml").is_file()
 
 
 def test_four_eyes_refuses_the_trainer_through_a_real_process(server: dict[str, Any]) -> None:

@@ -34,7 +34,6 @@ ALLOWED = {
     actions.FORCE_PROMOTE: {"admin"},
     actions.SERVE_DEPLOY: {"deployer", "admin"},
     actions.SERVE_RECONFIGURE: {"deployer", "admin"},
-    actions.SERVE_EXPORT: {"deployer", "admin"},
     actions.KEY_CREATE: {"admin"},
     actions.KEY_REVOKE: {"admin"},
     actions.RETRAIN: {"trainer", "admin"},

@@ -63,7 +63,7 @@ def load_builder(reference: str, source: str) -> Builder:
         module = types.ModuleType(name)
         module.__file__ = location
         try:
-            exec(compile(source, location, "exec"), module.__dict__)
+            exec(compile(source, location, "exec"), module.__dict__)  # nosec B102  # model.builder: the config author's own code, run by design
         except Exception as exc:
             raise ConfigError(
                 f"model.builder: {location} failed to load: {type(exc).__name__}: {exc}"

@@ -202,7 +202,7 @@ class MetricsServer:
         self._thread.join()
 
 
-def serve_metrics(metrics: MonitorMetrics, port: int, host: str = "0.0.0.0") -> MetricsServer:
+def serve_metrics(metrics: MonitorMetrics, port: int, host: str = "0.0.0.0") -> MetricsServer:  # nosec B104  # read-only series for a remote Prometheus, only with monitor.metrics_port
     """Serve the monitor's series for Prometheus until the returned server is stopped.
 
     Args:

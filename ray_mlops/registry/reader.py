@@ -119,7 +119,7 @@ class SqliteRegistryReader:
         """Every registered model, by name."""
         aliases = self._aliases()
         rows = self._db.execute(
-            f"SELECT name, last_updated_time FROM registered_models WHERE {self._where_workspace} "
+            f"SELECT name, last_updated_time FROM registered_models WHERE {self._where_workspace} "  # nosec B608  # fixed fragments and ? marks; every value is a bound parameter
             "ORDER BY name",
             (_DEFAULT_WORKSPACE,),
         )
@@ -142,7 +142,7 @@ class SqliteRegistryReader:
 
     def _versions(self, condition: str, args: tuple[object, ...]) -> list[VersionRecord]:
         rows = self._db.execute(
-            "SELECT name, version, creation_time, run_id, description FROM model_versions "
+            "SELECT name, version, creation_time, run_id, description FROM model_versions "  # nosec B608  # fixed fragments and ? marks; every value is a bound parameter
             f"WHERE {self._where_workspace} AND current_stage != ? {condition} "
             "ORDER BY name, version DESC",
             (_DEFAULT_WORKSPACE, _DELETED_STAGE, *args),
@@ -168,7 +168,7 @@ class SqliteRegistryReader:
             return {}
         marks = ", ".join("?" * len(wanted))
         rows = self._db.execute(
-            f"SELECT name, version, key, value FROM model_version_tags "
+            f"SELECT name, version, key, value FROM model_version_tags "  # nosec B608  # fixed fragments and ? marks; every value is a bound parameter
             f"WHERE {self._where_workspace} AND name IN ({marks})",
             (_DEFAULT_WORKSPACE, *wanted),
         )
@@ -179,7 +179,7 @@ class SqliteRegistryReader:
 
     def _aliases(self) -> dict[str, dict[str, str]]:
         rows = self._db.execute(
-            f"SELECT name, alias, version FROM registered_model_aliases WHERE {self._where_workspace}",
+            f"SELECT name, alias, version FROM registered_model_aliases WHERE {self._where_workspace}",  # nosec B608  # fixed fragments and ? marks; every value is a bound parameter
             (_DEFAULT_WORKSPACE,),
         )
         aliases: dict[str, dict[str, str]] = {}

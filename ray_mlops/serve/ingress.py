@@ -234,7 +234,7 @@ def local_ingress(serve: ServeConfig) -> Iterator[IngressPorts]:
     check_ports_free(serve.host, ports.by_setting())
     base = tempfile.gettempdir()
     if len(base) + len("/") + FOLDER_NAME > SOCKET_PATH_LIMIT:
-        base = "/tmp"
+        base = "/tmp"  # nosec B108  # parent of a private mkdtemp folder, for short socket paths
     remove_orphan_folders(Path(base))
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base))
     (folder / OWNER_FILE).write_text(str(os.getpid()))

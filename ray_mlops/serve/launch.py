@@ -133,7 +133,7 @@ def deploy_model(
     app = bind_server(cfg, tracking_uri, base_dir, name, alias, workspace)
     serve.run(app, name=name, route_prefix="/")
     access.record(action, target, details={"version": str(version.version), "port": cfg.serve.port})
-    host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
+    host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host  # nosec B104  # an address to call, not one to bind
     return ServedModel(f"http://{host}:{cfg.serve.port}", name, alias, str(version.version))
 
 
@@ -168,7 +168,7 @@ def serve_config(
         args["model"] = model
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": cfg.serve.port},
+        "http_options": {"host": "0.0.0.0", "port": cfg.serve.port},  # nosec B104  # a cluster's proxies, reached through its Service
         "applications": [
             {
                 "name": model.partition("@")[0] if model else cfg.model_name,

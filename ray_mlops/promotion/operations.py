@@ -53,6 +53,7 @@ from ray_mlops.registry.aliases import (
     previous_champion,
 )
 from ray_mlops.registry.champion import load_version, tag_version
+from ray_mlops.signing.trust import Trust, trust_for
 from ray_mlops.tracking import RunHandle
 from ray_mlops.workspace import Workspace
 
@@ -119,6 +120,27 @@ def access_for(
     )
 
 
+def operator_trust(
+    cfg: PipelineConfig,
+    workspace: Workspace | None,
+    governance: GovernanceConfig | None,
+    base_dir: Path | None,
+) -> Trust:
+    """How an operator action verifies the models it loads: the operator's own
+    ``governance.signing`` (``-c CONFIG``), else the defaults; never the version's recorded
+    config, which lives in the artifact store beside the model whoever swapped it could also
+    have edited. Refusals go to the operator's audit log and the version's webhook."""
+    workspace = workspace or Workspace.here()
+    settings = governance or GovernanceConfig()
+    return trust_for(
+        settings.signing,
+        base_dir=base_dir or workspace.root,
+        audit_storage=workspace.storage,
+        audit_location=settings.audit.location,
+        notify=cfg.notify,
+    )
+
+
 def trainer_of(client: MlflowClient, version: ModelVersion) -> str | None:
     """Who trained a version: its run's ``mlflow.user`` tag (None: not recorded)."""
     return client.get_run(run_of(version)).data.tags.get(MLFLOW_USER_TAG)
@@ -157,8 +179,9 @@ def promote(
     alias = cfg.registry.champion_alias
     if alias_target(client, name, alias) == str(version):
         raise RegistryError(f"{name} v{version} is already @{alias}")
+    trust = operator_trust(cfg, workspace, governance, base_dir)
     try:
-        outcome = _promote(client, tracking_uri, cfg, found, reason, force, actor, access)
+        outcome = _promote(client, tracking_uri, cfg, found, reason, force, actor, access, trust)
     except RayMlopsError as exc:
         access.record(action, target, "failed", f"{reason}: {exc}")
         raise
@@ -181,6 +204,7 @@ def _promote(
     force: bool,
     actor: str,
     access: AccessControl,
+    trust: Trust,
 ) -> PromotionOutcome:
     """The promotion itself, once the actor may: the gate (unless forced), the move."""
     name, version = found.name, str(found.version)
@@ -208,7 +232,7 @@ def _promote(
                 {**base, "previous_version": move.from_version, "forced": True, "reason": reason},
             )
             return PromotionOutcome(True, None, move, f"forced: {reason}")
-        gate = _run_gate(client, tracking_uri, cfg, found)
+        gate = _run_gate(client, tracking_uri, cfg, found, trust)
         decision = tag_decision(client, name, version, gate)
         if not decision.promote:
             notifier.send(REJECTED, {**base, "reasons": gate.failures(), "reason": reason})
@@ -230,9 +254,10 @@ def _promote(
 
 
 def _run_gate(
-    client: MlflowClient, tracking_uri: str, cfg: PipelineConfig, found: ModelVersion
+    client: MlflowClient, tracking_uri: str, cfg: PipelineConfig, found: ModelVersion, trust: Trust
 ) -> GateResult:
-    """Judge the version and the champion on the version's frozen holdout."""
+    """Judge the version and the champion on the version's frozen holdout, each verified
+    against ``trust`` before it loads."""
     try:
         holdout = pd.read_parquet(client.download_artifacts(run_of(found), HOLDOUT_FILE))
     except (MlflowException, OSError) as exc:
@@ -242,12 +267,14 @@ def _run_gate(
         ) from exc
     name = found.name
     with tempfile.TemporaryDirectory() as workdir:
-        model, local = load_version(tracking_uri, name, str(found.version), f"{workdir}/c")
+        model, local = load_version(
+            tracking_uri, name, str(found.version), f"{workdir}/c", trust=trust
+        )
         classes = None if cfg.task == "regression" else _n_classes(holdout, cfg)
         metric = cfg.evaluate.primary_metric or default_primary_metric(cfg.task, classes)
         candidate = judge(cfg, model, local, holdout, metric, "candidate", full=True)
         verdict = judge_against_champion(
-            cfg, client, tracking_uri, name, candidate, holdout, metric, Path(workdir)
+            cfg, client, tracking_uri, name, candidate, holdout, metric, Path(workdir), trust=trust
         )
         gate = verdict.gate
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

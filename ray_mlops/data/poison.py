@@ -50,6 +50,7 @@ from ray_mlops.data.versions import (
 )
 from ray_mlops.errors import PoisonedDataError
 from ray_mlops.reports.html import note, page, section, table, text_table
+from ray_mlops.secrets import redact_uri
 
 if TYPE_CHECKING:
     from ray_mlops.audit import AuditLog
@@ -484,7 +485,7 @@ def check_data_version(
     layout = Layout.of(data, task, prepared.source.uri)
     store = VersionStore(storage, layout.source_key)
     check = PoisoningCheck(
-        source=data.path,
+        source=redact_uri(data.path),  # a presigned or credentialed URI keeps its secret
         store=store.location,
         fingerprint=prepared.fingerprint,
         previous=store.latest_fingerprint(),
@@ -504,7 +505,7 @@ def check_data_version(
 
             audit.append(
                 action=DATA_REFUSED,
-                target=data.path,
+                target=check.source,
                 outcome="refused",
                 reason="; ".join(check.breaches),
                 details=check.comparison.counts() | {"report": check.report, "run_id": run_id},

@@ -8,6 +8,7 @@ non-zero (2 for a bad config) without a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -408,7 +409,10 @@ def _access(loaded: LoadedConfig | None, workspace: Workspace | None = None) -> 
     workspace = workspace or Workspace.of(loaded)
     cfg = loaded.pipeline
     apply_tracking(cfg.tracking)
-    tracking_uri = workspace.tracking_uri(cfg.tracking.tracking_uri)
+    # Only a tracking server can say who is acting; the embedded SQLite default is not
+    # resolved here, since resolving it creates .ray-mlops/ (a refused or mistyped command
+    # leaves nothing behind).
+    tracking_uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     return AccessControl.of(cfg.governance, workspace, loaded.base_dir, tracking_uri)
 
 

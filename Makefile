@@ -46,6 +46,7 @@ lint: setup
 	ruff format --check ray_mlops tests benchmarks cluster
 	mypy ray_mlops
 	lint-imports
+	bandit -q -r ray_mlops -ll
 	python benchmarks/figures.py --check
 
 test: lint

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ray_mlops.config import load_config, parse_config
 from ray_mlops.data.stage import prepare_data
-from ray_mlops.errors import DataError
+from ray_mlops.errors import DataError, PoisonedDataError
 from ray_mlops.pipeline import run_data_stage
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -181,7 +181,11 @@ def test_schema_changes_are_reported_and_the_test_split_is_frozen(tmp_path: Path
     frame.assign(extra=1, c=frame["id"] % 2).drop(columns=["t"]).to_csv(
         tmp_path / "rows.csv", index=False
     )
-    changed = run(base)
+    # A column retyped and one dropped also trip the poisoning check (column c's categories
+    # are all new); a change made on purpose runs with the check off, as its message says.
+    with pytest.raises(PoisonedDataError, match="c \\(jensen_shannon"):
+        run(base)
+    changed = run(base | {"governance": {"poisoning": {"enabled": False}}})
     client = MlflowClient(db)
     report = json.loads(
         Path(client.download_artifacts(changed.stage_run_id, "schema_changes.json")).read_text()

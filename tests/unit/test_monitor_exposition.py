@@ -313,9 +313,15 @@ def _server_series(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     )
     monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
     monkeypatch.setitem(sys.modules, "ray.serve", serve)
-    from ray_mlops.serve.telemetry import ServerMetrics
+    from ray_mlops.serve.telemetry import ServerMetrics, signature_failures
 
-    ServerMetrics("income-model")
+    # The signature-failure counter is made once per process: an earlier test of this session
+    # may have made the real one, and this recorder's must not outlive the test.
+    signature_failures.cache_clear()
+    try:
+        ServerMetrics("income-model")
+    finally:
+        signature_failures.cache_clear()
     return {name + suffix for name, suffix in created}
 
 
